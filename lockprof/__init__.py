@@ -1,0 +1,1 @@
+from lockprof._version import __version__

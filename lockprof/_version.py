@@ -1,0 +1,3 @@
+"""The single place lockprof's version is defined (read by pyproject.toml too)."""
+
+__version__ = "0.1.0"
