@@ -1,0 +1,48 @@
+# cython: language_level=3
+
+from libc.stdint cimport int64_t
+from lockprof._lockcore cimport lp_entry, lp_native_method
+from lockprof._recorder cimport Recorder
+
+
+cdef struct NativeOps:
+    # The wrapped type's methods, called straight from C; descr is NULL where the type has none.
+    lp_native_method acquire
+    lp_native_method release
+    lp_native_method locked
+    lp_native_method at_fork_reinit
+    lp_native_method is_owned
+    lp_native_method release_save
+    lp_native_method acquire_restore
+    lp_native_method recursion_count
+
+
+cdef class LockInfo:
+    """What the profile says about one profiled lock: its kind, creation site and name."""
+    cdef readonly str kind
+    cdef readonly object created_code
+    cdef readonly int created_offset
+    cdef readonly str module
+    cdef public object name
+    cdef public int name_attempts
+
+
+cdef class _LockWrapper:
+    cdef object _wrapped
+    cdef Recorder _recorder
+    cdef LockInfo _info
+    # The table entry of the captured acquire whose hold is running, or NULL.
+    cdef lp_entry* _hold_entry
+    cdef int64_t _acquired_at
+    cdef object __weakref__
+
+
+cdef class LockFactory:
+    cdef readonly object original
+    cdef readonly str kind
+    cdef object _make_native
+    cdef type _wrapper_type
+    cdef type _native_type
+    cdef Recorder _recorder
+    cdef object _excludes
+    cdef dict _decisions

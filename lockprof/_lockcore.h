@@ -1,0 +1,508 @@
+/* The C half of lockprof's core, included by the .pyx modules.
+ *
+ * What lives here is what Cython cannot express cheaply:
+ *   - a monotonic clock read without a Python call;
+ *   - calling a native lock method's C function directly, dispatching on its calling convention;
+ *   - walking the Python stack as (code object, instruction offset) pairs;
+ *   - the bounded event table: an open-addressing hash table of malloc'd entries.
+ * Everything here runs with the GIL held and allocates no Python object, so it can neither run
+ * Python code nor trigger the garbage collector.
+ */
+#ifndef LOCKPROF_LOCKCORE_H
+#define LOCKPROF_LOCKCORE_H
+
+#include <Python.h>
+#include <frameobject.h>
+#include <stdint.h>
+#include <string.h>
+
+#ifdef _WIN32
+#include <windows.h>
+#else
+#include <time.h>
+#endif
+
+/* ------------------------------------------------------------------ clock */
+
+static inline int64_t lp_monotonic_ns(void)
+{
+#ifdef _WIN32
+    static LARGE_INTEGER freq;
+    LARGE_INTEGER now;
+    if (freq.QuadPart == 0)
+        QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&now);
+    return (int64_t)(now.QuadPart / freq.QuadPart) * 1000000000
+           + (int64_t)((now.QuadPart % freq.QuadPart) * 1000000000 / freq.QuadPart);
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + (int64_t)ts.tv_nsec;
+#endif
+}
+
+/* The native thread id is a system call (gettid) on Linux; a captured operation needs it every
+ * time, so each thread keeps its own in thread-local storage. A fork child's only thread gets a
+ * new id: the at-fork handler forgets the cached one. */
+#if defined(_MSC_VER)
+#define LP_THREAD_LOCAL __declspec(thread)
+#else
+#define LP_THREAD_LOCAL _Thread_local
+#endif
+
+static LP_THREAD_LOCAL unsigned long lp_cached_native_id = 0;
+
+static inline unsigned long lp_thread_native_id(void)
+{
+#ifdef PY_HAVE_THREAD_NATIVE_ID
+    if (lp_cached_native_id == 0)
+        lp_cached_native_id = PyThread_get_thread_native_id();
+    return lp_cached_native_id;
+#else
+    return 0;
+#endif
+}
+
+#ifndef _WIN32
+#include <pthread.h>
+static void lp_forget_native_id(void) { lp_cached_native_id = 0; }
+/* Called once at import; 0 on success. */
+static inline int lp_register_atfork(void) { return pthread_atfork(NULL, NULL, lp_forget_native_id); }
+#else
+static inline int lp_register_atfork(void) { return 0; }
+#endif
+
+/* ------------------------------------------------------ native method calls
+ * The wrapped lock's methods are resolved once per native type from its method descriptors.
+ * Calling ml_meth directly skips the bound-method object, the argument tuple (where the
+ * convention has none) and the attribute lookup; the switch keeps any calling convention a
+ * future CPython gives these methods working, with a generic call through the descriptor last.
+ */
+
+typedef PyObject *(*lp_fastcall_fn)(PyObject *, PyObject *const *, Py_ssize_t);
+typedef PyObject *(*lp_fastcall_kw_fn)(PyObject *, PyObject *const *, Py_ssize_t, PyObject *);
+
+enum {
+    LP_CALL_GENERIC = 0,
+    LP_CALL_NOARGS,
+    LP_CALL_O,
+    LP_CALL_VARARGS,
+    LP_CALL_VARARGS_KW,
+    LP_CALL_FAST,
+    LP_CALL_FAST_KW,
+};
+
+typedef struct {
+    PyCFunction meth;
+    int kind;
+    PyObject *descr; /* strong reference, kept for the generic path */
+} lp_native_method;
+
+static PyObject *lp_empty_tuple = NULL;
+
+/* 0 on success; -1 with AttributeError/TypeError set when `name` is not a C method of `type`. */
+static inline int lp_native_method_resolve(lp_native_method *m, PyTypeObject *type, const char *name)
+{
+    PyObject *descr = PyObject_GetAttrString((PyObject *)type, name);
+    if (descr == NULL)
+        return -1;
+    if (lp_empty_tuple == NULL && (lp_empty_tuple = PyTuple_New(0)) == NULL) {
+        Py_DECREF(descr);
+        return -1;
+    }
+    m->descr = descr;
+    m->meth = NULL;
+    m->kind = LP_CALL_GENERIC;
+    if (Py_IS_TYPE(descr, &PyMethodDescr_Type)) {
+        PyMethodDef *def = ((PyMethodDescrObject *)descr)->d_method;
+        int flags = def->ml_flags & ~(METH_COEXIST);
+        m->meth = def->ml_meth;
+        switch (flags) {
+        case METH_NOARGS: m->kind = LP_CALL_NOARGS; break;
+        case METH_O: m->kind = LP_CALL_O; break;
+        case METH_VARARGS: m->kind = LP_CALL_VARARGS; break;
+        case METH_VARARGS | METH_KEYWORDS: m->kind = LP_CALL_VARARGS_KW; break;
+        case METH_FASTCALL: m->kind = LP_CALL_FAST; break;
+        case METH_FASTCALL | METH_KEYWORDS: m->kind = LP_CALL_FAST_KW; break;
+        default: m->kind = LP_CALL_GENERIC; break;
+        }
+    }
+    return 0;
+}
+
+/* The C docstring of a resolved method (its first line carries the text signature). */
+static inline const char *lp_native_method_doc(const lp_native_method *m)
+{
+    if (Py_IS_TYPE(m->descr, &PyMethodDescr_Type))
+        return ((PyMethodDescrObject *)m->descr)->d_method->ml_doc;
+    return NULL;
+}
+
+/* Generic path: descr(self, *args, **kwds). */
+static PyObject *lp_call_generic(const lp_native_method *m, PyObject *self, PyObject *args, PyObject *kwds)
+{
+    Py_ssize_t nargs = args ? PyTuple_GET_SIZE(args) : 0;
+    PyObject *small[8];
+    if (nargs < 7) {
+        small[0] = self;
+        for (Py_ssize_t i = 0; i < nargs; i++)
+            small[i + 1] = PyTuple_GET_ITEM(args, i);
+        return PyObject_VectorcallDict(m->descr, small, (size_t)nargs + 1, kwds);
+    }
+    PyObject *full = PyTuple_New(nargs + 1);
+    if (full == NULL)
+        return NULL;
+    Py_INCREF(self);
+    PyTuple_SET_ITEM(full, 0, self);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        PyObject *item = PyTuple_GET_ITEM(args, i);
+        Py_INCREF(item);
+        PyTuple_SET_ITEM(full, i + 1, item);
+    }
+    PyObject *result = PyObject_Call(m->descr, full, kwds);
+    Py_DECREF(full);
+    return result;
+}
+
+/* m(self) with no arguments. */
+static inline PyObject *lp_call0(const lp_native_method *m, PyObject *self)
+{
+    switch (m->kind) {
+    case LP_CALL_NOARGS: return m->meth(self, NULL);
+    case LP_CALL_VARARGS: return m->meth(self, lp_empty_tuple);
+    case LP_CALL_VARARGS_KW: return ((PyCFunctionWithKeywords)(void (*)(void))m->meth)(self, lp_empty_tuple, NULL);
+    case LP_CALL_FAST: return ((lp_fastcall_fn)(void (*)(void))m->meth)(self, NULL, 0);
+    case LP_CALL_FAST_KW: return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, NULL, 0, NULL);
+    default: return lp_call_generic(m, self, NULL, NULL);
+    }
+}
+
+/* m(self, *args, **kwds), handing the caller's own tuple and dict on where the convention allows,
+ * so argument errors are the native method's own. `kwds` may be NULL. */
+static inline PyObject *lp_call(const lp_native_method *m, PyObject *self, PyObject *args, PyObject *kwds)
+{
+    int has_kwds = kwds != NULL && PyDict_GET_SIZE(kwds) != 0;
+    if (m->kind == LP_CALL_VARARGS_KW)
+        return ((PyCFunctionWithKeywords)(void (*)(void))m->meth)(self, args, has_kwds ? kwds : NULL);
+    if (!has_kwds) {
+        Py_ssize_t nargs = PyTuple_GET_SIZE(args);
+        switch (m->kind) {
+        case LP_CALL_VARARGS: return m->meth(self, args);
+        case LP_CALL_NOARGS:
+            if (nargs == 0)
+                return m->meth(self, NULL);
+            break;
+        case LP_CALL_O:
+            if (nargs == 1)
+                return m->meth(self, PyTuple_GET_ITEM(args, 0));
+            break;
+        case LP_CALL_FAST:
+            return ((lp_fastcall_fn)(void (*)(void))m->meth)(self, &PyTuple_GET_ITEM(args, 0), nargs);
+        case LP_CALL_FAST_KW:
+            return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, &PyTuple_GET_ITEM(args, 0), nargs, NULL);
+        default: break;
+        }
+    }
+    return lp_call_generic(m, self, args, has_kwds ? kwds : NULL);
+}
+
+/* m(self, *args, **kwargs) for a caller using the vectorcall convention (args, nargs, kwnames).
+ * With no arguments this is lp_call0. With arguments, a native method of the tuple-and-dict
+ * convention gets the tuple and dict it would have got from the interpreter, so its argument
+ * checks and error messages are unchanged. */
+static inline PyObject *lp_call_vector(const lp_native_method *m, PyObject *self, PyObject *const *args,
+                                       Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (kwnames == NULL || PyTuple_GET_SIZE(kwnames) == 0) {
+        if (nargs == 0)
+            return lp_call0(m, self);
+        kwnames = NULL;
+    }
+    if (m->kind == LP_CALL_FAST_KW)
+        return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, args, nargs, kwnames);
+    PyObject *tuple = PyTuple_New(nargs);
+    if (tuple == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(tuple, i, args[i]);
+    }
+    PyObject *kwds = NULL;
+    if (kwnames != NULL) {
+        kwds = PyDict_New();
+        for (Py_ssize_t i = 0; kwds != NULL && i < PyTuple_GET_SIZE(kwnames); i++) {
+            if (PyDict_SetItem(kwds, PyTuple_GET_ITEM(kwnames, i), args[nargs + i]) < 0)
+                Py_CLEAR(kwds);
+        }
+        if (kwds == NULL) {
+            Py_DECREF(tuple);
+            return NULL;
+        }
+    }
+    PyObject *result = lp_call(m, self, tuple, kwds);
+    Py_DECREF(tuple);
+    Py_XDECREF(kwds);
+    return result;
+}
+
+/* ------------------------------------------------------ method installation
+ * The wrapper types expose exactly the method set of the native type on the running Python
+ * (for example RLock._recursion_count only where the native RLock has it), so methods are
+ * added to the type's dict at import time instead of being fixed at compile time.
+ */
+
+static inline int lp_type_set_method(PyTypeObject *type, PyMethodDef *def)
+{
+    PyObject *descr = PyDescr_NewMethod(type, def);
+    if (descr == NULL)
+        return -1;
+    int rc = PyDict_SetItemString(type->tp_dict, def->ml_name, descr);
+    Py_DECREF(descr);
+    PyType_Modified(type);
+    return rc;
+}
+
+/* -------------------------------------------------------------- stack walk */
+
+/* The running Python frame (borrowed), or NULL. */
+static inline PyObject *lp_current_frame(void)
+{
+    return (PyObject *)PyEval_GetFrame();
+}
+
+typedef struct {
+    PyObject *code; /* borrowed while walking; owned once stored in an entry */
+    int lasti;      /* byte offset of the current instruction */
+} lp_frame_ref;
+
+/* Fills out[0..max) leaf first with the current thread's Python frames and returns how many
+ * were stored; *depth receives the whole depth (capped at LP_MAX_WALK), so the caller knows how
+ * many frames were cut. Line numbers are not computed here: they cost ~35 ns a frame on 3.11+,
+ * and are resolved from (code, offset) at export. */
+#define LP_MAX_WALK 4096
+
+static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
+{
+    int n = 0, total = 0;
+#if PY_VERSION_HEX >= 0x030B0000
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    Py_XINCREF(frame);
+    while (frame != NULL && total < LP_MAX_WALK) {
+        if (n < max) {
+            PyCodeObject *code = PyFrame_GetCode(frame);
+            /* The executing frame keeps its code alive; the entry takes its own reference. */
+            out[n].code = (PyObject *)code;
+            Py_DECREF(code);
+            out[n].lasti = PyFrame_GetLasti(frame);
+            n++;
+        }
+        total++;
+        PyFrameObject *back = PyFrame_GetBack(frame);
+        Py_DECREF(frame);
+        frame = back;
+    }
+    Py_XDECREF(frame);
+#else
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed, and so is every f_back */
+#if PY_VERSION_HEX >= 0x030A0000
+    const int scale = (int)sizeof(_Py_CODEUNIT); /* 3.10 counts f_lasti in code units */
+#else
+    const int scale = 1;
+#endif
+    while (frame != NULL && total < LP_MAX_WALK) {
+        if (n < max) {
+            out[n].code = (PyObject *)frame->f_code;
+            out[n].lasti = frame->f_lasti * scale;
+            n++;
+        }
+        total++;
+        frame = frame->f_back;
+    }
+#endif
+    *depth = total;
+    return n;
+}
+
+/* ------------------------------------------------------------- event table
+ * Captured events are summed per key (lock, thread, task, stack). Entries are malloc'd with the
+ * frames inline and hold strong references to the lock's info object, the task name and the code
+ * objects. The slot array never grows: once max_entries keys exist, events for new keys are
+ * counted as dropped, so memory is bounded however long the program runs. An entry whose
+ * acquire is still waiting for its release (pending > 0) is never evicted, because the lock
+ * holds a pointer to it until then.
+ */
+
+typedef struct lp_entry {
+    uint64_t hash;
+    PyObject *lock_info;
+    unsigned long thread_id;
+    unsigned long thread_native_id;
+    Py_ssize_t task_id; /* 0: not in a task */
+    PyObject *task_name; /* NULL when not in a task */
+    int64_t acquire_count;
+    int64_t acquire_wait_ns;
+    int64_t release_count;
+    int64_t release_hold_ns;
+    int pending;
+    int nframes;
+    int omitted;
+    lp_frame_ref frames[1]; /* nframes of them */
+} lp_entry;
+
+typedef struct {
+    lp_entry **slots;
+    size_t mask;
+    size_t count;
+    size_t max_entries;
+    uint64_t dropped;
+} lp_table;
+
+typedef struct {
+    PyObject *lock_info;
+    unsigned long thread_id;
+    unsigned long thread_native_id;
+    Py_ssize_t task_id;
+    PyObject *task_name;
+    const lp_frame_ref *frames;
+    int nframes;
+    int omitted;
+} lp_key;
+
+static inline int lp_table_init(lp_table *t, size_t max_entries)
+{
+    size_t capacity = 16;
+    while (capacity < max_entries + max_entries / 2) /* load factor at most 2/3 */
+        capacity <<= 1;
+    t->slots = (lp_entry **)PyMem_RawCalloc(capacity, sizeof(lp_entry *));
+    if (t->slots == NULL)
+        return -1;
+    t->mask = capacity - 1;
+    t->count = 0;
+    t->max_entries = max_entries;
+    t->dropped = 0;
+    return 0;
+}
+
+static inline uint64_t lp_mix(uint64_t h, uint64_t v)
+{
+    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+    return h;
+}
+
+static uint64_t lp_key_hash(const lp_key *k)
+{
+    uint64_t h = (uint64_t)(uintptr_t)k->lock_info;
+    h = lp_mix(h, (uint64_t)k->thread_id);
+    h = lp_mix(h, (uint64_t)k->task_id);
+    h = lp_mix(h, (uint64_t)k->omitted);
+    for (int i = 0; i < k->nframes; i++) {
+        h = lp_mix(h, (uint64_t)(uintptr_t)k->frames[i].code);
+        h = lp_mix(h, (uint64_t)(uint32_t)k->frames[i].lasti);
+    }
+    return h;
+}
+
+static int lp_entry_matches(const lp_entry *e, uint64_t hash, const lp_key *k)
+{
+    if (e->hash != hash || e->lock_info != k->lock_info || e->thread_id != k->thread_id
+        || e->task_id != k->task_id || e->nframes != k->nframes || e->omitted != k->omitted)
+        return 0;
+    for (int i = 0; i < k->nframes; i++) {
+        if (e->frames[i].code != k->frames[i].code || e->frames[i].lasti != k->frames[i].lasti)
+            return 0;
+    }
+    return 1;
+}
+
+static lp_entry *lp_entry_new(uint64_t hash, const lp_key *k)
+{
+    size_t size = sizeof(lp_entry) + (size_t)(k->nframes > 0 ? k->nframes - 1 : 0) * sizeof(lp_frame_ref);
+    lp_entry *e = (lp_entry *)PyMem_RawCalloc(1, size);
+    if (e == NULL)
+        return NULL;
+    e->hash = hash;
+    e->lock_info = k->lock_info;
+    Py_INCREF(e->lock_info);
+    e->thread_id = k->thread_id;
+    e->thread_native_id = k->thread_native_id;
+    e->task_id = k->task_id;
+    e->task_name = k->task_name;
+    Py_XINCREF(e->task_name);
+    e->nframes = k->nframes;
+    e->omitted = k->omitted;
+    for (int i = 0; i < k->nframes; i++) {
+        e->frames[i] = k->frames[i];
+        Py_INCREF(e->frames[i].code);
+    }
+    return e;
+}
+
+/* Releasing the references can run arbitrary code (a weakref callback on a dying code object),
+ * so callers free entries only once the table is consistent again. */
+static inline void lp_entry_free(lp_entry *e)
+{
+    Py_DECREF(e->lock_info);
+    Py_XDECREF(e->task_name);
+    for (int i = 0; i < e->nframes; i++)
+        Py_DECREF(e->frames[i].code);
+    PyMem_RawFree(e);
+}
+
+/* The entry for `k`, created if needed; NULL when the table is full or memory ran out
+ * (counted in t->dropped). */
+static inline lp_entry *lp_table_upsert(lp_table *t, const lp_key *k)
+{
+    uint64_t hash = lp_key_hash(k);
+    size_t i = (size_t)hash & t->mask;
+    for (;;) {
+        lp_entry *e = t->slots[i];
+        if (e == NULL)
+            break;
+        if (lp_entry_matches(e, hash, k))
+            return e;
+        i = (i + 1) & t->mask;
+    }
+    if (t->count >= t->max_entries) {
+        t->dropped++;
+        return NULL;
+    }
+    lp_entry *e = lp_entry_new(hash, k);
+    if (e == NULL) {
+        t->dropped++;
+        return NULL;
+    }
+    t->slots[i] = e;
+    t->count++;
+    return e;
+}
+
+/* Removes every entry with no counts and no pending hold, rebuilding the probe sequences.
+ * The removed entries are returned in `evicted` (capacity t->count) for the caller to free. */
+static inline size_t lp_table_evict_idle(lp_table *t, lp_entry **evicted)
+{
+    size_t capacity = t->mask + 1, kept = 0, removed = 0;
+    lp_entry **live = evicted; /* reuse the caller's buffer from the end for the kept entries */
+    size_t live_end = t->count;
+    for (size_t i = 0; i < capacity; i++) {
+        lp_entry *e = t->slots[i];
+        if (e == NULL)
+            continue;
+        t->slots[i] = NULL;
+        if (e->pending == 0 && e->acquire_count == 0 && e->release_count == 0)
+            evicted[removed++] = e;
+        else
+            live[--live_end] = e;
+    }
+    for (size_t j = live_end; j < t->count; j++) {
+        lp_entry *e = live[j];
+        size_t i = (size_t)e->hash & t->mask;
+        while (t->slots[i] != NULL)
+            i = (i + 1) & t->mask;
+        t->slots[i] = e;
+        kept++;
+    }
+    t->count = kept;
+    return removed;
+}
+
+#endif /* LOCKPROF_LOCKCORE_H */

@@ -1,0 +1,76 @@
+# cython: language_level=3
+# Declarations of _lockcore.h, the C half of the core (see that file for the why).
+
+from cpython.object cimport PyObject, PyTypeObject
+from libc.stdint cimport int64_t, uint64_t
+
+
+cdef extern from "Python.h":
+    ctypedef struct PyMethodDef:
+        const char* ml_name
+        void* ml_meth
+        int ml_flags
+        const char* ml_doc
+    int METH_NOARGS, METH_O, METH_VARARGS, METH_KEYWORDS, METH_FASTCALL
+    unsigned long PyThread_get_thread_ident() nogil
+
+
+cdef extern from "_lockcore.h":
+    int64_t lp_monotonic_ns() nogil
+    unsigned long lp_thread_native_id() nogil
+    int lp_register_atfork()
+
+    ctypedef struct lp_native_method:
+        PyObject* descr
+    int lp_native_method_resolve(lp_native_method* m, PyTypeObject* type, const char* name) except -1
+    const char* lp_native_method_doc(const lp_native_method* m)
+    # `self` is borrowed (PyObject*) so the hot path takes no reference of its own.
+    object lp_call0(const lp_native_method* m, PyObject* self)
+    object lp_call(const lp_native_method* m, PyObject* self, object args, PyObject* kwds)
+    object lp_call_vector(const lp_native_method* m, PyObject* self, PyObject** args,
+                          Py_ssize_t nargs, PyObject* kwnames)
+    int lp_type_set_method(PyTypeObject* type, PyMethodDef* defn) except -1
+
+    ctypedef struct lp_frame_ref:
+        PyObject* code
+        int lasti
+    int LP_MAX_WALK
+    PyObject* lp_current_frame()
+    int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
+
+    ctypedef struct lp_entry:
+        PyObject* lock_info
+        unsigned long thread_id
+        unsigned long thread_native_id
+        Py_ssize_t task_id
+        PyObject* task_name
+        int64_t acquire_count
+        int64_t acquire_wait_ns
+        int64_t release_count
+        int64_t release_hold_ns
+        int pending
+        int nframes
+        int omitted
+        lp_frame_ref* frames
+
+    ctypedef struct lp_table:
+        lp_entry** slots
+        size_t mask
+        size_t count
+        size_t max_entries
+        uint64_t dropped
+
+    ctypedef struct lp_key:
+        PyObject* lock_info
+        unsigned long thread_id
+        unsigned long thread_native_id
+        Py_ssize_t task_id
+        PyObject* task_name
+        const lp_frame_ref* frames
+        int nframes
+        int omitted
+
+    int lp_table_init(lp_table* t, size_t max_entries)
+    lp_entry* lp_table_upsert(lp_table* t, const lp_key* k)
+    size_t lp_table_evict_idle(lp_table* t, lp_entry** evicted)
+    void lp_entry_free(lp_entry* e)

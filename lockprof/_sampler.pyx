@@ -1,0 +1,29 @@
+# cython: language_level=3
+"""The capture sampler: decides which lock operations are recorded."""
+
+from libc.math cimport isfinite
+
+
+cdef class CaptureSampler:
+    """Captures capture_pct percent of the checks, evenly spaced.
+
+    Each check adds capture_pct to a counter; when the counter reaches 100 the check captures and
+    100 is subtracted. So 1.0 captures every hundredth operation, 100 every one, 0 none.
+    """
+
+    def __cinit__(self, capture_pct):
+        if isinstance(capture_pct, bool) or not isinstance(capture_pct, (int, float)):
+            raise TypeError(
+                f"capture_pct must be a number between 0 and 100, got {type(capture_pct).__name__}")
+        cdef double pct = capture_pct
+        if not isfinite(pct) or pct < 0.0 or pct > 100.0:
+            raise ValueError(f"capture_pct must be a number between 0 and 100, got {capture_pct!r}")
+        self.capture_pct = pct
+        self._counter = 0.0
+
+    def capture(self):
+        """Run one check, as a lock operation does; True when it captures."""
+        return self.should_capture()
+
+    def __repr__(self):
+        return f"CaptureSampler(capture_pct={self.capture_pct!r})"
