@@ -1,0 +1,183 @@
+"""The Profiler: owns the collectors, exports profiles periodically and at the end.
+
+    with Profiler(lock_enabled=True, output="/tmp/app"):
+        run_the_program()
+
+writes /tmp/app.<pid>.<seq>.pprof every upload_interval seconds, at stop() and at interpreter
+exit. Arguments win over the DD_PROFILING_* environment variables (see lockprof.config).
+"""
+
+from __future__ import annotations
+
+import _thread
+import atexit
+import os
+import threading
+import time
+import warnings
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from lockprof import pprof
+from lockprof._version import __version__
+from lockprof.collector import LockCollector, collector_from_config
+from lockprof.config import Config
+from lockprof.profile import Frame, LockSample, Snapshot
+
+
+class LockprofExportWarning(UserWarning):
+    """A profile could not be written; profiling goes on and the next export retries."""
+
+
+_SampleKey = Tuple[str, Tuple[Frame, ...], int, Optional[int]]
+
+
+class Profiler:
+    """Profiles the program's locks and writes pprof files.
+
+    snapshot() returns what was collected since the last export without writing anything;
+    export() writes it and starts a new period.
+    """
+
+    def __init__(
+        self,
+        lock_enabled: Optional[bool] = None,
+        capture_pct: Optional[float] = None,
+        max_frames: Optional[int] = None,
+        exclude_modules: Optional[Iterable[str]] = None,
+        output: Optional[str] = None,
+        upload_interval: Optional[float] = None,
+    ) -> None:
+        self.config = Config.from_env(
+            lock_enabled=lock_enabled,
+            capture_pct=capture_pct,
+            max_frames=max_frames,
+            exclude_modules=exclude_modules,
+            output=output,
+            upload_interval=upload_interval,
+        )
+        lock_collector = collector_from_config(self.config)
+        self.collectors: List[LockCollector] = [lock_collector] if lock_collector else []
+        # Native on purpose: the profiler's own locks are never profiled.
+        self._lifecycle_lock = _thread.allocate_lock()
+        self._pending_lock = _thread.allocate_lock()
+        self._pending: Dict[_SampleKey, LockSample] = {}
+        self._pending_dropped = 0
+        self._period_start_ns = time.time_ns()
+        self._sequence = 0
+        self._running = False
+        self._stop_event: Optional[threading.Event] = None
+        self._exporter: Optional[threading.Thread] = None
+        self.last_path: Optional[str] = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        with self._lifecycle_lock:
+            if self._running:
+                return
+            self._running = True
+            self._period_start_ns = time.time_ns()
+            for collector in self.collectors:
+                collector.start()
+            self._stop_event = threading.Event()
+            self._exporter = threading.Thread(
+                target=self._export_periodically, args=(self._stop_event,),
+                name="lockprof-exporter", daemon=True)
+            self._exporter.start()
+            atexit.register(self._stop_at_exit)
+
+    def stop(self, flush: bool = True) -> Optional[str]:
+        """Stop profiling; with flush, write the final profile and return its path."""
+        with self._lifecycle_lock:
+            if not self._running:
+                return None
+            self._running = False
+            for collector in self.collectors:
+                collector.stop()
+            assert self._stop_event is not None and self._exporter is not None
+            self._stop_event.set()
+            if self._exporter is not threading.current_thread():
+                self._exporter.join()
+            self._exporter = None
+            atexit.unregister(self._stop_at_exit)
+        return self.export() if flush else None
+
+    def _stop_at_exit(self) -> None:
+        self.stop(flush=True)
+
+    def __enter__(self) -> Profiler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.stop()
+
+    def _export_periodically(self, stop_event: threading.Event) -> None:
+        while not stop_event.wait(self.config.upload_interval):
+            self.export()
+
+    # ------------------------------------------------------------------ data
+
+    def _collect(self) -> None:
+        """Move what the collectors hold into the pending period, merging equal keys."""
+        for collector in self.collectors:
+            snapshot = collector.snapshot()
+            with self._pending_lock:
+                self._pending_dropped += snapshot.dropped_events
+                for sample in snapshot.samples:
+                    key = (sample.lock_name, sample.frames, sample.thread_id, sample.task_id)
+                    merged = self._pending.get(key)
+                    if merged is None:
+                        self._pending[key] = sample
+                    else:
+                        merged.acquire_count += sample.acquire_count
+                        merged.acquire_wait_ns += sample.acquire_wait_ns
+                        merged.release_count += sample.release_count
+                        merged.release_hold_ns += sample.release_hold_ns
+
+    def snapshot(self) -> Snapshot:
+        """Everything collected since the last export, without resetting it."""
+        self._collect()
+        with self._pending_lock:
+            return self._make_snapshot(list(self._pending.values()), self._pending_dropped, time.time_ns())
+
+    def _take_period(self) -> Snapshot:
+        self._collect()
+        with self._pending_lock:
+            end_ns = time.time_ns()
+            snapshot = self._make_snapshot(list(self._pending.values()), self._pending_dropped, end_ns)
+            self._pending = {}
+            self._pending_dropped = 0
+            self._period_start_ns = end_ns
+        return snapshot
+
+    def _make_snapshot(self, samples: List[LockSample], dropped: int, end_ns: int) -> Snapshot:
+        comments = [f"lockprof {__version__}", f"capture_pct={self.config.capture_pct}"]
+        return Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
+                        dropped_events=dropped, comments=comments)
+
+    # ------------------------------------------------------------------ export
+
+    def export(self) -> Optional[str]:
+        """Write the period's profile to <output>.<pid>.<seq>.pprof and start a new period.
+
+        Returns the path, or None when the write failed: then one LockprofExportWarning is
+        issued, the data of that period is lost, and the next export tries again.
+        """
+        snapshot = self._take_period()
+        path = f"{self.config.output}.{os.getpid()}.{self._sequence}.pprof"
+        try:
+            directory = os.path.dirname(path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            pprof.write_atomic(path, pprof.encode(snapshot))
+        except (OSError, ValueError) as error:
+            warnings.warn(f"lockprof could not write {path}: {error}", LockprofExportWarning, stacklevel=2)
+            return None
+        self._sequence += 1
+        self.last_path = path
+        return path
