@@ -75,6 +75,7 @@ cdef class LockInfo:
         return _resolve.lock_display_name(self)
 
 
+@cython.no_gc_clear  # __dealloc__ needs _recorder alive: its table owns _hold_entry
 cdef class _LockWrapper:
     """Fields and Python-level behaviour shared by ProfiledLock and ProfiledRLock."""
 
@@ -156,8 +157,9 @@ cdef inline object _fast_release(_LockWrapper self, const lp_native_method* rele
 cdef object _captured_acquire(_LockWrapper self, const lp_native_method* acquire,
                               PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     cdef int64_t start, end
-    if self._hold_entry != NULL and type(self) is ProfiledRLock and _rlock_is_owned(self):
-        # A nested acquire of an RLock this thread holds: the outermost one is being timed.
+    if type(self) is ProfiledRLock and _rlock_is_owned(self):
+        # A nested acquire of an RLock this thread holds: only the outermost acquire is timed,
+        # captured or not, so the hold always runs from the outermost acquire.
         return lp_call_vector(acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
     start = lp_monotonic_ns()
     result = lp_call_vector(acquire, <PyObject*>self._wrapped, args, nargs, kwnames)

@@ -60,6 +60,7 @@ class Profiler:
         # Native on purpose: the profiler's own locks are never profiled.
         self._lifecycle_lock = _thread.allocate_lock()
         self._pending_lock = _thread.allocate_lock()
+        self._export_lock = _thread.allocate_lock()  # one export at a time: sequence numbers
         self._pending: Dict[_SampleKey, LockSample] = {}
         self._pending_dropped = 0
         self._period_start_ns = time.time_ns()
@@ -168,16 +169,17 @@ class Profiler:
         Returns the path, or None when the write failed: then one LockprofExportWarning is
         issued, the data of that period is lost, and the next export tries again.
         """
-        snapshot = self._take_period()
-        path = f"{self.config.output}.{os.getpid()}.{self._sequence}.pprof"
-        try:
-            directory = os.path.dirname(path)
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            pprof.write_atomic(path, pprof.encode(snapshot))
-        except (OSError, ValueError) as error:
-            warnings.warn(f"lockprof could not write {path}: {error}", LockprofExportWarning, stacklevel=2)
-            return None
-        self._sequence += 1
-        self.last_path = path
-        return path
+        with self._export_lock:
+            snapshot = self._take_period()
+            path = f"{self.config.output}.{os.getpid()}.{self._sequence}.pprof"
+            try:
+                directory = os.path.dirname(path)
+                if directory:
+                    os.makedirs(directory, exist_ok=True)
+                pprof.write_atomic(path, pprof.encode(snapshot))
+            except (OSError, ValueError) as error:
+                warnings.warn(f"lockprof could not write {path}: {error}", LockprofExportWarning, stacklevel=2)
+                return None
+            self._sequence += 1
+            self.last_path = path
+            return path
