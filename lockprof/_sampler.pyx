@@ -1,14 +1,15 @@
 # cython: language_level=3
 """The capture sampler: decides which lock operations are recorded."""
 
-from libc.math cimport isfinite
+from libc.math cimport isfinite, llround
 
 
 cdef class CaptureSampler:
     """Captures capture_pct percent of the checks, evenly spaced.
 
     Each check adds capture_pct to a counter; when the counter reaches 100 the check captures and
-    100 is subtracted. So 1.0 captures every hundredth operation, 100 every one, 0 none.
+    100 is subtracted. So 1.0 captures every hundredth operation, 100 every one, 0 none. The
+    counter is an integer of millionths of a percent, so the counts are exact.
     """
 
     def __cinit__(self, capture_pct):
@@ -19,7 +20,8 @@ cdef class CaptureSampler:
         if not isfinite(pct) or pct < 0.0 or pct > 100.0:
             raise ValueError(f"capture_pct must be a number between 0 and 100, got {capture_pct!r}")
         self.capture_pct = pct
-        self._counter = 0.0
+        self._step = llround(pct * PCT_SCALE)
+        self._counter = 0
 
     def capture(self):
         """Run one check, as a lock operation does; True when it captures."""
