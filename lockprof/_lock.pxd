@@ -34,6 +34,9 @@ cdef class _LockWrapper:
     # The table entry of the captured acquire whose hold is running, or NULL.
     cdef lp_entry* _hold_entry
     cdef int64_t _acquired_at
+    # RLock only: the owning thread's id (0: unowned) and its recursion depth.
+    cdef unsigned long _owner
+    cdef long _depth
     cdef object __weakref__
 
 
@@ -41,6 +44,7 @@ cdef class LockFactory:
     cdef readonly object original
     cdef readonly str kind
     cdef object _make_native
+    cdef object _innermost  # the original, looking through other collectors' factories
     cdef type _wrapper_type
     cdef type _native_type
     cdef Recorder _recorder

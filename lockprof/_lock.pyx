@@ -11,14 +11,17 @@ argument error is the native lock's own.
 """
 
 import _thread
+import sys
+from types import GetSetDescriptorType, MemberDescriptorType
 
 cimport cython
 from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_current_frame,
-    lp_call, lp_call0, lp_call_vector, lp_monotonic_ns, lp_native_method, lp_native_method_doc,
+    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, PyThread_get_thread_ident,
+    lp_current_frame,
+    lp_call, lp_call0, lp_call_vector, lp_descr_doc, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_type_set_method,
 )
 from lockprof._recorder cimport Recorder
@@ -89,6 +92,12 @@ cdef class _LockWrapper:
         self._info = info
         self._recorder = recorder if recorder is not None else INERT_RECORDER
         self._hold_entry = NULL
+        self._owner = 0
+        self._depth = 0
+        if native_type is _thread.RLock and wrapped._is_owned():
+            # Wrapping an RLock this thread already holds (only by direct construction).
+            self._owner = PyThread_get_thread_ident()
+            self._depth = wrapped._recursion_count() if hasattr(wrapped, "_recursion_count") else 1
 
     def __dealloc__(self):
         if self._hold_entry != NULL:
@@ -139,75 +148,194 @@ cdef inline bint _should_capture(_LockWrapper self) noexcept:
     return self._recorder.active and self._recorder.sampler.should_capture()
 
 
-cdef inline object _fast_acquire(_LockWrapper self, const lp_native_method* acquire,
-                                 PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+cdef inline object _lock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     if _should_capture(self):
-        return _captured_acquire(self, acquire, args, nargs, kwnames)
-    return lp_call_vector(acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        return _timed_acquire(self, args, nargs, kwnames)
+    return lp_call_vector(&LOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
 
 
-cdef inline object _fast_release(_LockWrapper self, const lp_native_method* release):
+cdef inline object _lock_release(_LockWrapper self):
     if self._hold_entry == NULL:
-        return lp_call0(release, <PyObject*>self._wrapped)
-    return _captured_release(self, release)
+        return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
+    cdef int64_t released_at = lp_monotonic_ns()
+    result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
+    _end_hold(self, released_at, True)
+    return result
+
+
+# An RLock wrapper tracks its owner thread and depth itself (only the owner writes them, under
+# the GIL), so that a nested acquire costs no sampler check (the sampling rate stays per
+# outermost acquire) and the hold ends at the outermost release, without asking the native lock.
+
+cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef unsigned long me = PyThread_get_thread_ident()
+    if self._owner == me:
+        result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        if result is True:
+            self._depth += 1
+        return result
+    if _should_capture(self):
+        result = _timed_acquire(self, args, nargs, kwnames)
+    else:
+        result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+    if result is True:
+        self._owner = me
+        self._depth = 1
+    return result
+
+
+cdef inline object _rlock_release(_LockWrapper self):
+    cdef int64_t released_at = 0
+    if self._hold_entry != NULL and self._depth <= 1:
+        released_at = lp_monotonic_ns()
+    result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
+    self._depth -= 1
+    if self._depth <= 0:
+        self._depth = 0
+        self._owner = 0
+        if self._hold_entry != NULL:
+            _end_hold(self, released_at if released_at else lp_monotonic_ns(), True)
+    return result
 
 
 # ------------------------------------------------------------------ the captured paths
 
-cdef object _captured_acquire(_LockWrapper self, const lp_native_method* acquire,
-                              PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef int64_t start, end
-    if type(self) is ProfiledRLock and _rlock_is_owned(self):
-        # A nested acquire of an RLock this thread holds: only the outermost acquire is timed,
-        # captured or not, so the hold always runs from the outermost acquire.
-        return lp_call_vector(acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
-    start = lp_monotonic_ns()
+cdef object _timed_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef const lp_native_method* acquire = &RLOCK_OPS.acquire if type(self) is ProfiledRLock else &LOCK_OPS.acquire
+    cdef int64_t start = lp_monotonic_ns()
     result = lp_call_vector(acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
-    end = lp_monotonic_ns()
+    cdef int64_t end = lp_monotonic_ns()
     if result is True:
         _start_hold(self, end - start, end)
     return result
 
 
-cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
-    return lp_call0(&RLOCK_OPS.is_owned, <PyObject*>self._wrapped) is True
-
-
 cdef inline void _start_hold(_LockWrapper self, int64_t wait_ns, int64_t acquired_at):
     if self._hold_entry != NULL:
-        # A hold that never saw its release (a Lock acquired again by another thread after a
-        # release through a path we do not see): never leave an entry pending forever.
+        # A hold whose release was never seen (the lock was reinitialised under us): never leave
+        # an entry pending forever.
         self._hold_entry.pending -= 1
     self._hold_entry = self._recorder.record_acquire(self._info, wait_ns)
     self._acquired_at = acquired_at
 
 
-cdef object _captured_release(_LockWrapper self, const lp_native_method* release):
-    cdef int64_t released_at = lp_monotonic_ns()
-    result = lp_call0(release, <PyObject*>self._wrapped)
-    if type(self) is ProfiledRLock and _rlock_is_owned(self):
-        return result  # an inner release: the hold ends at the outermost one
-    _end_hold(self, released_at)
-    return result
-
-
-cdef inline void _end_hold(_LockWrapper self, int64_t released_at):
+cdef inline int _end_hold(_LockWrapper self, int64_t released_at, bint name_lock) except -1:
     entry = self._hold_entry
     self._hold_entry = NULL
     self._recorder.record_release(entry, released_at - self._acquired_at)
     # After the native release, so outside the user's critical section.
-    if self._info is not None and self._info.name is None and self._info.name_attempts < NAME_ATTEMPTS:
+    if name_lock and self._info is not None and self._info.name is None and self._info.name_attempts < NAME_ATTEMPTS:
         _name_lock(self)
+    return 0
 
 
-cdef void _name_lock(_LockWrapper self) noexcept:
+cdef int _name_lock(_LockWrapper self) except -1:
     self._info.name_attempts += 1
     try:
         current = lp_current_frame()
         frame = <object>current if current != NULL else None
-        self._info.name = _resolve.find_lock_name(self, frame)
-    except BaseException:
+        self._info.name = _find_lock_name(self, frame)
+    except Exception:
         pass  # a lock without a name is still profiled; never fail the user's release
+    return 0
+
+
+# ------------------------------------------------------------------ lock names
+# Compiled because it runs inside the user's release(): compiled code runs no bytecode, so no
+# signal handler can run (and have its exception swallowed) in here, and no user code runs
+# either: only plain storage is read, never a property, a custom descriptor, __getattr__ or an
+# overridden items().
+
+cdef object _MISSING = object()
+
+
+cdef object _find_lock_name(object lock, object frame):
+    """The variable or attribute `lock` is bound to, seen from the frame that released it and
+    its caller: a local, an attribute of the method's first argument (instance dict or
+    __slots__), or a module global."""
+    for _ in range(2):
+        if frame is None:
+            return None
+        name = _name_in_frame(lock, frame)
+        if name is not None:
+            return name
+        frame = frame.f_back
+    return None
+
+
+cdef object _name_in_frame(object lock, object frame):
+    code = frame.f_code
+    local_values = frame.f_locals
+    if type(local_values) is dict:
+        name = _key_of(<dict>local_values, lock)
+    else:  # 3.13+: a FrameLocalsProxy, implemented in C
+        name = next((key for key, value in local_values.items() if value is lock), None)
+    if name is not None:
+        return name
+    if code.co_argcount > 0:
+        owner = local_values.get(code.co_varnames[0], _MISSING)
+        if owner is not _MISSING:
+            name = _attribute_holding(owner, lock)
+            if name is not None:
+                return name
+    globals_ = frame.f_globals
+    return _key_of(<dict>globals_, lock) if isinstance(globals_, dict) else None
+
+
+cdef object _key_of(dict mapping, object value):
+    # Typed dict iteration walks the dict itself, ignoring any overridden items().
+    for key, item in mapping.items():
+        if item is value:
+            return key
+    return None
+
+
+cdef object _attribute_holding(object owner, object lock):
+    for klass in type(owner).__mro__:
+        klass_dict = vars(klass)
+        slots = klass_dict.get("__slots__", ())
+        if isinstance(slots, str):
+            slots = (slots,)
+        if type(slots) in (tuple, list, dict):
+            for slot in slots:
+                if type(slot) is not str:
+                    continue
+                slot = _mangled(klass, slot)
+                member = klass_dict.get(slot)
+                if type(member) is not MemberDescriptorType:
+                    continue  # only a C-level slot read, never a property or custom descriptor
+                try:
+                    value = member.__get__(owner, klass)
+                except AttributeError:  # an unset slot
+                    continue
+                if value is lock:
+                    return slot
+        dict_descriptor = klass_dict.get("__dict__")
+        if type(dict_descriptor) is GetSetDescriptorType:
+            instance_dict = dict_descriptor.__get__(owner, klass)
+            if isinstance(instance_dict, dict):
+                return _key_of(<dict>instance_dict, lock)
+            return None
+    return None
+
+
+cdef str _mangled(type klass, str name):
+    """The name a private __slots__ entry is stored under (`__lock` -> `_Klass__lock`)."""
+    if name.startswith("__") and not name.endswith("__"):
+        owner = klass.__name__.lstrip("_")
+        if owner:
+            return f"_{owner}{name}"
+    return name
+
+
+cdef object _at_fork_reinit(_LockWrapper self, const lp_native_method* reinit):
+    result = lp_call0(reinit, <PyObject*>self._wrapped)
+    self._owner = 0
+    self._depth = 0
+    if self._hold_entry != NULL:
+        self._hold_entry.pending -= 1  # the hold died with the fork
+        self._hold_entry = NULL
+    return result
 
 
 # ------------------------------------------------------------------ method implementations
@@ -215,16 +343,16 @@ cdef void _name_lock(_LockWrapper self) noexcept:
 # wrapper types by _install_methods() below.
 
 cdef object lock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    return _fast_acquire(<_LockWrapper>self, &LOCK_OPS.acquire, args, nargs, kwnames)
+    return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object lock_enter(object self, PyObject* unused):
-    return _fast_acquire(<_LockWrapper>self, &LOCK_OPS.acquire, NULL, 0, NULL)
+    return _lock_acquire(<_LockWrapper>self, NULL, 0, NULL)
 
 cdef object lock_release(object self, PyObject* unused):
-    return _fast_release(<_LockWrapper>self, &LOCK_OPS.release)
+    return _lock_release(<_LockWrapper>self)
 
 cdef object lock_exit(object self, PyObject** args, Py_ssize_t nargs):
-    return _fast_release(<_LockWrapper>self, &LOCK_OPS.release)
+    return _lock_release(<_LockWrapper>self)
 
 cdef object lock_locked(object self, PyObject* unused):
     return lp_call0(&LOCK_OPS.locked, <PyObject*>(<_LockWrapper>self)._wrapped)
@@ -233,16 +361,16 @@ cdef object lock_at_fork_reinit(object self, PyObject* unused):
     return _at_fork_reinit(<_LockWrapper>self, &LOCK_OPS.at_fork_reinit)
 
 cdef object rlock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    return _fast_acquire(<_LockWrapper>self, &RLOCK_OPS.acquire, args, nargs, kwnames)
+    return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object rlock_enter(object self, PyObject* unused):
-    return _fast_acquire(<_LockWrapper>self, &RLOCK_OPS.acquire, NULL, 0, NULL)
+    return _rlock_acquire(<_LockWrapper>self, NULL, 0, NULL)
 
 cdef object rlock_release(object self, PyObject* unused):
-    return _fast_release(<_LockWrapper>self, &RLOCK_OPS.release)
+    return _rlock_release(<_LockWrapper>self)
 
 cdef object rlock_exit(object self, PyObject** args, Py_ssize_t nargs):
-    return _fast_release(<_LockWrapper>self, &RLOCK_OPS.release)
+    return _rlock_release(<_LockWrapper>self)
 
 cdef object rlock_locked(object self, PyObject* unused):
     return lp_call0(&RLOCK_OPS.locked, <PyObject*>(<_LockWrapper>self)._wrapped)
@@ -257,33 +385,39 @@ cdef object rlock_recursion_count(object self, PyObject* unused):
     return lp_call0(&RLOCK_OPS.recursion_count, <PyObject*>(<_LockWrapper>self)._wrapped)
 
 cdef object rlock_release_save(object self, PyObject* unused):
-    # Condition.wait() releases every level at once: the hold ends here.
+    # Condition.wait() releases every level at once: the hold ends here. The lock is not named
+    # here: nothing may raise between this and the _acquire_restore that Condition guarantees.
     cdef _LockWrapper wrapper = <_LockWrapper>self
     cdef int64_t released_at = lp_monotonic_ns()
     result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
+    wrapper._owner = 0
+    wrapper._depth = 0
     if wrapper._hold_entry != NULL:
-        _end_hold(wrapper, released_at)
+        _end_hold(wrapper, released_at, False)
     return result
 
 cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
-    # Condition.wait() re-acquiring after the notify: profiled like any acquire.
+    # Condition.wait() re-acquiring after the notify: profiled like an outermost acquire.
     cdef _LockWrapper wrapper = <_LockWrapper>self
     cdef int64_t start, end
     if not _should_capture(wrapper):
-        return lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
-    start = lp_monotonic_ns()
-    result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
-    end = lp_monotonic_ns()
-    _start_hold(wrapper, end - start, end)
+        result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
+    else:
+        start = lp_monotonic_ns()
+        result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
+        end = lp_monotonic_ns()
+        _start_hold(wrapper, end - start, end)
+    wrapper._owner = PyThread_get_thread_ident()
+    wrapper._depth = _restored_depth(args)
     return result
 
 
-cdef object _at_fork_reinit(_LockWrapper self, const lp_native_method* reinit):
-    result = lp_call0(reinit, <PyObject*>self._wrapped)
-    if self._hold_entry != NULL:
-        self._hold_entry.pending -= 1  # the hold died with the fork
-        self._hold_entry = NULL
-    return result
+cdef long _restored_depth(object args):
+    # _acquire_restore((count, owner)) puts back count levels.
+    try:
+        return max(1, int(args[0][0]))
+    except Exception:
+        return 1
 
 
 # ------------------------------------------------------------------ installation
@@ -292,16 +426,17 @@ cdef PyMethodDef LOCK_METHODS[9]
 cdef PyMethodDef RLOCK_METHODS[11]
 
 
-cdef int _add_method(type wrapper, PyMethodDef* slot, const char* name, void* impl, int flags,
-                     lp_native_method* native) except -1:
-    """Install impl under name on wrapper, with the native method's docstring, if the native
-    type has that method on this Python."""
-    if native.descr == NULL:
+cdef int _add_method(type wrapper, type native, PyMethodDef* slot, const char* name, void* impl,
+                     int flags) except -1:
+    """Install impl on wrapper under name, with the docstring of the native method of that
+    name, if the native type has a method of that name on this Python."""
+    descr = vars(native).get((<bytes>name).decode("ascii"))
+    if descr is None:
         return 0
     slot.ml_name = name
     slot.ml_meth = impl
     slot.ml_flags = flags
-    slot.ml_doc = lp_native_method_doc(native)
+    slot.ml_doc = lp_descr_doc(<PyObject*>descr)
     return lp_type_set_method(<PyTypeObject*>wrapper, slot)
 
 
@@ -329,26 +464,26 @@ cdef int _install_methods() except -1:
     # the wrapper can match or beat the native lock. Arguments reach the native method as the
     # interpreter would have passed them, so its checks and messages are unchanged.
     cdef PyMethodDef* m = LOCK_METHODS
-    _add_method(ProfiledLock, &m[0], "acquire", <void*>lock_acquire, FASTKW, &LOCK_OPS.acquire)
-    _add_method(ProfiledLock, &m[1], "acquire_lock", <void*>lock_acquire, FASTKW, &LOCK_OPS.acquire)
-    _add_method(ProfiledLock, &m[2], "__enter__", <void*>lock_enter, METH_NOARGS, &LOCK_OPS.acquire)
-    _add_method(ProfiledLock, &m[3], "release", <void*>lock_release, METH_NOARGS, &LOCK_OPS.release)
-    _add_method(ProfiledLock, &m[4], "release_lock", <void*>lock_release, METH_NOARGS, &LOCK_OPS.release)
-    _add_method(ProfiledLock, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL, &LOCK_OPS.release)
-    _add_method(ProfiledLock, &m[6], "locked", <void*>lock_locked, METH_NOARGS, &LOCK_OPS.locked)
-    _add_method(ProfiledLock, &m[7], "locked_lock", <void*>lock_locked, METH_NOARGS, &LOCK_OPS.locked)
-    _add_method(ProfiledLock, &m[8], "_at_fork_reinit", <void*>lock_at_fork_reinit, METH_NOARGS, &LOCK_OPS.at_fork_reinit)
+    _add_method(ProfiledLock, _thread.LockType, &m[0], "acquire", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, _thread.LockType, &m[1], "acquire_lock", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, _thread.LockType, &m[2], "__enter__", <void*>lock_enter, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[3], "release", <void*>lock_release, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[4], "release_lock", <void*>lock_release, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL)
+    _add_method(ProfiledLock, _thread.LockType, &m[6], "locked", <void*>lock_locked, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[7], "locked_lock", <void*>lock_locked, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[8], "_at_fork_reinit", <void*>lock_at_fork_reinit, METH_NOARGS)
     m = RLOCK_METHODS
-    _add_method(ProfiledRLock, &m[0], "acquire", <void*>rlock_acquire, FASTKW, &RLOCK_OPS.acquire)
-    _add_method(ProfiledRLock, &m[1], "__enter__", <void*>rlock_enter, METH_NOARGS, &RLOCK_OPS.acquire)
-    _add_method(ProfiledRLock, &m[2], "release", <void*>rlock_release, METH_NOARGS, &RLOCK_OPS.release)
-    _add_method(ProfiledRLock, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL, &RLOCK_OPS.release)
-    _add_method(ProfiledRLock, &m[4], "locked", <void*>rlock_locked, METH_NOARGS, &RLOCK_OPS.locked)
-    _add_method(ProfiledRLock, &m[5], "_at_fork_reinit", <void*>rlock_at_fork_reinit, METH_NOARGS, &RLOCK_OPS.at_fork_reinit)
-    _add_method(ProfiledRLock, &m[6], "_is_owned", <void*>rlock_is_owned, METH_NOARGS, &RLOCK_OPS.is_owned)
-    _add_method(ProfiledRLock, &m[7], "_release_save", <void*>rlock_release_save, METH_NOARGS, &RLOCK_OPS.release_save)
-    _add_method(ProfiledRLock, &m[8], "_acquire_restore", <void*>rlock_acquire_restore, VARKW, &RLOCK_OPS.acquire_restore)
-    _add_method(ProfiledRLock, &m[9], "_recursion_count", <void*>rlock_recursion_count, METH_NOARGS, &RLOCK_OPS.recursion_count)
+    _add_method(ProfiledRLock, _thread.RLock, &m[0], "acquire", <void*>rlock_acquire, FASTKW)
+    _add_method(ProfiledRLock, _thread.RLock, &m[1], "__enter__", <void*>rlock_enter, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[2], "release", <void*>rlock_release, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL)
+    _add_method(ProfiledRLock, _thread.RLock, &m[4], "locked", <void*>rlock_locked, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[5], "_at_fork_reinit", <void*>rlock_at_fork_reinit, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[6], "_is_owned", <void*>rlock_is_owned, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[7], "_release_save", <void*>rlock_release_save, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[8], "_acquire_restore", <void*>rlock_acquire_restore, VARKW)
+    _add_method(ProfiledRLock, _thread.RLock, &m[9], "_recursion_count", <void*>rlock_recursion_count, METH_NOARGS)
     return 0
 
 
@@ -369,16 +504,29 @@ cdef class LockFactory:
     """
 
     def __cinit__(self, original, str kind, Recorder recorder not None, excludes not None):
+        innermost = original
+        while isinstance(innermost, LockFactory):
+            innermost = (<LockFactory>innermost).original
         if kind == "lock":
             self._wrapper_type = ProfiledLock
             self._native_type = _thread.LockType
-            self._make_native = _thread.allocate_lock
+            stock = innermost is _thread.allocate_lock or innermost is _thread.LockType
+            constructor = _thread.allocate_lock  # _thread.LockType is callable only on 3.13+
         elif kind == "rlock":
             self._wrapper_type = ProfiledRLock
             self._native_type = _thread.RLock
-            self._make_native = _thread.RLock
+            # threading.RLock is a Python function that returns _thread.RLock() when it can.
+            stock = (getattr(innermost, "__module__", None) == "threading"
+                     and getattr(innermost, "__qualname__", None) == "RLock"
+                     and getattr(sys.modules.get("threading"), "_CRLock", None) is _thread.RLock)
+            constructor = _thread.RLock
         else:
             raise ValueError(f"kind must be 'lock' or 'rlock', got {kind!r}")
+        # Something else's factory (gevent's, another profiler's) is always called, so what it
+        # does is kept; the stock one is bypassed for the C constructor it ends up calling.
+        # Another collector's factory is looked through: the last collector started profiles.
+        self._make_native = constructor if stock else innermost
+        self._innermost = innermost
         self.original = original
         self.kind = kind
         self._recorder = recorder
@@ -387,7 +535,7 @@ cdef class LockFactory:
 
     def __call__(self, *args, **kwargs):
         # Arguments go to the original, which decides what they mean (and warns or raises).
-        native = self.original(*args, **kwargs) if (args or kwargs) else self._make_native()
+        native = self._innermost(*args, **kwargs) if (args or kwargs) else self._make_native()
         if not self._recorder.active or type(native) is not self._native_type:
             return native  # stopped, or the original made something we do not wrap
         cdef PyObject* frame = lp_current_frame()
@@ -417,9 +565,14 @@ cdef class LockFactory:
             issubclass(cls, self._wrapper_type) and isinstance(self.original, type))
 
     def __or__(self, other):
-        return self.original | other
+        # threading.Lock | None on 3.13+ must also match the profiled locks in isinstance().
+        if isinstance(self.original, type):
+            return self.original | self._wrapper_type | other
+        return self.original | other  # the native factory function's own TypeError
 
     def __ror__(self, other):
+        if isinstance(self.original, type):
+            return other | self.original | self._wrapper_type
         return other | self.original
 
     def __getattr__(self, name):

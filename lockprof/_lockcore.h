@@ -130,11 +130,12 @@ static inline int lp_native_method_resolve(lp_native_method *m, PyTypeObject *ty
     return 0;
 }
 
-/* The C docstring of a resolved method (its first line carries the text signature). */
-static inline const char *lp_native_method_doc(const lp_native_method *m)
+/* The C docstring of a method descriptor (its first line carries the text signature), NULL for
+ * anything else. It lives as long as the type that owns the descriptor. */
+static inline const char *lp_descr_doc(PyObject *descr)
 {
-    if (Py_IS_TYPE(m->descr, &PyMethodDescr_Type))
-        return ((PyMethodDescrObject *)m->descr)->d_method->ml_doc;
+    if (Py_IS_TYPE(descr, &PyMethodDescr_Type))
+        return ((PyMethodDescrObject *)descr)->d_method->ml_doc;
     return NULL;
 }
 

@@ -23,7 +23,7 @@ cdef extern from "_lockcore.h":
     ctypedef struct lp_native_method:
         PyObject* descr
     int lp_native_method_resolve(lp_native_method* m, PyTypeObject* type, const char* name) except -1
-    const char* lp_native_method_doc(const lp_native_method* m)
+    const char* lp_descr_doc(PyObject* descr)
     # `self` is borrowed (PyObject*) so the hot path takes no reference of its own.
     object lp_call0(const lp_native_method* m, PyObject* self)
     object lp_call(const lp_native_method* m, PyObject* self, object args, PyObject* kwds)

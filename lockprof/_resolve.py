@@ -1,8 +1,8 @@
 """Turns the core's raw references into what a profile shows: names, paths and line numbers.
 
 The compiled core stores code objects and instruction offsets; resolving them costs far more
-than capturing them, so it happens here, at export or at a lock's first captured release (after
-the native lock is released), never inside a lock operation.
+than capturing them, so it happens here, at export, never inside a lock operation. (Finding a
+lock's variable name happens inside release() and so is compiled: see _lock.pyx.)
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ from functools import lru_cache
 from typing import Any, Iterable, Optional, Tuple
 
 from lockprof.profile import Frame
-
-_SENTINEL = object()
-
 
 @lru_cache(maxsize=65536)
 def line_of(code: types.CodeType, offset: int) -> int:
@@ -76,63 +73,3 @@ def resolve_frames(frames: Iterable[Tuple[types.CodeType, int]], omitted: int) -
     if omitted > 0:
         resolved.append(Frame(f"<{omitted} frames omitted>", "", 0))
     return tuple(resolved)
-
-
-# --------------------------------------------------------------------------- lock names
-
-
-def find_lock_name(lock: object, frame: Optional[types.FrameType]) -> Optional[str]:
-    """The variable or attribute `lock` is bound to, seen from the frame that released it and
-    its caller: a local, an attribute of the method's first argument (instance dict or
-    __slots__), or a module global. Reads only plain storage: never runs a property, a custom
-    descriptor or __getattr__."""
-    for _ in range(2):
-        if frame is None:
-            return None
-        name = _name_in_frame(lock, frame)
-        if name is not None:
-            return name
-        frame = frame.f_back
-    return None
-
-
-def _name_in_frame(lock: object, frame: types.FrameType) -> Optional[str]:
-    code = frame.f_code
-    local_values = frame.f_locals
-    for name, value in local_values.items():
-        if value is lock:
-            return name
-    if code.co_argcount > 0:
-        owner = local_values.get(code.co_varnames[0], _SENTINEL)
-        if owner is not _SENTINEL:
-            name = _attribute_holding(owner, lock)
-            if name is not None:
-                return name
-    for name, value in frame.f_globals.items():
-        if value is lock:
-            return name
-    return None
-
-
-def _attribute_holding(owner: object, lock: object) -> Optional[str]:
-    for klass in type(owner).__mro__:
-        klass_dict = vars(klass)
-        slots = klass_dict.get("__slots__", ())
-        for slot in (slots,) if isinstance(slots, str) else slots:
-            member = klass_dict.get(slot)
-            if type(member) is not types.MemberDescriptorType:
-                continue  # only a C-level slot read, never a property or custom descriptor
-            try:
-                value = member.__get__(owner, klass)
-            except AttributeError:  # an unset slot
-                continue
-            if value is lock:
-                return slot
-        dict_descriptor = klass_dict.get("__dict__")
-        if type(dict_descriptor) is types.GetSetDescriptorType:
-            for name, value in dict_descriptor.__get__(owner, klass).items():
-                if value is lock:
-                    return name
-            break  # the instance dict is found once, on the first class that provides it
-    return None
-
