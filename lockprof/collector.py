@@ -119,6 +119,7 @@ class LockCollector:
             acquire_wait_ns=round(wait_ns * scale),
             release_count=round(releases * scale),
             release_hold_ns=round(hold_ns * scale),
+            lock_info=info,
         )
 
     def _thread_name(self, thread_id: int) -> str:

@@ -7,7 +7,7 @@ resolves them into these plain objects (names, files, line numbers) outside any 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,9 @@ class LockSample:
     acquire_wait_ns: int = 0
     release_count: int = 0
     release_hold_ns: int = 0
+    # The core's LockInfo, while the sample is in-process: a lock is named at its first captured
+    # release, so lock_name is refreshed from it when a period is exported. None once decoded.
+    lock_info: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass

@@ -28,7 +28,8 @@ class LockprofExportWarning(UserWarning):
     """A profile could not be written; profiling goes on and the next export retries."""
 
 
-_SampleKey = Tuple[str, Tuple[Frame, ...], int, Optional[int]]
+# The same lock, stack, thread and task: the lock by identity, since its name can appear later.
+_SampleKey = Tuple[Any, Tuple[Frame, ...], int, Optional[int]]
 
 
 class Profiler:
@@ -130,7 +131,8 @@ class Profiler:
             with self._pending_lock:
                 self._pending_dropped += snapshot.dropped_events
                 for sample in snapshot.samples:
-                    key = (sample.lock_name, sample.frames, sample.thread_id, sample.task_id)
+                    lock = id(sample.lock_info) if sample.lock_info is not None else sample.lock_name
+                    key = (lock, sample.frames, sample.thread_id, sample.task_id)
                     merged = self._pending.get(key)
                     if merged is None:
                         self._pending[key] = sample
@@ -157,6 +159,9 @@ class Profiler:
         return snapshot
 
     def _make_snapshot(self, samples: List[LockSample], dropped: int, end_ns: int) -> Snapshot:
+        for sample in samples:
+            if sample.lock_info is not None:
+                sample.lock_name = sample.lock_info.display_name
         comments = [f"lockprof {__version__}", f"capture_pct={self.config.capture_pct}"]
         return Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
                         dropped_events=dropped, comments=comments)
