@@ -29,6 +29,7 @@ cdef class LockInfo:
 
 cdef class _LockWrapper:
     cdef object _wrapped
+    cdef const NativeOps* _ops  # the wrapped type's methods (static, one table per type)
     cdef Recorder _recorder
     cdef LockInfo _info
     # The table entry of the captured acquire whose hold is running, or NULL.

@@ -84,6 +84,7 @@ cdef class _LockWrapper:
 
     def __cinit__(self, wrapped, LockInfo info=None, Recorder recorder=None):
         native_type = _thread.RLock if type(self) is ProfiledRLock else _thread.LockType
+        self._ops = &RLOCK_OPS if native_type is _thread.RLock else &LOCK_OPS
         if type(wrapped) is not native_type:
             raise TypeError(
                 f"{type(self).__name__} wraps a {native_type.__name__} object, "
@@ -201,9 +202,8 @@ cdef inline object _rlock_release(_LockWrapper self):
 # ------------------------------------------------------------------ the captured paths
 
 cdef object _timed_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef const lp_native_method* acquire = &RLOCK_OPS.acquire if type(self) is ProfiledRLock else &LOCK_OPS.acquire
     cdef int64_t start = lp_monotonic_ns()
-    result = lp_call_vector(acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+    result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
     cdef int64_t end = lp_monotonic_ns()
     if result is True:
         _start_hold(self, end - start, end)
@@ -328,16 +328,6 @@ cdef str _mangled(type klass, str name):
     return name
 
 
-cdef object _at_fork_reinit(_LockWrapper self, const lp_native_method* reinit):
-    result = lp_call0(reinit, <PyObject*>self._wrapped)
-    self._owner = 0
-    self._depth = 0
-    if self._hold_entry != NULL:
-        self._hold_entry.pending -= 1  # the hold died with the fork
-        self._hold_entry = NULL
-    return result
-
-
 # ------------------------------------------------------------------ method implementations
 # Each has the C signature of its PyMethodDef calling convention and is installed on the
 # wrapper types by _install_methods() below.
@@ -354,12 +344,6 @@ cdef object lock_release(object self, PyObject* unused):
 cdef object lock_exit(object self, PyObject** args, Py_ssize_t nargs):
     return _lock_release(<_LockWrapper>self)
 
-cdef object lock_locked(object self, PyObject* unused):
-    return lp_call0(&LOCK_OPS.locked, <PyObject*>(<_LockWrapper>self)._wrapped)
-
-cdef object lock_at_fork_reinit(object self, PyObject* unused):
-    return _at_fork_reinit(<_LockWrapper>self, &LOCK_OPS.at_fork_reinit)
-
 cdef object rlock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
@@ -372,11 +356,21 @@ cdef object rlock_release(object self, PyObject* unused):
 cdef object rlock_exit(object self, PyObject** args, Py_ssize_t nargs):
     return _rlock_release(<_LockWrapper>self)
 
-cdef object rlock_locked(object self, PyObject* unused):
-    return lp_call0(&RLOCK_OPS.locked, <PyObject*>(<_LockWrapper>self)._wrapped)
+# Shared by both types: the instance knows its native type's methods.
 
-cdef object rlock_at_fork_reinit(object self, PyObject* unused):
-    return _at_fork_reinit(<_LockWrapper>self, &RLOCK_OPS.at_fork_reinit)
+cdef object wrapper_locked(object self, PyObject* unused):
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    return lp_call0(&wrapper._ops.locked, <PyObject*>wrapper._wrapped)
+
+cdef object wrapper_at_fork_reinit(object self, PyObject* unused):
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    result = lp_call0(&wrapper._ops.at_fork_reinit, <PyObject*>wrapper._wrapped)
+    wrapper._owner = 0
+    wrapper._depth = 0
+    if wrapper._hold_entry != NULL:
+        wrapper._hold_entry.pending -= 1  # the hold died with the fork
+        wrapper._hold_entry = NULL
+    return result
 
 cdef object rlock_is_owned(object self, PyObject* unused):
     return lp_call0(&RLOCK_OPS.is_owned, <PyObject*>(<_LockWrapper>self)._wrapped)
@@ -470,16 +464,16 @@ cdef int _install_methods() except -1:
     _add_method(ProfiledLock, _thread.LockType, &m[3], "release", <void*>lock_release, METH_NOARGS)
     _add_method(ProfiledLock, _thread.LockType, &m[4], "release_lock", <void*>lock_release, METH_NOARGS)
     _add_method(ProfiledLock, _thread.LockType, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL)
-    _add_method(ProfiledLock, _thread.LockType, &m[6], "locked", <void*>lock_locked, METH_NOARGS)
-    _add_method(ProfiledLock, _thread.LockType, &m[7], "locked_lock", <void*>lock_locked, METH_NOARGS)
-    _add_method(ProfiledLock, _thread.LockType, &m[8], "_at_fork_reinit", <void*>lock_at_fork_reinit, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[6], "locked", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[7], "locked_lock", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[8], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
     m = RLOCK_METHODS
     _add_method(ProfiledRLock, _thread.RLock, &m[0], "acquire", <void*>rlock_acquire, FASTKW)
     _add_method(ProfiledRLock, _thread.RLock, &m[1], "__enter__", <void*>rlock_enter, METH_NOARGS)
     _add_method(ProfiledRLock, _thread.RLock, &m[2], "release", <void*>rlock_release, METH_NOARGS)
     _add_method(ProfiledRLock, _thread.RLock, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL)
-    _add_method(ProfiledRLock, _thread.RLock, &m[4], "locked", <void*>rlock_locked, METH_NOARGS)
-    _add_method(ProfiledRLock, _thread.RLock, &m[5], "_at_fork_reinit", <void*>rlock_at_fork_reinit, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[4], "locked", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[5], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
     _add_method(ProfiledRLock, _thread.RLock, &m[6], "_is_owned", <void*>rlock_is_owned, METH_NOARGS)
     _add_method(ProfiledRLock, _thread.RLock, &m[7], "_release_save", <void*>rlock_release_save, METH_NOARGS)
     _add_method(ProfiledRLock, _thread.RLock, &m[8], "_acquire_restore", <void*>rlock_acquire_restore, VARKW)
