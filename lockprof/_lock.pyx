@@ -19,9 +19,9 @@ from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, PyThread_get_thread_ident,
+    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef,
     lp_current_frame,
-    lp_call, lp_call0, lp_call_vector, lp_descr_doc, lp_monotonic_ns, lp_native_method,
+    lp_call, lp_call0, lp_call_vector, lp_descr_doc, lp_thread_ident, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_type_set_method,
 )
 from lockprof._recorder cimport Recorder
@@ -52,6 +52,8 @@ cdef extern from *:
 
 cdef NativeOps LOCK_OPS
 cdef NativeOps RLOCK_OPS
+cdef type NATIVE_LOCK = _thread.LockType
+cdef type NATIVE_RLOCK = _thread.RLock
 cdef tuple EMPTY_ARGS = ()
 # How often a lock's variable name is looked for before it is left unnamed.
 cdef int NAME_ATTEMPTS = 3
@@ -83,21 +85,25 @@ cdef class _LockWrapper:
     """Fields and Python-level behaviour shared by ProfiledLock and ProfiledRLock."""
 
     def __cinit__(self, wrapped, LockInfo info=None, Recorder recorder=None):
-        native_type = _thread.RLock if type(self) is ProfiledRLock else _thread.LockType
-        self._ops = &RLOCK_OPS if native_type is _thread.RLock else &LOCK_OPS
+        cdef bint is_rlock = type(self) is ProfiledRLock
+        native_type = NATIVE_RLOCK if is_rlock else NATIVE_LOCK
         if type(wrapped) is not native_type:
             raise TypeError(
                 f"{type(self).__name__} wraps a {native_type.__name__} object, "
                 f"got {type(wrapped).__name__}")
         self._wrapped = wrapped
+        self._ops = &RLOCK_OPS if is_rlock else &LOCK_OPS
         self._info = info
-        self._recorder = recorder if recorder is not None else INERT_RECORDER
         self._hold_entry = NULL
         self._owner = 0
         self._depth = 0
-        if native_type is _thread.RLock and wrapped._is_owned():
-            # Wrapping an RLock this thread already holds (only by direct construction).
-            self._owner = PyThread_get_thread_ident()
+        if recorder is not None:
+            self._recorder = recorder  # from a LockFactory: a lock nobody holds yet
+            return
+        self._recorder = INERT_RECORDER
+        if is_rlock and wrapped._is_owned():
+            # Wrapping an RLock this thread already holds (direct construction only).
+            self._owner = lp_thread_ident()
             self._depth = wrapped._recursion_count() if hasattr(wrapped, "_recursion_count") else 1
 
     def __dealloc__(self):
@@ -167,9 +173,13 @@ cdef inline object _lock_release(_LockWrapper self):
 # An RLock wrapper tracks its owner thread and depth itself (only the owner writes them, under
 # the GIL), so that a nested acquire costs no sampler check (the sampling rate stays per
 # outermost acquire) and the hold ends at the outermost release, without asking the native lock.
+# Tracking starts at an outermost acquire while profiling runs and ends at the release to depth
+# zero, so after stop() an untracked RLock (_owner == 0) takes the plain native path.
 
 cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef unsigned long me = PyThread_get_thread_ident()
+    if self._owner == 0 and not self._recorder.active:
+        return lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+    cdef unsigned long me = lp_thread_ident()
     if self._owner == me:
         result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
         if result is True:
@@ -186,6 +196,8 @@ cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 
 
 cdef inline object _rlock_release(_LockWrapper self):
+    if self._owner == 0:  # an untracked hold (or no hold: the native release raises)
+        return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef int64_t released_at = 0
     if self._hold_entry != NULL and self._depth <= 1:
         released_at = lp_monotonic_ns()
@@ -401,7 +413,7 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
         result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
         end = lp_monotonic_ns()
         _start_hold(wrapper, end - start, end)
-    wrapper._owner = PyThread_get_thread_ident()
+    wrapper._owner = lp_thread_ident()
     wrapper._depth = _restored_depth(args)
     return result
 
@@ -544,9 +556,12 @@ cdef class LockFactory:
             self._decisions[module] = excluded
         if excluded:
             return native
-        info = LockInfo(self.kind, PyFrame_GetCodeCompat(frame), PyFrame_GetLastiCompat(frame),
-                        module if isinstance(module, str) else None)
-        return self._wrapper_type.__new__(self._wrapper_type, native, info, self._recorder)
+        info = LockInfo.__new__(LockInfo, self.kind, PyFrame_GetCodeCompat(frame),
+                                PyFrame_GetLastiCompat(frame), module if isinstance(module, str) else None)
+        # Spelled per type so that Cython calls the type's allocator directly.
+        if self._native_type is NATIVE_RLOCK:
+            return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)
+        return ProfiledLock.__new__(ProfiledLock, native, info, self._recorder)
 
     def __instancecheck__(self, obj):
         # Only where the original is a class (threading.Lock on 3.13+); elsewhere isinstance

@@ -12,11 +12,11 @@ cdef extern from "Python.h":
         int ml_flags
         const char* ml_doc
     int METH_NOARGS, METH_O, METH_VARARGS, METH_KEYWORDS, METH_FASTCALL
-    unsigned long PyThread_get_thread_ident() nogil
 
 
 cdef extern from "_lockcore.h":
     int64_t lp_monotonic_ns() nogil
+    unsigned long lp_thread_ident() nogil
     unsigned long lp_thread_native_id() nogil
     int lp_register_atfork()
 

@@ -16,7 +16,7 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    PyThread_get_thread_ident, lp_capture_stack, lp_entry, lp_entry_free, lp_frame_ref, lp_key,
+    lp_capture_stack, lp_entry, lp_entry_free, lp_frame_ref, lp_key, lp_thread_ident,
     lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert, lp_thread_native_id,
 )
 from lockprof._sampler cimport CaptureSampler
@@ -70,7 +70,7 @@ cdef class Recorder:
         key.omitted = depth - key.nframes
         key.frames = frames
         key.lock_info = <PyObject*>lock_info
-        key.thread_id = PyThread_get_thread_ident()
+        key.thread_id = lp_thread_ident()
         key.thread_native_id = lp_thread_native_id()
         key.task_id = 0
         key.task_name = NULL

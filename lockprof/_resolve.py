@@ -11,11 +11,10 @@ import os
 import sys
 import types
 from functools import lru_cache
-from typing import Any, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 from lockprof.profile import Frame
 
-@lru_cache(maxsize=65536)
 def line_of(code: types.CodeType, offset: int) -> int:
     """The source line of the instruction at byte `offset` in `code` (0 when unknown)."""
     if hasattr(code, "co_lines"):  # 3.10+
@@ -56,7 +55,8 @@ def site(code: Optional[types.CodeType], offset: int) -> str:
     """`path:line` of an instruction, or `<unknown>` without code."""
     if code is None:
         return "<unknown>"
-    return f"{display_path(code.co_filename)}:{line_of(code, offset)}"
+    frame = frame_at(code, offset)
+    return f"{display_path(frame.filename)}:{frame.line}"
 
 
 def lock_display_name(info: Any) -> str:
@@ -65,11 +65,27 @@ def lock_display_name(info: Any) -> str:
     return f"{where}:{info.name}" if info.name else where
 
 
+# (id(code), offset) -> (code, Frame). Keyed by identity: code objects that differ only in
+# their file name compare equal. Holding the code keeps its id from being reused.
+_frames: Dict[Tuple[int, int], Tuple[types.CodeType, Frame]] = {}
+_FRAMES_MAX = 65536
+
+
+def frame_at(code: types.CodeType, offset: int) -> Frame:
+    """The resolved Frame of one instruction; cached, since hot stacks repeat every export."""
+    cached = _frames.get((id(code), offset))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    frame = Frame(function_name(code), code.co_filename, line_of(code, offset))
+    if len(_frames) >= _FRAMES_MAX:
+        _frames.clear()
+    _frames[(id(code), offset)] = (code, frame)
+    return frame
+
+
 def resolve_frames(frames: Iterable[Tuple[types.CodeType, int]], omitted: int) -> Tuple[Frame, ...]:
     """Frames for (code, offset) pairs, leaf first, plus one synthetic frame when cut."""
-    resolved = [
-        Frame(function_name(code), code.co_filename, line_of(code, offset)) for code, offset in frames
-    ]
+    resolved = [frame_at(code, offset) for code, offset in frames]
     if omitted > 0:
         resolved.append(Frame(f"<{omitted} frames omitted>", "", 0))
     return tuple(resolved)
