@@ -16,6 +16,7 @@ import threading
 
 import pytest
 
+from bench_overhead import frame_depth  # benchmarks/ is on sys.path under pytest
 from lockprof import pprof
 from lockprof.profile import Frame, LockSample, Snapshot
 
@@ -54,14 +55,6 @@ def make_lock(kind: str, variant: str, profiling):
     lock = getattr(threading, kind)()
     assert type(lock).__name__ == f"Profiled{kind}"
     return lock, collector
-
-
-def frame_depth(frame) -> int:
-    depth = 0
-    while frame is not None:
-        depth += 1
-        frame = frame.f_back
-    return depth
 
 
 def captured_depths(snapshot: Snapshot) -> dict:
