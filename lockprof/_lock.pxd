@@ -35,8 +35,7 @@ cdef class _LockWrapper:
     # The table entry of the captured acquire whose hold is running, or NULL.
     cdef lp_entry* _hold_entry
     cdef int64_t _acquired_at
-    # RLock only: the owning thread's id (0: unowned) and its recursion depth.
-    cdef unsigned long _owner
+    # RLock only: the depth of the tracked hold (0: none).
     cdef long _depth
     cdef object __weakref__
 

@@ -21,7 +21,7 @@ from libc.stdint cimport int64_t
 from lockprof._lockcore cimport (
     METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef,
     lp_current_frame,
-    lp_call, lp_call0, lp_call_vector, lp_descr_doc, lp_thread_ident, lp_monotonic_ns, lp_native_method,
+    lp_call, lp_call0, lp_call_vector, lp_descr_doc, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_type_set_method,
 )
 from lockprof._recorder cimport Recorder
@@ -95,16 +95,8 @@ cdef class _LockWrapper:
         self._ops = &RLOCK_OPS if is_rlock else &LOCK_OPS
         self._info = info
         self._hold_entry = NULL
-        self._owner = 0
         self._depth = 0
-        if recorder is not None:
-            self._recorder = recorder  # from a LockFactory: a lock nobody holds yet
-            return
-        self._recorder = INERT_RECORDER
-        if is_rlock and wrapped._is_owned():
-            # Wrapping an RLock this thread already holds (direct construction only).
-            self._owner = lp_thread_ident()
-            self._depth = wrapped._recursion_count() if hasattr(wrapped, "_recursion_count") else 1
+        self._recorder = recorder if recorder is not None else INERT_RECORDER
 
     def __dealloc__(self):
         if self._hold_entry != NULL:
@@ -170,44 +162,44 @@ cdef inline object _lock_release(_LockWrapper self):
     return result
 
 
-# An RLock wrapper tracks its owner thread and depth itself (only the owner writes them, under
-# the GIL), so that a nested acquire costs no sampler check (the sampling rate stays per
-# outermost acquire) and the hold ends at the outermost release, without asking the native lock.
-# Tracking starts at an outermost acquire while profiling runs and ends at the release to depth
-# zero, so after stop() an untracked RLock (_owner == 0) takes the plain native path.
+# An RLock wrapper tracks the depth of a hold it has seen start, so that a nested acquire costs
+# no sampler check (the sampling rate stays per outermost acquire) and the hold ends at the
+# outermost release. Only the owner changes _depth, under the GIL. With _depth == 0 an acquire is
+# an outermost one and needs no thread id; only with _depth > 0 (nested, or another thread's
+# hold) is the native lock asked whose hold it is. Tracking starts at an outermost acquire while
+# profiling runs, so after stop() an RLock with _depth == 0 takes the plain native path.
 
 cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    if self._owner == 0 and not self._recorder.active:
-        return lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
-    cdef unsigned long me = lp_thread_ident()
-    if self._owner == me:
+    if self._depth != 0 and _rlock_is_owned(self):
         result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
         if result is True:
             self._depth += 1
         return result
-    if _should_capture(self):
+    if not self._recorder.active:
+        return lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+    if self._recorder.sampler.should_capture():
         result = _timed_acquire(self, args, nargs, kwnames)
     else:
         result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
     if result is True:
-        self._owner = me
         self._depth = 1
     return result
 
 
+cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
+    return lp_call0(&RLOCK_OPS.is_owned, <PyObject*>self._wrapped) is True
+
+
 cdef inline object _rlock_release(_LockWrapper self):
-    if self._owner == 0:  # an untracked hold (or no hold: the native release raises)
+    if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef int64_t released_at = 0
-    if self._hold_entry != NULL and self._depth <= 1:
+    if self._hold_entry != NULL and self._depth == 1:
         released_at = lp_monotonic_ns()
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
     self._depth -= 1
-    if self._depth <= 0:
-        self._depth = 0
-        self._owner = 0
-        if self._hold_entry != NULL:
-            _end_hold(self, released_at if released_at else lp_monotonic_ns(), True)
+    if self._depth == 0 and self._hold_entry != NULL:
+        _end_hold(self, released_at if released_at else lp_monotonic_ns(), True)
     return result
 
 
@@ -377,7 +369,6 @@ cdef object wrapper_locked(object self, PyObject* unused):
 cdef object wrapper_at_fork_reinit(object self, PyObject* unused):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     result = lp_call0(&wrapper._ops.at_fork_reinit, <PyObject*>wrapper._wrapped)
-    wrapper._owner = 0
     wrapper._depth = 0
     if wrapper._hold_entry != NULL:
         wrapper._hold_entry.pending -= 1  # the hold died with the fork
@@ -396,7 +387,6 @@ cdef object rlock_release_save(object self, PyObject* unused):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     cdef int64_t released_at = lp_monotonic_ns()
     result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
-    wrapper._owner = 0
     wrapper._depth = 0
     if wrapper._hold_entry != NULL:
         _end_hold(wrapper, released_at, False)
@@ -413,7 +403,6 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
         result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
         end = lp_monotonic_ns()
         _start_hold(wrapper, end - start, end)
-    wrapper._owner = lp_thread_ident()
     wrapper._depth = _restored_depth(args)
     return result
 
