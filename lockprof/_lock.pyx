@@ -20,7 +20,7 @@ from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
     METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef,
-    lp_current_frame,
+    lp_current_frame, lp_frame_code, lp_frame_globals, lp_frame_lasti,
     lp_call, lp_call0, lp_call_vector, lp_descr_doc, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_type_set_method,
 )
@@ -28,33 +28,10 @@ from lockprof._recorder cimport Recorder
 
 from lockprof import _resolve
 
-cdef extern from "Python.h":
-    object PyFrame_GetGlobalsCompat "lp_frame_globals" (PyObject* frame)
-    object PyFrame_GetCodeCompat "lp_frame_code" (PyObject* frame)
-    int PyFrame_GetLastiCompat "lp_frame_lasti" (PyObject* frame)
-
-cdef extern from *:
-    """
-    #if PY_VERSION_HEX >= 0x030B0000
-    static PyObject *lp_frame_globals(PyObject *f) { return PyFrame_GetGlobals((PyFrameObject *)f); }
-    static PyObject *lp_frame_code(PyObject *f) { return (PyObject *)PyFrame_GetCode((PyFrameObject *)f); }
-    static int lp_frame_lasti(PyObject *f) { return PyFrame_GetLasti((PyFrameObject *)f); }
-    #else
-    static PyObject *lp_frame_globals(PyObject *f) { PyObject *g = ((PyFrameObject *)f)->f_globals; Py_INCREF(g); return g; }
-    static PyObject *lp_frame_code(PyObject *f) { PyObject *c = (PyObject *)((PyFrameObject *)f)->f_code; Py_INCREF(c); return c; }
-    #if PY_VERSION_HEX >= 0x030A0000
-    static int lp_frame_lasti(PyObject *f) { return ((PyFrameObject *)f)->f_lasti * (int)sizeof(_Py_CODEUNIT); }
-    #else
-    static int lp_frame_lasti(PyObject *f) { return ((PyFrameObject *)f)->f_lasti; }
-    #endif
-    #endif
-    """
-
 cdef NativeOps LOCK_OPS
 cdef NativeOps RLOCK_OPS
 cdef type NATIVE_LOCK = _thread.LockType
 cdef type NATIVE_RLOCK = _thread.RLock
-cdef tuple EMPTY_ARGS = ()
 # How often a lock's variable name is looked for before it is left unnamed.
 cdef int NAME_ATTEMPTS = 3
 
@@ -536,7 +513,7 @@ cdef class LockFactory:
         cdef PyObject* frame = lp_current_frame()
         if frame == NULL:
             return native
-        module = PyFrame_GetGlobalsCompat(frame).get("__name__")
+        module = lp_frame_globals(frame).get("__name__")
         excluded = self._decisions.get(module)
         if excluded is None:
             excluded = bool(self._excludes(module))
@@ -545,8 +522,8 @@ cdef class LockFactory:
             self._decisions[module] = excluded
         if excluded:
             return native
-        info = LockInfo.__new__(LockInfo, self.kind, PyFrame_GetCodeCompat(frame),
-                                PyFrame_GetLastiCompat(frame), module if isinstance(module, str) else None)
+        info = LockInfo.__new__(LockInfo, self.kind, lp_frame_code(frame),
+                                lp_frame_lasti(frame), module if isinstance(module, str) else None)
         # Spelled per type so that Cython calls the type's allocator directly.
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)

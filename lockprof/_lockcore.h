@@ -280,6 +280,32 @@ static inline PyObject *lp_current_frame(void)
     return (PyObject *)PyEval_GetFrame();
 }
 
+/* Frame accessors for every supported version: new references, and the offset of the current
+ * instruction in bytes (3.10 counts f_lasti in code units, 3.9 in bytes). */
+#if PY_VERSION_HEX >= 0x030B0000
+static inline PyObject *lp_frame_globals(PyObject *f) { return PyFrame_GetGlobals((PyFrameObject *)f); }
+static inline PyObject *lp_frame_code(PyObject *f) { return (PyObject *)PyFrame_GetCode((PyFrameObject *)f); }
+static inline int lp_frame_lasti(PyObject *f) { return PyFrame_GetLasti((PyFrameObject *)f); }
+#else
+static inline PyObject *lp_frame_globals(PyObject *f)
+{
+    PyObject *globals = ((PyFrameObject *)f)->f_globals;
+    Py_INCREF(globals);
+    return globals;
+}
+static inline PyObject *lp_frame_code(PyObject *f)
+{
+    PyObject *code = (PyObject *)((PyFrameObject *)f)->f_code;
+    Py_INCREF(code);
+    return code;
+}
+#if PY_VERSION_HEX >= 0x030A0000
+static inline int lp_frame_lasti(PyObject *f) { return ((PyFrameObject *)f)->f_lasti * (int)sizeof(_Py_CODEUNIT); }
+#else
+static inline int lp_frame_lasti(PyObject *f) { return ((PyFrameObject *)f)->f_lasti; }
+#endif
+#endif
+
 typedef struct {
     PyObject *code; /* borrowed while walking; owned once stored in an entry */
     int lasti;      /* byte offset of the current instruction */
@@ -314,15 +340,10 @@ static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
     Py_XDECREF(frame);
 #else
     PyFrameObject *frame = PyEval_GetFrame(); /* borrowed, and so is every f_back */
-#if PY_VERSION_HEX >= 0x030A0000
-    const int scale = (int)sizeof(_Py_CODEUNIT); /* 3.10 counts f_lasti in code units */
-#else
-    const int scale = 1;
-#endif
     while (frame != NULL && total < LP_MAX_WALK) {
         if (n < max) {
             out[n].code = (PyObject *)frame->f_code;
-            out[n].lasti = frame->f_lasti * scale;
+            out[n].lasti = lp_frame_lasti((PyObject *)frame);
             n++;
         }
         total++;

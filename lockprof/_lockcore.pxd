@@ -36,6 +36,9 @@ cdef extern from "_lockcore.h":
         int lasti
     int LP_MAX_WALK
     PyObject* lp_current_frame()
+    object lp_frame_globals(PyObject* frame)
+    object lp_frame_code(PyObject* frame)
+    int lp_frame_lasti(PyObject* frame)
     int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
 
     ctypedef struct lp_entry:
