@@ -54,14 +54,18 @@ def lineno() -> int:
     return sys._getframe(1).f_lineno
 
 
-def hold_in_thread(lock, seconds):
-    """Start a thread that holds `lock` for `seconds`; returns it once the lock is taken."""
+def hold_in_thread(lock, seconds=None, until=None):
+    """Start a thread that holds `lock` for `seconds`, or until the event `until` is set;
+    returns it once the lock is taken."""
     taken = threading.Event()
 
     def holder():
         with lock:
             taken.set()
-            time.sleep(seconds)
+            if until is not None:
+                until.wait(JOIN)
+            else:
+                time.sleep(seconds)
 
     t = threading.Thread(target=holder)
     t.start()
@@ -221,17 +225,8 @@ def test_condition_wait_ends_and_restarts_rlock_hold(collector):
 def test_failed_nonblocking_acquire_records_nothing(collector):
     for factory in (threading.Lock, threading.RLock):
         lock = factory()
-        holder_ready = threading.Event()
         done = threading.Event()
-
-        def holder():
-            with lock:
-                holder_ready.set()
-                done.wait(JOIN)
-
-        t = threading.Thread(target=holder)
-        t.start()
-        assert holder_ready.wait(JOIN)
+        t = hold_in_thread(lock, until=done)
         collector.snapshot()  # forget the holder's acquire
         assert lock.acquire(False) is False
         assert lock.acquire(timeout=0.01) is False
