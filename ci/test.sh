@@ -11,7 +11,7 @@ trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
 bin="$work/venv/bin"; [ -d "$bin" ] || bin="$work/venv/Scripts"  # Windows venvs use Scripts/
 "$bin/python" -m pip install -q --upgrade pip
-"$bin/python" -m pip install -q "$root[test]"
+(cd "$root" && "$bin/python" -m pip install -q ".[test]")  # relative: Windows' bash rewrites /paths
 (cd "$work" && "$bin/python" "$root/examples/contention.py")
 "$bin/pytest" "$root/tests" -q -p no:cacheprovider
 "$bin/python" "$root/benchmarks/bench_overhead.py" --quick

@@ -30,9 +30,12 @@ def test_unknown_option_is_one_usage_error_not_a_traceback(capsys):
     assert "Traceback" not in err
 
 
-def test_python_dash_m_lockprof_version():
+def test_python_dash_m_lockprof_version(tmp_path):
+    # From a scratch directory: -m puts the working directory first on sys.path, and the source
+    # tree's lockprof/ has no compiled modules.
     result = subprocess.run(
-        [sys.executable, "-m", "lockprof", "--version"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "lockprof", "--version"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"lockprof {lockprof.__version__}"
