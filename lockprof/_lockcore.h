@@ -16,8 +16,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#ifdef _WIN32
+#if defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN /* the full headers define macros such as `small` */
 #include <windows.h>
+#elif defined(__APPLE__)
+#include <mach/mach_time.h>
 #else
 #include <time.h>
 #endif
@@ -26,7 +29,7 @@
 
 static inline int64_t lp_monotonic_ns(void)
 {
-#ifdef _WIN32
+#if defined(_WIN32)
     static LARGE_INTEGER freq;
     LARGE_INTEGER now;
     if (freq.QuadPart == 0)
@@ -34,6 +37,13 @@ static inline int64_t lp_monotonic_ns(void)
     QueryPerformanceCounter(&now);
     return (int64_t)(now.QuadPart / freq.QuadPart) * 1000000000
            + (int64_t)((now.QuadPart % freq.QuadPart) * 1000000000 / freq.QuadPart);
+#elif defined(__APPLE__)
+    /* CLOCK_MONOTONIC has only microsecond resolution on macOS (and needs 10.12); the Mach
+     * clock is what time.monotonic() reads there, in nanoseconds. */
+    static mach_timebase_info_data_t timebase;
+    if (timebase.denom == 0)
+        mach_timebase_info(&timebase);
+    return (int64_t)(mach_absolute_time() * timebase.numer / timebase.denom);
 #else
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -152,12 +162,12 @@ static inline const char *lp_descr_doc(PyObject *descr)
 static PyObject *lp_call_generic(const lp_native_method *m, PyObject *self, PyObject *args, PyObject *kwds)
 {
     Py_ssize_t nargs = args ? PyTuple_GET_SIZE(args) : 0;
-    PyObject *small[8];
+    PyObject *stack_args[8];
     if (nargs < 7) {
-        small[0] = self;
+        stack_args[0] = self;
         for (Py_ssize_t i = 0; i < nargs; i++)
-            small[i + 1] = PyTuple_GET_ITEM(args, i);
-        return PyObject_VectorcallDict(m->descr, small, (size_t)nargs + 1, kwds);
+            stack_args[i + 1] = PyTuple_GET_ITEM(args, i);
+        return PyObject_VectorcallDict(m->descr, stack_args, (size_t)nargs + 1, kwds);
     }
     PyObject *full = PyTuple_New(nargs + 1);
     if (full == NULL)

@@ -102,8 +102,9 @@ cdef class Recorder:
 
     cdef void _note_thread(self, unsigned long thread_id) noexcept:
         # A direct-mapped cache of the threads already named this period keeps the dict lookups
-        # and the Python attribute read off the common path.
-        cdef unsigned long slot = (thread_id >> 4) & 63
+        # and the Python attribute read off the common path. Thread ids are aligned addresses
+        # (pthread_t) or small multiples of 4 (Windows): a multiplicative hash spreads them.
+        cdef unsigned long slot = <unsigned long>((<unsigned long long>thread_id * 0x9E3779B97F4A7C15ULL) >> 58)
         if self._seen_threads[slot] == thread_id:
             return
         self._seen_threads[slot] = thread_id

@@ -48,7 +48,8 @@ def display_path(filename: str) -> str:
         root = os.path.abspath(entry or os.curdir)
         if filename.startswith(root.rstrip(os.sep) + os.sep) and len(root) > len(best):
             best = root
-    return os.path.relpath(filename, best) if best else filename
+    shown = os.path.relpath(filename, best) if best else filename
+    return shown.replace(os.sep, "/")  # the same lock name on every platform
 
 
 def site(code: Optional[types.CodeType], offset: int) -> str:

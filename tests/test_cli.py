@@ -1,5 +1,6 @@
 """The lockprof command: version, help, and a clean error for an unknown option."""
 
+import os
 import subprocess
 import sys
 
@@ -31,11 +32,12 @@ def test_unknown_option_is_one_usage_error_not_a_traceback(capsys):
 
 
 def test_python_dash_m_lockprof_version(tmp_path):
-    # From a scratch directory: -m puts the working directory first on sys.path, and the source
-    # tree's lockprof/ has no compiled modules.
+    # The lockprof these tests imported (installed, or built in place), from a scratch directory:
+    # -m puts the working directory first on sys.path, and an unbuilt source tree would shadow it.
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(lockprof.__file__)))
     result = subprocess.run(
         [sys.executable, "-m", "lockprof", "--version"],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"lockprof {lockprof.__version__}"
