@@ -192,12 +192,15 @@ cdef object _timed_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs,
 
 
 cdef inline void _start_hold(_LockWrapper self, int64_t wait_ns, int64_t acquired_at):
-    if self._hold_entry != NULL:
+    entry = self._recorder.record_acquire(self._info, wait_ns)
+    # The swap runs no Python code, so no other thread sees it half done.
+    previous = self._hold_entry
+    self._hold_entry = entry
+    self._acquired_at = acquired_at
+    if previous != NULL:
         # A hold whose release was never seen (the lock was reinitialised under us): never leave
         # an entry pending forever.
-        self._hold_entry.pending -= 1
-    self._hold_entry = self._recorder.record_acquire(self._info, wait_ns)
-    self._acquired_at = acquired_at
+        previous.pending -= 1
 
 
 cdef inline int _end_hold(_LockWrapper self, int64_t released_at, bint name_lock) except -1:
@@ -316,9 +319,6 @@ cdef str _mangled(type klass, str name):
 cdef object lock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
-cdef object lock_enter(object self, PyObject* unused):
-    return _lock_acquire(<_LockWrapper>self, NULL, 0, NULL)
-
 cdef object lock_release(object self, PyObject* unused):
     return _lock_release(<_LockWrapper>self)
 
@@ -327,9 +327,6 @@ cdef object lock_exit(object self, PyObject** args, Py_ssize_t nargs):
 
 cdef object rlock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
-
-cdef object rlock_enter(object self, PyObject* unused):
-    return _rlock_acquire(<_LockWrapper>self, NULL, 0, NULL)
 
 cdef object rlock_release(object self, PyObject* unused):
     return _rlock_release(<_LockWrapper>self)
@@ -430,15 +427,15 @@ cdef int _install_methods() except -1:
              "_acquire_restore", "_recursion_count")
     _resolve_ops(&LOCK_OPS, _thread.LockType, names)
     _resolve_ops(&RLOCK_OPS, _thread.RLock, names)
-    # acquire uses the vectorcall convention, which the 3.11+ interpreter specialises and the
-    # native method's tuple-and-dict convention does not; __enter__ takes no argument and
-    # __exit__ ignores its arguments, so a `with` block builds no argument tuple. That is how
+    # acquire and __enter__ (natively the same method, arguments included) use the vectorcall
+    # convention, which the 3.11+ interpreter specialises and the native method's tuple-and-dict
+    # convention does not; __exit__ ignores its arguments, so a `with` block builds no tuple. That is how
     # the wrapper can match or beat the native lock. Arguments reach the native method as the
     # interpreter would have passed them, so its checks and messages are unchanged.
     cdef PyMethodDef* m = LOCK_METHODS
     _add_method(ProfiledLock, _thread.LockType, &m[0], "acquire", <void*>lock_acquire, FASTKW)
     _add_method(ProfiledLock, _thread.LockType, &m[1], "acquire_lock", <void*>lock_acquire, FASTKW)
-    _add_method(ProfiledLock, _thread.LockType, &m[2], "__enter__", <void*>lock_enter, METH_NOARGS)
+    _add_method(ProfiledLock, _thread.LockType, &m[2], "__enter__", <void*>lock_acquire, FASTKW)
     _add_method(ProfiledLock, _thread.LockType, &m[3], "release", <void*>lock_release, METH_NOARGS)
     _add_method(ProfiledLock, _thread.LockType, &m[4], "release_lock", <void*>lock_release, METH_NOARGS)
     _add_method(ProfiledLock, _thread.LockType, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL)
@@ -447,7 +444,7 @@ cdef int _install_methods() except -1:
     _add_method(ProfiledLock, _thread.LockType, &m[8], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
     m = RLOCK_METHODS
     _add_method(ProfiledRLock, _thread.RLock, &m[0], "acquire", <void*>rlock_acquire, FASTKW)
-    _add_method(ProfiledRLock, _thread.RLock, &m[1], "__enter__", <void*>rlock_enter, METH_NOARGS)
+    _add_method(ProfiledRLock, _thread.RLock, &m[1], "__enter__", <void*>rlock_acquire, FASTKW)
     _add_method(ProfiledRLock, _thread.RLock, &m[2], "release", <void*>rlock_release, METH_NOARGS)
     _add_method(ProfiledRLock, _thread.RLock, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL)
     _add_method(ProfiledRLock, _thread.RLock, &m[4], "locked", <void*>wrapper_locked, METH_NOARGS)
@@ -528,6 +525,11 @@ cdef class LockFactory:
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)
         return ProfiledLock.__new__(ProfiledLock, native, info, self._recorder)
+
+    @property
+    def active(self):
+        """True while the collector that installed this factory is running."""
+        return self._recorder.active
 
     def __instancecheck__(self, obj):
         # Only where the original is a class (threading.Lock on 3.13+); elsewhere isinstance

@@ -18,9 +18,11 @@ cdef class Recorder:
     cdef dict _modules
     cdef object _asyncio_loop_getter
     cdef object _asyncio_task_getter
+    cdef object _c_task_get_name  # asyncio's C Task.get_name, or None
 
     cdef lp_entry* record_acquire(self, object lock_info, int64_t wait_ns) noexcept
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept
     cdef void _note_thread(self, unsigned long thread_id) noexcept
     cdef object _current_task(self)
+    cdef object _task_name(self, object task)
     cdef object _drain(self)

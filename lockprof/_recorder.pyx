@@ -9,6 +9,7 @@ numbers are resolved later, by drain()'s caller, outside any lock operation.
 """
 
 import sys
+from types import MethodDescriptorType
 
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from cpython.object cimport PyObject
@@ -20,6 +21,9 @@ from lockprof._lockcore cimport (
     lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert, lp_thread_native_id,
 )
 from lockprof._sampler cimport CaptureSampler
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object obj, void* context)
 
 # The deepest stack a Recorder can be asked to keep (the config allows 1..512).
 DEF MAX_FRAMES_LIMIT = 512
@@ -58,7 +62,7 @@ cdef class Recorder:
 
     cdef lp_entry* record_acquire(self, object lock_info, int64_t wait_ns) noexcept:
         """Count one acquire that waited wait_ns; the entry (or NULL when dropped) is pending
-        until record_release. Never raises: the caller is inside the user's lock operation."""
+        until record_release. Never raises, and runs no user code: the caller is inside the user's lock operation."""
         cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
         cdef int depth = 0
         cdef lp_key key
@@ -78,8 +82,8 @@ cdef class Recorder:
         try:
             task = self._current_task()
             if task is not None:
-                task_name = task.get_name()
-        except BaseException:
+                task_name = self._task_name(task)
+        except Exception:
             task = None
         if task is not None:
             key.task_id = <Py_ssize_t><PyObject*>task
@@ -108,14 +112,20 @@ cdef class Recorder:
         if self._seen_threads[slot] == thread_id:
             return
         self._seen_threads[slot] = thread_id
+        # Plain dict reads only: no attribute protocol, so no property or __getattr__ of a
+        # Thread subclass runs inside the user's lock operation.
+        threading = self._modules.get("threading")
+        active = PyObject_GenericGetDict(threading, NULL).get("_active") if threading is not None else None
+        thread = (<dict>active).get(thread_id) if type(active) is dict else None
+        if thread is None:
+            return
         try:
-            threading = self._modules.get("threading")
-            thread = threading._active.get(thread_id) if threading is not None else None
-            if thread is not None:
-                # _name, not the name property: no user code runs inside a lock operation.
-                self._thread_names[thread_id] = thread._name
-        except BaseException:
-            pass
+            attributes = PyObject_GenericGetDict(thread, NULL)
+        except Exception:
+            return
+        name = (<dict>attributes).get("_name") if type(attributes) is dict else None
+        if type(name) is str:
+            self._thread_names[thread_id] = name
 
     cdef object _current_task(self):
         if self._asyncio_loop_getter is None:
@@ -124,10 +134,19 @@ cdef class Recorder:
                 return None
             self._asyncio_loop_getter = asyncio.events._get_running_loop
             self._asyncio_task_getter = asyncio.current_task
+            get_name = vars(asyncio.Task).get("get_name")
+            # Only the C Task's own get_name() is called inside a lock operation: an override is
+            # user code, which may take locks (a deadlock) or let other threads run.
+            self._c_task_get_name = get_name if type(get_name) is MethodDescriptorType else None
         loop = self._asyncio_loop_getter()
         if loop is None:
             return None
         return self._asyncio_task_getter(loop)
+
+    cdef object _task_name(self, object task):
+        if self._c_task_get_name is not None and getattr(type(task), "get_name", None) is self._c_task_get_name:
+            return self._c_task_get_name(task)
+        return None
 
     def drain(self):
         """Take the counts gathered since the last drain and reset them.
