@@ -85,6 +85,9 @@ class LockCollector:
             for attribute, original in self._originals.items():
                 # Restore only our own patch: if something patched on top of it, leave that.
                 if getattr(threading, attribute, None) is self._factories[attribute]:
+                    # Collectors stopped out of order: skip factories of stopped collectors.
+                    while isinstance(original, LockFactory) and not original.active:
+                        original = original.original
                     setattr(threading, attribute, original)
             self._originals.clear()
             self._factories.clear()
