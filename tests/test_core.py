@@ -8,6 +8,7 @@ import asyncio
 import importlib
 import math
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -885,3 +886,81 @@ def test_fork_child_gets_its_own_thread_labels(collector):
         pass
     (sample,) = collector.snapshot().samples
     assert sample.thread_native_id == threading.get_native_id()
+
+
+def test_no_user_code_runs_inside_a_lock_operation(collector):
+    # A Task subclass's get_name() and a Thread subclass's _name property are user code: they
+    # may take locks (a deadlock) or let other threads run mid-update. Neither is called inside
+    # a lock operation; the task is still labelled by id.
+    calls = []
+
+    class NamedTask(asyncio.Task):
+        def get_name(self):
+            calls.append("get_name")
+            return super().get_name()
+
+    lock = threading.Lock()
+
+    async def work():
+        with lock:
+            pass
+
+    async def main():
+        asyncio.get_running_loop().set_task_factory(
+            lambda loop, coro, **kw: NamedTask(coro, loop=loop, **kw))
+        await asyncio.create_task(work())
+
+    asyncio.run(main())
+    calls.clear()  # asyncio itself may have asked for names outside our lock operations
+
+    class PropertyNameThread(threading.Thread):
+        @property
+        def _name(self):
+            calls.append("_name")
+            return "property-name"
+
+        @_name.setter
+        def _name(self, value):
+            pass
+
+    def use_lock():
+        with lock:
+            pass
+        asyncio.run(main())
+
+    t = PropertyNameThread(target=use_lock)
+    t.start()
+    t.join(JOIN)
+    assert calls == []
+    samples = samples_of(collector.snapshot(), lock)
+    in_tasks = [s for s in samples if s.task_id is not None]
+    assert in_tasks and all(s.task_name is None for s in in_tasks)
+
+
+def test_task_get_name_taking_the_same_lock_does_not_deadlock(tmp_path):
+    # Run in a subprocess: before the fix this hung forever.
+    script = tmp_path / "taskname.py"
+    script.write_text(
+        "import asyncio, threading\n"
+        "from lockprof import LockCollector\n"
+        "c = LockCollector(capture_pct=100); c.start()\n"
+        "names_lock = threading.Lock()\n"
+        "class NamedTask(asyncio.Task):\n"
+        "    def get_name(self):\n"
+        "        with names_lock:\n"
+        "            return 'named:' + super().get_name()\n"
+        "async def main():\n"
+        "    asyncio.get_running_loop().set_task_factory(\n"
+        "        lambda loop, coro, **kw: NamedTask(coro, loop=loop, **kw))\n"
+        "    async def work():\n"
+        "        with names_lock:\n"
+        "            return 42\n"
+        "    print(await asyncio.create_task(work()))\n"
+        "asyncio.run(main())\n"
+    )
+    import lockprof
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(lockprof.__file__)))
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "42"

@@ -634,3 +634,15 @@ def test_profiler_concurrent_exports_get_distinct_sequence_numbers(tmp_path):
     assert last == str(tmp_path / f"c.{os.getpid()}.20.pprof")
     for path in paths:
         pprof.decode(open(path, "rb").read())
+
+
+def test_collectors_stopped_out_of_order_restore_native():
+    # Start a, start b, stop a, stop b: the dead factory of a must not stay in threading.
+    a = LockCollector(capture_pct=100)
+    b = LockCollector(capture_pct=100)
+    a.start()
+    b.start()
+    a.stop()
+    assert isinstance(threading.Lock(), ProfiledLock)  # b still profiles
+    b.stop()
+    assert threading.Lock is ORIGINAL_LOCK and threading.RLock is ORIGINAL_RLOCK

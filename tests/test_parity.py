@@ -719,3 +719,23 @@ def test_signal_during_release_is_not_swallowed(collector):
     assert fired == [signal.SIGALRM]
     assert raised, "the signal handler ran but its exception never reached the program"
     assert free_from_other_thread(box[0])
+
+
+@pytest.mark.parametrize("capture_pct", [0, 100])
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_enter_takes_acquire_arguments_like_native(kind, capture_pct):
+    # Natively __enter__ is acquire() itself, arguments included.
+    native_factory = {"Lock": _thread.allocate_lock, "RLock": _thread.RLock}[kind]
+    collector = LockCollector(capture_pct=capture_pct)
+    collector.start()
+    try:
+        profiled = getattr(threading, kind)()
+    finally:
+        collector.stop()
+    for lock in (native_factory(), profiled):
+        with held_elsewhere(lock):
+            assert lock.__enter__(False) is False
+            assert lock.__enter__(blocking=False) is False
+            assert lock.__enter__(True, 0.01) is False
+        assert lock.__enter__() is True
+        lock.__exit__(None, None, None)
