@@ -170,13 +170,12 @@ cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
 cdef inline object _rlock_release(_LockWrapper self):
     if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
-    cdef int64_t released_at = 0
-    if self._hold_entry != NULL and self._depth == 1:
-        released_at = lp_monotonic_ns()
+    cdef bint ends_hold = self._depth == 1 and self._hold_entry != NULL
+    cdef int64_t released_at = lp_monotonic_ns() if ends_hold else 0
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
     self._depth -= 1
-    if self._depth == 0 and self._hold_entry != NULL:
-        _end_hold(self, released_at if released_at else lp_monotonic_ns(), True)
+    if ends_hold:
+        _end_hold(self, released_at, True)
     return result
 
 
