@@ -144,27 +144,25 @@ class Profiler:
 
     def snapshot(self) -> Snapshot:
         """Everything collected since the last export, without resetting it."""
-        self._collect()
-        with self._pending_lock:
-            return self._make_snapshot(list(self._pending.values()), self._pending_dropped, time.time_ns())
+        return self._period(reset=False)
 
-    def _take_period(self) -> Snapshot:
+    def _period(self, reset: bool) -> Snapshot:
+        """The period so far; with reset, a new period starts."""
         self._collect()
         with self._pending_lock:
             end_ns = time.time_ns()
-            snapshot = self._make_snapshot(list(self._pending.values()), self._pending_dropped, end_ns)
-            self._pending = {}
-            self._pending_dropped = 0
-            self._period_start_ns = end_ns
+            samples = list(self._pending.values())
+            for sample in samples:
+                if sample.lock_info is not None:  # named since it was collected, perhaps
+                    sample.lock_name = sample.lock_info.display_name
+            comments = [f"lockprof {__version__}", f"capture_pct={self.config.capture_pct}"]
+            snapshot = Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
+                                dropped_events=self._pending_dropped, comments=comments)
+            if reset:
+                self._pending = {}
+                self._pending_dropped = 0
+                self._period_start_ns = end_ns
         return snapshot
-
-    def _make_snapshot(self, samples: List[LockSample], dropped: int, end_ns: int) -> Snapshot:
-        for sample in samples:
-            if sample.lock_info is not None:
-                sample.lock_name = sample.lock_info.display_name
-        comments = [f"lockprof {__version__}", f"capture_pct={self.config.capture_pct}"]
-        return Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
-                        dropped_events=dropped, comments=comments)
 
     # ------------------------------------------------------------------ export
 
@@ -175,7 +173,7 @@ class Profiler:
         issued, the data of that period is lost, and the next export tries again.
         """
         with self._export_lock:
-            snapshot = self._take_period()
+            snapshot = self._period(reset=True)
             path = f"{self.config.output}.{os.getpid()}.{self._sequence}.pprof"
             try:
                 directory = os.path.dirname(path)
