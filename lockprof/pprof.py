@@ -13,10 +13,14 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Container, Dict, Iterator, List, Optional, Set, Tuple, Union
 
-from lockprof.profile import Frame, LockSample, Snapshot
+from lockprof.profile import Frame, LockSample, LockTotals, Snapshot
 
 __all__ = [
+    "MAX_WAIT_LABEL",
+    "OUTCOME_LABEL",
     "SAMPLE_TYPES",
+    "TIMED_OUT",
+    "TIMEOUTS_LABEL",
     "DecodedProfile",
     "DecodedSample",
     "ProfileFormatError",
@@ -26,14 +30,24 @@ __all__ = [
     "write_atomic",
 ]
 
-# (type, unit) of Sample.value[i], in the order encode() writes the values.
+# (type, unit) of Sample.value[i], in the order encode() writes the values. Samples with a
+# stack carry the estimates of the first six; one stackless sample per lock (its only frame is
+# the lock's creation site, named after the lock) carries the exact totals of the last two.
 SAMPLE_TYPES = (
-    ("lock-acquire", "count"),
-    ("lock-acquire-wait", "nanoseconds"),
-    ("lock-release", "count"),
+    ("lock-acquire", "count"),  # acquires, sampled at capture_pct
+    ("lock-acquire-wait", "nanoseconds"),  # contended waits, sampled in proportion to length
+    ("lock-contended-acquire", "count"),  # acquires that had to block, timeouts included
+    ("lock-release", "count"),  # releases ending a hold sampled at capture_pct
     ("lock-release-hold", "nanoseconds"),
+    ("lock-blocking-hold", "nanoseconds"),  # hold time while other threads were blocked
+    ("lock-contended-total", "count"),  # exact, per lock
+    ("lock-wait-total", "nanoseconds"),  # exact, per lock
 )
 _DEFAULT_SAMPLE_TYPE = "lock-acquire-wait"
+# Labels of the per-lock totals samples, beside "lock name" and "lock kind".
+MAX_WAIT_LABEL, TIMEOUTS_LABEL = "max wait", "timeouts"
+# The label of a stack sample whose waits ended in a timeout.
+OUTCOME_LABEL, TIMED_OUT = "acquire outcome", "timed out"
 
 # Wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -130,12 +144,14 @@ class _ProfileBuilder:
             _VALUE_TYPE_UNIT, self.string(unit)
         )
 
-    def label(self, key: str, value: Union[str, int]) -> bytes:
+    def label(self, key: str, value: Union[str, int], unit: str = "") -> bytes:
         if isinstance(value, str):
             # Written even for "" (index 0) so decode() can tell a string label from num=0.
             body = _int_field(_LABEL_STR, self.string(value), always=True)
         else:
             body = _int_field(_LABEL_NUM, value)
+            if unit:
+                body += _int_field(_LABEL_NUM_UNIT, self.string(unit))
         return _len_field(_SAMPLE_LABEL, _int_field(_LABEL_KEY, self.string(key)) + body)
 
     def sample(self, s: LockSample) -> bytes:
@@ -150,11 +166,25 @@ class _ProfileBuilder:
             labels.append(("task id", s.task_id))
         if s.task_name is not None:
             labels.append(("task name", s.task_name))
-        values = [s.acquire_count, s.acquire_wait_ns, s.release_count, s.release_hold_ns]
+        if s.timed_out:
+            labels.append((OUTCOME_LABEL, TIMED_OUT))
+        values = [s.acquire_count, s.acquire_wait_ns, s.contended_count, s.release_count,
+                  s.release_hold_ns, s.blocking_hold_ns, 0, 0]
         return (
             _packed_field(_SAMPLE_LOCATION_ID, [self.location(f) for f in s.frames])
             + _packed_field(_SAMPLE_VALUE, values)
             + b"".join(self.label(k, v) for k, v in labels)
+        )
+
+    def totals(self, t: LockTotals) -> bytes:
+        values = [0, 0, 0, 0, 0, 0, t.contended_count, t.wait_ns]
+        return (
+            _packed_field(_SAMPLE_LOCATION_ID, [self.location(t.site)])
+            + _packed_field(_SAMPLE_VALUE, values)
+            + self.label("lock name", t.lock_name)
+            + self.label("lock kind", t.lock_kind)
+            + self.label(MAX_WAIT_LABEL, t.max_wait_ns, "nanoseconds")
+            + self.label(TIMEOUTS_LABEL, t.timeouts)
         )
 
 
@@ -163,6 +193,7 @@ def encode(snapshot: Snapshot) -> bytes:
     b = _ProfileBuilder()
     parts = [_len_field(_PROFILE_SAMPLE_TYPE, b.value_type(t, u)) for t, u in SAMPLE_TYPES]
     parts += [_len_field(_PROFILE_SAMPLE, b.sample(s)) for s in snapshot.samples]
+    parts += [_len_field(_PROFILE_SAMPLE, b.totals(t)) for t in snapshot.lock_totals]
     # One mapping flagged as already symbolized, so pprof does not try to symbolize addresses.
     parts.append(
         _len_field(
@@ -195,6 +226,7 @@ def encode(snapshot: Snapshot) -> bytes:
             )
         )
     comments = list(snapshot.comments)
+    comments += [wait.describe() for wait in snapshot.long_waits]
     if snapshot.dropped_events > 0:
         comments.append(f"dropped events: {snapshot.dropped_events}")
     tail = [
@@ -245,6 +277,13 @@ class DecodedProfile:
     period: int = 0
     comments: List[str] = field(default_factory=list)
     default_sample_type: Optional[str] = None  # None when the profile leaves it unset
+
+    def value_index(self, type_: str) -> int:
+        """The index in Sample.values of the sample type named type_ (ValueError if absent)."""
+        for i, value_type in enumerate(self.sample_types):
+            if value_type.type == type_:
+                return i
+        raise ValueError(f"the profile has no sample type {type_!r}")
 
 
 def _read_varint(buf: bytes, pos: int, where: str) -> Tuple[int, int]:

@@ -28,8 +28,8 @@ class LockprofExportWarning(UserWarning):
     """A profile could not be written; profiling goes on and the next export retries."""
 
 
-# The same lock, stack, thread and task: the lock by identity, since its name can appear later.
-_SampleKey = Tuple[Any, Tuple[Frame, ...], int, Optional[int]]
+# The same lock, stack, thread, task and outcome: the lock by identity, since its name can appear later.
+_SampleKey = Tuple[Any, Tuple[Frame, ...], int, Optional[int], bool]
 
 
 class Profiler:
@@ -132,15 +132,12 @@ class Profiler:
                 self._pending_dropped += snapshot.dropped_events
                 for sample in snapshot.samples:
                     lock = id(sample.lock_info) if sample.lock_info is not None else sample.lock_name
-                    key = (lock, sample.frames, sample.thread_id, sample.task_id)
+                    key = (lock, sample.frames, sample.thread_id, sample.task_id, sample.timed_out)
                     merged = self._pending.get(key)
                     if merged is None:
                         self._pending[key] = sample
                     else:
-                        merged.acquire_count += sample.acquire_count
-                        merged.acquire_wait_ns += sample.acquire_wait_ns
-                        merged.release_count += sample.release_count
-                        merged.release_hold_ns += sample.release_hold_ns
+                        merged.merge(sample)
 
     def snapshot(self) -> Snapshot:
         """Everything collected since the last export, without resetting it."""

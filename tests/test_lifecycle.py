@@ -452,7 +452,8 @@ def test_profiler_stop_writes_profile(tmp_path):
     assert sample.labels["thread native id"] == threading.get_native_id()
     assert sample.labels["thread name"] == threading.current_thread().name
     assert "task id" not in sample.labels
-    assert sample.values[0] == 3 and sample.values[2] == 3  # acquires, releases
+    assert sample.values[profile.value_index("lock-acquire")] == 3
+    assert sample.values[profile.value_index("lock-release")] == 3
     assert sample.frames[0].name.split(".")[-1] == "profiled_work_lock"
     assert sample.frames[0].filename == __file__
     # nothing of the profiler's own or of threading's locks
@@ -562,7 +563,8 @@ def test_interpreter_exit_flushes(tmp_path):
     assert len(files) == 1
     profile = pprof.decode(open(files[0], "rb").read())
     (sample,) = [s for s in profile.samples if s.labels["lock name"].endswith(":exit_lock")]
-    assert sample.values[0] == 1 and sample.values[2] == 1
+    assert sample.values[profile.value_index("lock-acquire")] == 1
+    assert sample.values[profile.value_index("lock-release")] == 1
     assert sample.frames[0].name == "exiting_worker"
     assert sample.labels["thread id"] == int(result.stdout.strip())
 

@@ -10,7 +10,11 @@ from typing import List, Optional
 import pytest
 
 from lockprof.pprof import (
+    MAX_WAIT_LABEL,
+    OUTCOME_LABEL,
     SAMPLE_TYPES,
+    TIMED_OUT,
+    TIMEOUTS_LABEL,
     DecodedProfile,
     ProfileFormatError,
     ValueType,
@@ -18,7 +22,7 @@ from lockprof.pprof import (
     encode,
     write_atomic,
 )
-from lockprof.profile import Frame, LockSample, Snapshot
+from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
 START_NS = 1_700_000_000_123_456_789
 ACQUIRE = Frame("Lock.acquire", "/app/locks.py", 10)
@@ -86,7 +90,8 @@ def test_round_trip_values_stacks_and_metadata():
 
     assert profile.sample_types == [ValueType(t, u) for t, u in SAMPLE_TYPES]
     assert [t.type for t in profile.sample_types] == [
-        "lock-acquire", "lock-acquire-wait", "lock-release", "lock-release-hold",
+        "lock-acquire", "lock-acquire-wait", "lock-contended-acquire", "lock-release",
+        "lock-release-hold", "lock-blocking-hold", "lock-contended-total", "lock-wait-total",
     ]
     assert profile.default_sample_type == "lock-acquire-wait"
     assert profile.period_type == ValueType("lock-acquire", "count")
@@ -98,10 +103,34 @@ def test_round_trip_values_stacks_and_metadata():
     assert len(profile.samples) == len(snap.samples)
     for decoded, original in zip(profile.samples, snap.samples):
         assert decoded.values == [
-            original.acquire_count, original.acquire_wait_ns,
-            original.release_count, original.release_hold_ns,
+            original.acquire_count, original.acquire_wait_ns, original.contended_count,
+            original.release_count, original.release_hold_ns, original.blocking_hold_ns, 0, 0,
         ]
         assert decoded.frames == list(original.frames)  # leaf first
+
+
+def test_timed_out_waits_totals_and_long_waits_round_trip():
+    timed_out = LockSample("db_lock", "lock", (MAIN,), 1, 1001, "MainThread",
+                           contended_count=2, acquire_wait_ns=5_000_000, timed_out=True)
+    site = Frame("db_lock", "/app/db.py", 12)
+    totals = LockTotals("db_lock", "lock", site, contended_count=9, wait_ns=7_000_000,
+                        max_wait_ns=3_000_000, timeouts=2)
+    wait = LongWait("db_lock", 3_000_000, 1, "MainThread", 7, "fetch-7", (MAIN,), timed_out=True)
+    profile = decode(encode(make_snapshot(samples=[timed_out], lock_totals=[totals],
+                                          long_waits=[wait])))
+    stack_sample, totals_sample = profile.samples
+    assert stack_sample.labels[OUTCOME_LABEL] == TIMED_OUT
+    assert stack_sample.values[profile.value_index("lock-contended-acquire")] == 2
+    assert stack_sample.values[profile.value_index("lock-contended-total")] == 0
+    assert totals_sample.frames == [site]
+    assert totals_sample.values == [0, 0, 0, 0, 0, 0, 9, 7_000_000]
+    assert totals_sample.labels == {"lock name": "db_lock", "lock kind": "lock",
+                                    MAX_WAIT_LABEL: 3_000_000, TIMEOUTS_LABEL: 2}
+    assert profile.comments[2] == (
+        "long wait: 3.000 ms on db_lock, timed out; thread MainThread (1), task fetch-7 (7); "
+        f"at main ({MAIN.filename}:{MAIN.line})")
+    with pytest.raises(ValueError, match="no sample type 'cpu'"):
+        profile.value_index("cpu")
 
 
 def test_round_trip_deduplicates_strings_functions_and_locations():
@@ -143,7 +172,7 @@ def test_empty_string_and_zero_labels_keep_their_type():
         "lock name": "", "lock kind": "threading.RLock", "thread id": 0,
         "thread native id": 0, "thread name": "", "task id": 0, "task name": "",
     }
-    assert decoded.frames == [] and decoded.values == [0, 0, 0, 0]
+    assert decoded.frames == [] and decoded.values == [0] * len(SAMPLE_TYPES)
 
 
 def test_no_dropped_events_comment_when_nothing_dropped():
@@ -154,7 +183,7 @@ def test_no_dropped_events_comment_when_nothing_dropped():
 def test_empty_snapshot():
     profile = decode(encode(make_snapshot(samples=[])))
     assert profile.samples == [] and profile.functions == {} and profile.locations == {}
-    assert len(profile.sample_types) == 4
+    assert len(profile.sample_types) == len(SAMPLE_TYPES)
 
 
 def test_unicode_and_undecodable_filenames_round_trip():
