@@ -10,7 +10,7 @@ from __future__ import annotations
 import _thread
 import threading
 import time
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 from lockprof import _resolve
 from lockprof._lock import LockFactory
@@ -42,14 +42,18 @@ class LockCollector:
         max_frames: int = 64,
         exclude_modules: Iterable[str] = (),
         max_entries: int = DEFAULT_MAX_ENTRIES,
+        wait_sample_interval: Union[int, str] = Config.wait_sample_interval,
     ) -> None:
         # Config validates arguments once for the whole project (TypeError / ValueError).
-        config = Config(capture_pct=capture_pct, max_frames=max_frames, exclude_modules=tuple(exclude_modules))
+        config = Config(capture_pct=capture_pct, max_frames=max_frames,
+                        exclude_modules=tuple(exclude_modules),
+                        wait_sample_interval=wait_sample_interval)
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}")
         self.capture_pct = config.capture_pct
         self.max_frames = config.max_frames
         self.exclude_modules = config.exclude_modules
+        self.wait_sample_interval = config.wait_sample_interval
         self._recorder = Recorder(CaptureSampler(config.capture_pct), config.max_frames, max_entries)
         self._filter = ModuleFilter(config.exclude_modules)
         self._state_lock = _thread.allocate_lock()  # always native: the profiler's own lock
@@ -153,4 +157,5 @@ def collector_from_config(config: Config) -> Optional[LockCollector]:
     """The lock collector a Config asks for, or None when lock profiling is disabled."""
     if not config.lock_enabled:
         return None
-    return LockCollector(config.capture_pct, config.max_frames, config.exclude_modules)
+    return LockCollector(config.capture_pct, config.max_frames, config.exclude_modules,
+                         wait_sample_interval=config.wait_sample_interval)

@@ -22,6 +22,10 @@ Settings (field -- environment variable -- allowed):
 * ``upload_interval`` -- ``DD_PROFILING_UPLOAD_INTERVAL`` -- seconds, a finite number in (0, 86400]
 * ``output`` -- ``DD_PROFILING_OUTPUT_PPROF`` -- a path prefix (``~`` expanded); files are written
   as ``<output>.<pid>.<seq>.pprof``
+* ``wait_sample_interval`` -- ``DD_PROFILING_LOCK_WAIT_SAMPLE_INTERVAL`` -- a duration from 1 ns
+  to 60 s: an integer number of nanoseconds, or a number with a unit ``ns``, ``us`` (or ``µs``),
+  ``ms`` or ``s`` (``250us``, ``1.5ms``); a contended wait at least this long is always captured
+  with its stack, a shorter one with probability wait / interval (docs/configuration.md)
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -137,6 +142,34 @@ def _int_from_text(text: str) -> int:
         return int(text)  # ValueError too for > 4300 digits on 3.11+
     except ValueError:
         raise _Invalid() from None
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*(ns|us|µs|ms|s)?")
+_NS_PER_UNIT = {None: 1, "ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+_MAX_DURATION_NS = 60 * 1_000_000_000
+
+
+def _check_duration_ns(value: Any) -> int:
+    """An int of nanoseconds, or a str with an optional unit -> int nanoseconds in range."""
+    if isinstance(value, str):
+        value = _duration_from_text(value.strip())
+    elif isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _Invalid(wrong_type=True)
+    number = int(value)
+    if not 1 <= number <= _MAX_DURATION_NS:
+        raise _Invalid()
+    return number
+
+
+def _duration_from_text(text: str) -> int:
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        raise _Invalid()
+    number = float(text[: match.start(2)] if match.group(2) else text)
+    nanoseconds = number * _NS_PER_UNIT[match.group(2)]
+    if not math.isfinite(nanoseconds) or nanoseconds > _MAX_DURATION_NS:
+        raise _Invalid()
+    return round(nanoseconds)
 
 
 def _is_module_name(name: str) -> bool:
@@ -285,6 +318,12 @@ _SETTINGS: Tuple[_Setting, ...] = (
         "a non-empty path prefix (str or os.PathLike) without NUL characters",
         _check_output, _text_as_is,
     ),
+    _Setting(
+        "wait_sample_interval", "DD_PROFILING_LOCK_WAIT_SAMPLE_INTERVAL",
+        "a duration from 1 ns to 60 s: an int of nanoseconds or a str such as '250us', "
+        "'1.5ms' or '2s' (units ns, us, ms, s)",
+        _check_duration_ns, _duration_from_text,
+    ),
 )
 
 _BY_NAME: Dict[str, _Setting] = {s.name: s for s in _SETTINGS}
@@ -339,6 +378,8 @@ class Config:
     exclude_modules: Tuple[str, ...] = ()  # locks created in these modules are not profiled
     upload_interval: float = 60.0  # seconds between exports, in (0, 86400]
     output: str = field(default_factory=_default_output)  # <output>.<pid>.<seq>.pprof
+    # Contended waits at least this long (ns) are always captured, shorter ones in proportion.
+    wait_sample_interval: int = 1_000_000
 
     def __post_init__(self) -> None:
         for setting in _SETTINGS:

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 import warnings
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import pprof
 from lockprof._version import __version__
@@ -45,6 +45,7 @@ class Profiler:
         capture_pct: Optional[float] = None,
         max_frames: Optional[int] = None,
         exclude_modules: Optional[Iterable[str]] = None,
+        wait_sample_interval: Optional[Union[int, str]] = None,
         output: Optional[str] = None,
         upload_interval: Optional[float] = None,
     ) -> None:
@@ -53,6 +54,7 @@ class Profiler:
             capture_pct=capture_pct,
             max_frames=max_frames,
             exclude_modules=exclude_modules,
+            wait_sample_interval=wait_sample_interval,
             output=output,
             upload_interval=upload_interval,
         )

@@ -20,6 +20,7 @@ FRAMES = "DD_PROFILING_MAX_FRAMES"
 EXCLUDE = "DD_PROFILING_LOCK_EXCLUDE_MODULES"
 INTERVAL = "DD_PROFILING_UPLOAD_INTERVAL"
 OUTPUT = "DD_PROFILING_OUTPUT_PPROF"
+WAIT_INTERVAL = "DD_PROFILING_LOCK_WAIT_SAMPLE_INTERVAL"
 
 ALL_VARS = {
     ENABLED: "lock_enabled",
@@ -28,6 +29,7 @@ ALL_VARS = {
     EXCLUDE: "exclude_modules",
     INTERVAL: "upload_interval",
     OUTPUT: "output",
+    WAIT_INTERVAL: "wait_sample_interval",
 }
 
 DEFAULT_OUTPUT = os.path.join(tempfile.gettempdir(), "lockprof", "lockprof")
@@ -38,6 +40,7 @@ DEFAULTS = {
     "exclude_modules": (),
     "upload_interval": 60.0,
     "output": DEFAULT_OUTPUT,
+    "wait_sample_interval": 1_000_000,
 }
 
 
@@ -169,6 +172,28 @@ def test_env_upload_interval_good(text, expected):
 
 @pytest.mark.parametrize(
     "text, expected",
+    [("1000", 1000), ("1", 1), ("250us", 250_000), ("250µs", 250_000), ("2 ms", 2_000_000),
+     ("1.5ms", 1_500_000), (".5s", 500_000_000), ("60s", 60 * 10**9), ("1e3us", 1_000_000),
+     ("100ns", 100)],
+)
+def test_env_wait_sample_interval_good(text, expected):
+    cfg = load_quiet({WAIT_INTERVAL: text})
+    assert cfg.wait_sample_interval == expected and type(cfg.wait_sample_interval) is int
+    assert_defaults_except(cfg, wait_sample_interval=expected)
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-1ms", "61s", "1h", "1 m s", "ms", "nan", "inf",
+                                  "1e400", "0.2ns", "1,000"])
+def test_env_wait_sample_interval_bad_warns_once(text):
+    cfg, messages = load({WAIT_INTERVAL: text})
+    assert cfg.wait_sample_interval == 1_000_000
+    assert len(messages) == 1
+    assert messages[0].startswith(f"{WAIT_INTERVAL}={text!r} is not a duration")
+    assert messages[0].endswith("using the default 1000000")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
     [
         ("django", ("django",)),
         ("django,flask", ("django", "flask")),
@@ -293,6 +318,7 @@ def test_env_every_variable_bad_gives_exactly_one_warning_each():
         EXCLUDE: "1bad",
         INTERVAL: "inf",
         OUTPUT: "a\0b",
+        WAIT_INTERVAL: "1 hour",
     }
     cfg, messages = load(environ)
     assert cfg == Config()
@@ -428,6 +454,10 @@ def test_explicit_empty_exclude_overrides_env():
         ({"exclude_modules": (m for m in ["x", "y", "x"])}, "exclude_modules", ("x", "y")),
         ({"exclude_modules": ["a", "", " "]}, "exclude_modules", ("a",)),
         ({"output": "/tmp/p"}, "output", "/tmp/p"),
+        ({"wait_sample_interval": 1}, "wait_sample_interval", 1),
+        ({"wait_sample_interval": 60 * 10**9}, "wait_sample_interval", 60 * 10**9),
+        ({"wait_sample_interval": "250us"}, "wait_sample_interval", 250_000),
+        ({"wait_sample_interval": " 1.5 ms "}, "wait_sample_interval", 1_500_000),
         ({"output": pathlib.PurePosixPath("/tmp/p")}, "output", "/tmp/p"),
     ],
 )
@@ -476,6 +506,10 @@ TYPE_ERRORS = [
     ("output", 5),
     ("output", b"/tmp/x"),
     ("output", ["/tmp/x"]),
+    ("wait_sample_interval", 1.5),
+    ("wait_sample_interval", True),
+    ("wait_sample_interval", b"1ms"),
+    ("wait_sample_interval", Decimal("1000")),
 ]
 
 
@@ -515,6 +549,15 @@ VALUE_ERRORS = [
     ("output", ""),
     ("output", "   "),
     ("output", "a\0b"),
+    ("wait_sample_interval", 0),
+    ("wait_sample_interval", -5),
+    ("wait_sample_interval", 60 * 10**9 + 1),
+    ("wait_sample_interval", "1h"),
+    ("wait_sample_interval", "-1ms"),
+    ("wait_sample_interval", "0.1ns"),
+    ("wait_sample_interval", "ms"),
+    ("wait_sample_interval", "1e400s"),
+    ("wait_sample_interval", "nan"),
 ]
 
 
