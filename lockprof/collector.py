@@ -18,7 +18,7 @@ from lockprof._recorder import Recorder
 from lockprof._sampler import CaptureSampler
 from lockprof.config import Config
 from lockprof.filters import ModuleFilter
-from lockprof.profile import LockSample, Snapshot
+from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
 # The threading attributes the collector replaces, with the kind of lock each makes.
 PATCHED = (("Lock", "lock"), ("RLock", "rlock"))
@@ -54,7 +54,8 @@ class LockCollector:
         self.max_frames = config.max_frames
         self.exclude_modules = config.exclude_modules
         self.wait_sample_interval = config.wait_sample_interval
-        self._recorder = Recorder(CaptureSampler(config.capture_pct), config.max_frames, max_entries)
+        self._recorder = Recorder(CaptureSampler(config.capture_pct), config.max_frames, max_entries,
+                                  config.wait_sample_interval)
         self._filter = ModuleFilter(config.exclude_modules)
         self._state_lock = _thread.allocate_lock()  # always native: the profiler's own lock
         self._originals: Dict[str, Any] = {}
@@ -99,20 +100,29 @@ class LockCollector:
     def snapshot(self) -> Snapshot:
         """What was collected since the previous snapshot (or start), and reset it."""
         with self._state_lock:
-            records, dropped, thread_names = self._recorder.drain()
+            records, lock_totals, long_waits, dropped, thread_names = self._recorder.drain()
             start_ns, end_ns = self._period_start_ns, time.time_ns()
             self._period_start_ns = end_ns
         self._thread_names.update(thread_names)
-        samples = [self._sample(record) for record in records]
+        snapshot = Snapshot(
+            samples=[self._sample(record) for record in records],
+            start_ns=start_ns,
+            end_ns=end_ns,
+            capture_pct=self.capture_pct,
+            wait_sample_interval_ns=self.wait_sample_interval,
+            lock_totals=[_lock_totals(totals) for totals in lock_totals],
+            long_waits=[self._long_wait(wait) for wait in long_waits],
+            dropped_events=dropped,
+        )
         self._forget_dead_threads()
-        return Snapshot(samples, start_ns, end_ns, self.capture_pct, dropped_events=dropped)
+        return snapshot
 
     def _sample(self, record: Tuple[Any, ...]) -> LockSample:
-        (info, frames, omitted, thread_id, native_id, task_id, task_name,
-         acquires, wait_ns, releases, hold_ns) = record
-        # Each captured event stands for 100 / capture_pct events: upscale so totals estimate
-        # the real ones.
-        scale = 100.0 / self.capture_pct
+        (info, frames, omitted, thread_id, native_id, task_id, task_name, timed_out,
+         acquires, releases, hold_ns, contended, wait_ns, blocking_hold_ns) = record
+        # Each acquire the sampler captured stands for 100 / capture_pct of them: upscale so
+        # totals estimate the real ones. Waits and blocking holds come weighted already.
+        scale = 100.0 / self.capture_pct if self.capture_pct > 0 else 0.0
         return LockSample(
             lock_name=info.display_name,
             lock_kind=info.kind,
@@ -123,9 +133,26 @@ class LockCollector:
             task_id=task_id,
             task_name=task_name,
             acquire_count=round(acquires * scale),
-            acquire_wait_ns=round(wait_ns * scale),
             release_count=round(releases * scale),
             release_hold_ns=round(hold_ns * scale),
+            contended_count=round(contended),
+            acquire_wait_ns=wait_ns,
+            blocking_hold_ns=blocking_hold_ns,
+            timed_out=timed_out,
+            lock_info=info,
+        )
+
+    def _long_wait(self, wait: Tuple[Any, ...]) -> LongWait:
+        wait_ns, info, thread_id, task_id, task_name, timed_out, frames = wait
+        return LongWait(
+            lock_name=info.display_name,
+            wait_ns=wait_ns,
+            thread_id=thread_id,
+            thread_name=self._thread_name(thread_id),
+            task_id=task_id,
+            task_name=task_name,
+            frames=_resolve.resolve_frames(frames, 0),
+            timed_out=timed_out,
             lock_info=info,
         )
 
@@ -151,6 +178,27 @@ class LockCollector:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LockCollector {state} capture_pct={self.capture_pct} max_frames={self.max_frames}>"
+
+
+# The name of the exact contention of the locks beyond the core's per-period tracking limit.
+UNTRACKED_LOCKS = "<other locks>"
+
+
+def _lock_totals(totals: Tuple[Any, ...]) -> LockTotals:
+    info, contended, wait_ns, max_wait_ns, timeouts = totals
+    if info is None:
+        site = Frame(UNTRACKED_LOCKS, "", 0)
+        return LockTotals(UNTRACKED_LOCKS, "", site, contended, wait_ns, max_wait_ns, timeouts)
+    return LockTotals(info.display_name, info.kind, lock_site(info), contended, wait_ns,
+                      max_wait_ns, timeouts, lock_info=info)
+
+
+def lock_site(info: Any) -> Frame:
+    """The frame of a lock's creation, named after the lock (how profiles show its totals)."""
+    if info.created_code is None:
+        return Frame(info.display_name, "", 0)
+    created = _resolve.frame_at(info.created_code, info.created_offset)
+    return Frame(info.display_name, created.filename, created.line)
 
 
 def collector_from_config(config: Config) -> Optional[LockCollector]:

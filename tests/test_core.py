@@ -230,9 +230,11 @@ def test_failed_nonblocking_acquire_records_nothing(collector):
         t = hold_in_thread(lock, until=done)
         collector.snapshot()  # forget the holder's acquire
         assert lock.acquire(False) is False
-        assert lock.acquire(timeout=0.01) is False
+        assert lock.acquire(True, 0) is False
         assert lock.acquire(blocking=False) is False
-        assert samples_of(collector.snapshot(), lock) == []
+        assert lock.acquire(timeout=0.0) is False
+        snap = collector.snapshot()
+        assert samples_of(snap, lock) == [] and snap.lock_totals == [] and snap.long_waits == []
         done.set()
         t.join(JOIN)
         snap = collector.snapshot()
