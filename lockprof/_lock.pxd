@@ -15,6 +15,7 @@ cdef struct NativeOps:
     lp_native_method release_save
     lp_native_method acquire_restore
     lp_native_method recursion_count
+    int try_kind  # how acquire is tried without blocking (LP_TRY_*)
 
 
 cdef class _LockWrapper:

@@ -23,7 +23,9 @@ from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS,
-    METH_VARARGS, PyMethodDef, lp_call, lp_call0, lp_call_try, lp_call_vector,
+    LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
+    lp_call_vector, lp_lock_try_direct, lp_native_layout_matches, lp_rlock_try_direct,
+    lp_try_acquire,
     lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
@@ -113,8 +115,17 @@ cdef class ProfiledRLock(_LockWrapper):
 
 cdef inline object _lock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     if not self._recorder.active:
-        return lp_call_vector(&LOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        return _plain_acquire(self, args, nargs, kwnames)
     return _profiled_acquire(self, args, nargs, kwnames)
+
+
+cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """The native acquire, without its argument parsing when it has no arguments and the lock
+    is free (the direct attempt is what the native call would do first)."""
+    if (nargs == 0 and kwnames == NULL and self._ops.try_kind != LP_TRY_BY_METHOD
+            and lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped)):
+        return True
+    return lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
 
 
 cdef inline object _lock_release(_LockWrapper self):
@@ -140,7 +151,7 @@ cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
             self._depth += 1
         return result
     if not self._recorder.active:
-        return lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        return _plain_acquire(self, args, nargs, kwnames)
     result = _profiled_acquire(self, args, nargs, kwnames)
     if result is True:
         self._depth = 1
@@ -172,9 +183,9 @@ cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssiz
     if nargs != 0 or kwnames != NULL:
         kind = lp_classify_acquire(args, nargs, kwnames)
     if kind == LP_ACQUIRE_BLOCKING:
-        result = lp_call_try(&self._ops.acquire, <PyObject*>self._wrapped)
-        if result is not True:
+        if not lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped):
             return _contended_acquire(self, args, nargs, kwnames, True)
+        result = True
     elif kind == LP_ACQUIRE_NONBLOCKING:  # never waits: nothing to time
         result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
         if result is not True:
@@ -425,7 +436,7 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
     cdef long count = _restored_depth(args)
     if not wrapper._recorder.active or kwds != NULL or not _restores_own_hold(args):
         result = lp_call(&RLOCK_OPS.acquire_restore, native, args, kwds)
-    elif lp_call_try(&RLOCK_OPS.acquire, native) is True:
+    elif lp_try_acquire(&RLOCK_OPS.acquire, RLOCK_OPS.try_kind, native):
         for _ in range(count - 1):
             lp_call0(&RLOCK_OPS.acquire, native)
         result = None
@@ -539,7 +550,46 @@ cdef int _install_methods() except -1:
     return 0
 
 
+cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
+    """Use the direct non-blocking attempt for this native type if it behaves, seen through the
+    native methods, exactly like the native acquire; otherwise the method call."""
+    ops.try_kind = LP_TRY_BY_METHOD
+    if not lp_native_layout_matches(<PyTypeObject*>native, kind):
+        return 0
+    try:
+        if kind == LP_TRY_LOCK:
+            lock = _thread.allocate_lock()
+            ok = lp_lock_try_direct(<PyObject*>lock) == 1 and lock.locked()
+            ok = ok and lp_lock_try_direct(<PyObject*>lock) == 0
+            lock.release()  # the native release accepts the hold
+            ok = ok and not lock.locked()
+        else:
+            lock = _thread.RLock()
+            ok = lp_rlock_try_direct(<PyObject*>lock) == 1 and lock._is_owned()
+            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1
+            ok = ok and getattr(lock, "_recursion_count", lambda: 1)() == 1
+            lock.release()
+            ok = ok and not lock._is_owned()
+    except Exception:
+        ok = False
+    if ok:
+        ops.try_kind = kind
+    return 0
+
+
+def direct_try_kinds():
+    """The lock kinds ('lock', 'rlock') whose acquire is tried without a method call here."""
+    kinds = []
+    if LOCK_OPS.try_kind != LP_TRY_BY_METHOD:
+        kinds.append("lock")
+    if RLOCK_OPS.try_kind != LP_TRY_BY_METHOD:
+        kinds.append("rlock")
+    return tuple(kinds)
+
+
 lp_contention_init()
+_choose_try(&LOCK_OPS, NATIVE_LOCK, LP_TRY_LOCK)
+_choose_try(&RLOCK_OPS, NATIVE_RLOCK, LP_TRY_RLOCK)
 from lockprof._sampler import CaptureSampler
 # The recorder of locks built directly (ProfiledLock(native)), never active.
 cdef Recorder INERT_RECORDER = Recorder(CaptureSampler(0.0), 1, 1)

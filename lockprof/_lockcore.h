@@ -13,6 +13,7 @@
 
 #include <Python.h>
 #include <frameobject.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -299,6 +300,96 @@ static inline PyObject *lp_call_try(const lp_native_method *m, PyObject *self)
     case LP_CALL_FAST_KW: return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, args, 1, NULL);
     default: return lp_call_generic(m, self, lp_try_args, NULL);
     }
+}
+
+/* The non-blocking attempt without a method call. CPython 3.9 to 3.13 lay their lock objects
+ * out as below (Modules/_threadmodule.c); the attempt does what the native acquire does when
+ * it succeeds at once: take the underlying lock without waiting, then mark the object held.
+ * It skips the argument parsing of a call with blocking=False, which costs as much as the rest
+ * of the acquire. lp_direct_try_verify() checks the layout at import against the native
+ * methods; where it does not match (another version or build), the method call is used. */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock_lock;
+    PyObject *in_weakreflist;
+    char locked;
+} lp_native_lock;
+
+#if PY_VERSION_HEX >= 0x030D0000
+typedef unsigned long long lp_thread_owner; /* PyThread_ident_t */
+#else
+typedef unsigned long lp_thread_owner;
+#endif
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock rlock_lock;
+    lp_thread_owner rlock_owner;
+    unsigned long rlock_count;
+    PyObject *in_weakreflist;
+} lp_native_rlock;
+
+enum { LP_TRY_BY_METHOD = 0, LP_TRY_LOCK, LP_TRY_RLOCK };
+
+#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define LP_DIRECT_TRY_POSSIBLE 1
+#else
+#define LP_DIRECT_TRY_POSSIBLE 0
+#endif
+
+/* 1: acquired; 0: held by another thread; -1 (RLock): held by this thread, a nested acquire
+ * the native method must count. */
+static inline int lp_lock_try_direct(PyObject *lock)
+{
+    lp_native_lock *l = (lp_native_lock *)lock;
+    if (PyThread_acquire_lock_timed(l->lock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    l->locked = 1;
+    return 1;
+}
+
+static inline int lp_rlock_try_direct(PyObject *rlock)
+{
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    lp_thread_owner me = (lp_thread_owner)PyThread_get_thread_ident();
+    if (r->rlock_count > 0)
+        return r->rlock_owner == me ? -1 : 0;
+    if (PyThread_acquire_lock_timed(r->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    r->rlock_owner = me;
+    r->rlock_count = 1;
+    return 1;
+}
+
+/* The attempt by try_kind: 1 acquired, 0 not, -1 with an exception set. */
+static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)
+{
+    if (try_kind == LP_TRY_LOCK)
+        return lp_lock_try_direct(self);
+    if (try_kind == LP_TRY_RLOCK) {
+        int r = lp_rlock_try_direct(self);
+        if (r >= 0)
+            return r;
+    }
+    PyObject *result = lp_call_try(acquire, self);
+    if (result == NULL)
+        return -1;
+    int acquired = result == Py_True;
+    Py_DECREF(result);
+    return acquired;
+}
+
+/* Whether a native type has the layout above: its size and weakref slot first, so the direct
+ * attempt below never runs on an object it would misread. */
+static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
+{
+    if (!LP_DIRECT_TRY_POSSIBLE)
+        return 0;
+    if (try_kind == LP_TRY_LOCK)
+        return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_lock)
+               && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_lock, in_weakreflist);
+    return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_rlock)
+           && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist);
 }
 
 /* What acquire(*args, **kwargs) asks for, judged without running any code of the caller's

@@ -37,6 +37,14 @@ cdef extern from "_lockcore.h":
         LP_ACQUIRE_BLOCKING
         LP_ACQUIRE_NONBLOCKING
         LP_ACQUIRE_UNCLEAR
+    enum:
+        LP_TRY_BY_METHOD
+        LP_TRY_LOCK
+        LP_TRY_RLOCK
+    int lp_try_acquire(const lp_native_method* acquire, int try_kind, PyObject* self) except -1
+    int lp_lock_try_direct(PyObject* lock)
+    int lp_rlock_try_direct(PyObject* rlock)
+    bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
     int lp_classify_acquire(PyObject** args, Py_ssize_t nargs, PyObject* kwnames) noexcept
     uint64_t lp_random(uint64_t* state) noexcept
 
