@@ -418,6 +418,7 @@ def test_profiler_merges_totals_by_name_and_keeps_the_longest_waits(tmp_path):
     assert f"wait_sample_interval_ns={1_000_000}" in snap.comments
 
 
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_fork_child_starts_with_no_waiters(default_collector):
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
