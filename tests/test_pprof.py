@@ -402,7 +402,9 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
         pytest.skip(reason)
 
     path = tmp_path / "lock.pprof"
-    write_atomic(str(path), encode(make_snapshot()))
+    totals = LockTotals("app/db.py:12:db_lock", "lock", Frame("app/db.py:12:db_lock", "/app/db.py", 12),
+                        contended_count=9, wait_ns=7_000_000, max_wait_ns=3_000_000, timeouts=2)
+    write_atomic(str(path), encode(make_snapshot(lock_totals=[totals])))
     function_names = ["Lock.acquire", "worker", "main"]
 
     raw = run_pprof(go, ["-raw", str(path)], tmp_path)
@@ -416,3 +418,9 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
     assert "Type: lock-acquire-wait" in top
     for name in function_names:
         assert name in top
+
+    # The exact per-lock totals: one sample per lock, at its creation site, named after it.
+    top = run_pprof(go, ["-top", "-sample_index=lock-wait-total", str(path)], tmp_path)
+    assert "Type: lock-wait-total" in top and "app/db.py:12:db_lock" in top and "7ms" in top
+    tags = run_pprof(go, ["-tags", "-sample_index=lock-contended-total", str(path)], tmp_path)
+    assert "max wait" in tags and "3ms" in tags
