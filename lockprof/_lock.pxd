@@ -47,3 +47,8 @@ cdef class LockFactory:
     cdef Recorder _recorder
     cdef object _excludes
     cdef dict _decisions
+
+
+# For the other profiled primitives (_primitives.pyx).
+cdef LockInfo new_lock_info(str kind, object excludes, dict decisions)
+cdef int name_lock(object target, LockInfo info) except -1

@@ -268,19 +268,29 @@ cdef int _released(_LockWrapper self, int64_t released_at, bint name_lock) excep
             self._recorder.record_blocking_hold(self._info, blocked_ns)
     # After the native release, so outside the user's critical section; a lock is named once
     # it matters: a captured hold, or a hold that blocked others.
-    if name_lock and (entry != NULL or blocked_ns > 0) and self._info is not None and self._info.name is None and self._info.name_attempts < NAME_ATTEMPTS:
+    if name_lock and (entry != NULL or blocked_ns > 0) and self._info is not None and self._info.name is None:
         _name_lock(self)
     return 0
 
 
 cdef int _name_lock(_LockWrapper self) except -1:
-    self._info.name_attempts += 1
+    # A Condition's own lock is known by the variable holding the Condition.
+    owner = self._info.owner() if self._info.owner is not None else None
+    return name_lock(owner if owner is not None else self, self._info)
+
+
+cdef int name_lock(object target, LockInfo info) except -1:
+    """Look for the variable bound to target from the running frame and its caller, once of
+    NAME_ATTEMPTS; never raises into the caller's lock operation."""
+    if info.name is not None or info.name_attempts >= NAME_ATTEMPTS:
+        return 0
+    info.name_attempts += 1
     try:
         current = lp_current_frame()
         frame = <object>current if current != NULL else None
-        self._info.name = _find_lock_name(self, frame)
+        info.name = _find_lock_name(target, frame)
     except Exception:
-        pass  # a lock without a name is still profiled; never fail the user's release
+        pass  # a lock without a name is still profiled; never fail the user's operation
     return 0
 
 
@@ -598,6 +608,25 @@ _install_methods()
 
 # ------------------------------------------------------------------ creation
 
+cdef LockInfo new_lock_info(str kind, object excludes, dict decisions):
+    """The LockInfo of a lock created now by the running Python frame, or None when that frame's
+    module is excluded. decisions caches excludes() per module name."""
+    cdef PyObject* frame = lp_current_frame()
+    if frame == NULL:
+        return None
+    module = lp_frame_globals(frame).get("__name__")
+    excluded = decisions.get(module)
+    if excluded is None:
+        excluded = bool(excludes(module))
+        if len(decisions) >= 4096:
+            decisions.clear()
+        decisions[module] = excluded
+    if excluded:
+        return None
+    return LockInfo.__new__(LockInfo, kind, lp_frame_code(frame), lp_frame_lasti(frame),
+                            module if isinstance(module, str) else None)
+
+
 cdef class LockFactory:
     """What threading.Lock / threading.RLock is while profiling runs.
 
@@ -641,20 +670,9 @@ cdef class LockFactory:
         native = self._innermost(*args, **kwargs) if (args or kwargs) else self._make_native()
         if not self._recorder.active or type(native) is not self._native_type:
             return native  # stopped, or the original made something we do not wrap
-        cdef PyObject* frame = lp_current_frame()
-        if frame == NULL:
+        info = new_lock_info(self.kind, self._excludes, self._decisions)
+        if info is None:
             return native
-        module = lp_frame_globals(frame).get("__name__")
-        excluded = self._decisions.get(module)
-        if excluded is None:
-            excluded = bool(self._excludes(module))
-            if len(self._decisions) >= 4096:
-                self._decisions.clear()
-            self._decisions[module] = excluded
-        if excluded:
-            return native
-        info = LockInfo.__new__(LockInfo, self.kind, lp_frame_code(frame),
-                                lp_frame_lasti(frame), module if isinstance(module, str) else None)
         # Spelled per type so that Cython calls the type's allocator directly.
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)

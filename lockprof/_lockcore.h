@@ -623,6 +623,7 @@ typedef struct lp_entry {
     double contended_count;
     int64_t acquire_wait_ns;
     int64_t blocking_hold_ns;
+    int64_t condition_wait_ns; /* Condition.wait() waiting for a notify, not for the lock */
     int timed_out; /* part of the key: these waits ended in a timeout */
     int pending;
     int nframes;
@@ -633,7 +634,7 @@ typedef struct lp_entry {
 static inline int lp_entry_is_idle(const lp_entry *e)
 {
     return e->acquire_count == 0 && e->release_count == 0 && e->contended_count == 0.0
-           && e->acquire_wait_ns == 0 && e->blocking_hold_ns == 0;
+           && e->acquire_wait_ns == 0 && e->blocking_hold_ns == 0 && e->condition_wait_ns == 0;
 }
 
 typedef struct {

@@ -70,6 +70,7 @@ cdef extern from "_lockcore.h":
         double contended_count
         int64_t acquire_wait_ns
         int64_t blocking_hold_ns
+        int64_t condition_wait_ns
         int timed_out
         int pending
         int nframes

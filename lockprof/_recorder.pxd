@@ -19,6 +19,9 @@ cdef class LockInfo:
     cdef int64_t max_wait_ns
     cdef int64_t timeouts
     cdef bint listed  # in its Recorder's list of locks contended this period
+    # A weak reference to what the program holds in a variable when that is not the lock
+    # itself (a Condition holding its own lock), for naming; None otherwise.
+    cdef public object owner
 
 
 cdef struct Context:
@@ -55,6 +58,8 @@ cdef class Recorder:
     cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire) noexcept
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept
+    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept
+    cdef lp_entry* _sampled_entry(self, LockInfo info, int64_t duration_ns) noexcept
     cdef bint _sampled(self, int64_t duration_ns) noexcept
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,

@@ -55,6 +55,7 @@ cdef class LockInfo:
         self.module = module
         self.name = None
         self.name_attempts = 0
+        self.owner = None
 
     @property
     def site(self):
@@ -166,16 +167,27 @@ cdef class Recorder:
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept:
         """A release ended a hold during which other threads were blocked for blocked_ns (the
         time from the first of them starting to wait); sampled like a wait, on this stack."""
+        entry = self._sampled_entry(info, blocked_ns)
+        if entry != NULL:
+            entry.blocking_hold_ns += blocked_ns if blocked_ns >= self.wait_sample_interval else self.wait_sample_interval
+
+    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept:
+        """Condition.wait() waited wait_ns for a notify (its lock released meanwhile); sampled
+        like a wait, on this stack, apart from lock contention."""
+        entry = self._sampled_entry(info, wait_ns)
+        if entry != NULL:
+            entry.condition_wait_ns += wait_ns if wait_ns >= self.wait_sample_interval else self.wait_sample_interval
+
+    cdef lp_entry* _sampled_entry(self, LockInfo info, int64_t duration_ns) noexcept:
+        """The entry for this stack when a duration is chosen by proportional sampling, else NULL."""
         cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
         cdef int depth = 0
         cdef Context context
-        if not self._sampled(blocked_ns):
-            return
+        if not self._sampled(duration_ns):
+            return NULL
         cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
         task_name = self._context(&context)
-        entry = self._entry(info, &context, frames, nframes, depth, False)
-        if entry != NULL:
-            entry.blocking_hold_ns += blocked_ns if blocked_ns >= self.wait_sample_interval else self.wait_sample_interval
+        return self._entry(info, &context, frames, nframes, depth, False)
 
     cdef bint _sampled(self, int64_t duration_ns) noexcept:
         if duration_ns >= self.wait_sample_interval:
@@ -290,8 +302,8 @@ cdef class Recorder:
         Returns (records, lock_totals, long_waits, dropped, thread_names):
         - records: tuples (lock_info, frames, omitted, thread_id, thread_native_id, task_id,
           task_name, timed_out, acquire_count, release_count, release_hold_ns,
-          contended_count, acquire_wait_ns, blocking_hold_ns); the first three counts are raw
-          (sampled at capture_pct), the last three already weighted; frames is a tuple of
+          contended_count, acquire_wait_ns, blocking_hold_ns, condition_wait_ns); the first
+          three counts are raw (sampled at capture_pct), the last four already weighted; frames is a tuple of
           (code, offset) pairs, leaf first;
         - lock_totals: exact (lock_info, contended, wait_ns, max_wait_ns, timeouts) per lock
           contended, lock_info None for the sum over locks beyond the tracking limit;
@@ -332,7 +344,7 @@ cdef class Recorder:
             values[n] = e[0]  # the counters (the copied frames array is never read)
             e.acquire_count = e.release_count = e.release_hold_ns = 0
             e.contended_count = 0.0
-            e.acquire_wait_ns = e.blocking_hold_ns = 0
+            e.acquire_wait_ns = e.blocking_hold_ns = e.condition_wait_ns = 0
             e.pending += 1
             n += 1
         dropped = self._table.dropped
@@ -351,6 +363,7 @@ cdef class Recorder:
                     bool(e.timed_out), values[i].acquire_count, values[i].release_count,
                     values[i].release_hold_ns, values[i].contended_count,
                     values[i].acquire_wait_ns, values[i].blocking_hold_ns,
+                    values[i].condition_wait_ns,
                 ))
         finally:
             for i in range(n):

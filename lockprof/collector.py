@@ -119,7 +119,7 @@ class LockCollector:
 
     def _sample(self, record: Tuple[Any, ...]) -> LockSample:
         (info, frames, omitted, thread_id, native_id, task_id, task_name, timed_out,
-         acquires, releases, hold_ns, contended, wait_ns, blocking_hold_ns) = record
+         acquires, releases, hold_ns, contended, wait_ns, blocking_hold_ns, condition_wait_ns) = record
         # Each acquire the sampler captured stands for 100 / capture_pct of them: upscale so
         # totals estimate the real ones. Waits and blocking holds come weighted already.
         scale = 100.0 / self.capture_pct if self.capture_pct > 0 else 0.0
@@ -138,6 +138,7 @@ class LockCollector:
             contended_count=round(contended),
             acquire_wait_ns=wait_ns,
             blocking_hold_ns=blocking_hold_ns,
+            condition_wait_ns=condition_wait_ns,
             timed_out=timed_out,
             lock_info=info,
         )
