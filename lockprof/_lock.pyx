@@ -274,18 +274,20 @@ cdef int _released(_LockWrapper self, int64_t released_at, bint name_lock) excep
 
 
 cdef int _name_lock(_LockWrapper self) except -1:
-    # A Condition's own lock is known by the variable holding the Condition.
-    owner = self._info.owner() if self._info.owner is not None else None
-    return name_lock(owner if owner is not None else self, self._info)
+    return name_lock(self, self._info)
 
 
 cdef int name_lock(object target, LockInfo info) except -1:
-    """Look for the variable bound to target from the running frame and its caller, once of
-    NAME_ATTEMPTS; never raises into the caller's lock operation."""
-    if info.name is not None or info.name_attempts >= NAME_ATTEMPTS:
+    """Look for the variable bound to target (or to its owner: a Condition holding its own
+    lock) from the running frame and its caller, once of NAME_ATTEMPTS; never raises into the
+    caller's lock operation."""
+    if info is None or info.name is not None or info.name_attempts >= NAME_ATTEMPTS:
         return 0
     info.name_attempts += 1
     try:
+        owner = info.owner() if info.owner is not None else None
+        if owner is not None:
+            target = owner
         current = lp_current_frame()
         frame = <object>current if current != NULL else None
         info.name = _find_lock_name(target, frame)
@@ -306,7 +308,12 @@ cdef object _MISSING = object()
 cdef object _find_lock_name(object lock, object frame):
     """The variable or attribute `lock` is bound to, seen from the frame that released it and
     its caller: a local, an attribute of the method's first argument (instance dict or
-    __slots__), or a module global."""
+    __slots__), or a module global. Frames of the lock's own methods (a Condition's __exit__,
+    asyncio's __aexit__), whose first argument is the lock, are passed over first."""
+    for _ in range(3):
+        if frame is None or not _is_method_of(frame, lock):
+            break
+        frame = frame.f_back
     for _ in range(2):
         if frame is None:
             return None
@@ -315,6 +322,13 @@ cdef object _find_lock_name(object lock, object frame):
             return name
         frame = frame.f_back
     return None
+
+
+cdef bint _is_method_of(object frame, object lock) except -1:
+    code = frame.f_code
+    if code.co_argcount == 0:
+        return False
+    return frame.f_locals.get(code.co_varnames[0], _MISSING) is lock
 
 
 cdef object _name_in_frame(object lock, object frame):

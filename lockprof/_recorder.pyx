@@ -280,12 +280,20 @@ cdef class Recorder:
             asyncio = self._modules.get("asyncio")  # not imported: no task to look for
             if asyncio is None:
                 return None
-            self._asyncio_loop_getter = asyncio.events._get_running_loop
-            self._asyncio_task_getter = asyncio.current_task
-            get_name = vars(asyncio.Task).get("get_name")
+            # All three, or none yet: asyncio's own import creates locks before it has them.
+            namespace = PyObject_GenericGetDict(asyncio, NULL)
+            events = namespace.get("events")
+            task_getter = namespace.get("current_task")
+            task_type = namespace.get("Task")
+            loop_getter = PyObject_GenericGetDict(events, NULL).get("_get_running_loop") if events is not None else None
+            if loop_getter is None or task_getter is None or task_type is None:
+                return None
+            get_name = vars(task_type).get("get_name")
             # Only the C Task's own get_name() is called inside a lock operation: an override is
             # user code, which may take locks (a deadlock) or let other threads run.
             self._c_task_get_name = get_name if type(get_name) is MethodDescriptorType else None
+            self._asyncio_task_getter = task_getter
+            self._asyncio_loop_getter = loop_getter
         loop = self._asyncio_loop_getter()
         if loop is None:
             return None
