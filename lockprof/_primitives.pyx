@@ -18,6 +18,7 @@ a Condition's wait for a notify is its own sample type, never contention.
 
 import _thread
 import copyreg
+import sys
 import threading
 import weakref
 
@@ -123,13 +124,27 @@ cdef object _new(cls, args, kwargs):
 
 
 def _reduce_ex(self, protocol):
-    """Pickle and copy as the original class, without lockprof's attributes."""
+    """Pickle and copy without lockprof's attributes, by a class the pickle can name: the
+    object's own class when its name leads to it (a user's subclass; threading.Semaphore while
+    profiling), else the original class (asyncio.locks.Lock, not patched). So what pickles
+    natively pickles, and what fails natively (a threading lock inside) fails the same way."""
+    cls = type(self)
     state = {key: value for key, value in vars(self).items() if not key.startswith("_lp_")}
-    return copyreg._reconstructor, (type(self)._lp_original, object, None), state
+    named = cls if _named(cls) else cls._lp_original
+    return copyreg._reconstructor, (named, object, None), state
+
+
+cdef bint _named(cls):
+    module = sys.modules.get(cls.__module__)
+    target = module
+    for part in cls.__qualname__.split("."):
+        target = getattr(target, part, None)
+    return target is cls
 
 
 cdef inline bint _profiling(self) except -1:
-    return self._lp_info is not None and (<Recorder>type(self)._lp_recorder).active
+    info = self.__dict__.get("_lp_info")  # absent from a copy made by _reduce_ex
+    return info is not None and (<Recorder>type(self)._lp_recorder).active
 
 
 cdef inline Recorder _recorder(self):
@@ -141,7 +156,7 @@ cdef inline Recorder _recorder(self):
 cdef void _start_hold(self, object key, object hold) except *:
     if hold is None:
         return
-    holds = self._lp_holds
+    holds = self.__dict__.get("_lp_holds")
     if holds is None:
         holds = self._lp_holds = {}
     elif len(holds) >= MAX_OPEN_HOLDS:
@@ -150,7 +165,7 @@ cdef void _start_hold(self, object key, object hold) except *:
 
 
 cdef void _end_hold(self, object key) except *:
-    holds = self._lp_holds
+    holds = self.__dict__.get("_lp_holds")
     if not holds:
         return
     stack = holds.get(key)
@@ -202,7 +217,7 @@ class _ThreadingSemaphore:
 
     def release(self, n=1):
         type(self)._lp_original.release(self, n)  # raises as natively (BoundedSemaphore)
-        if self._lp_holds:
+        if self.__dict__.get("_lp_holds"):
             _end_hold(self, lp_thread_ident())
             name_lock(self, self._lp_info)
 
@@ -222,7 +237,7 @@ class _ThreadingCondition:
 
     def __init__(self, lock=None):
         base = type(self)._lp_original
-        info = self._lp_info
+        info = self.__dict__.get("_lp_info")
         if info is not None and lock is None:
             (<LockInfo>info).owner = weakref.ref(self)
             lock = ProfiledRLock(_thread.RLock(), info, _recorder(self))
@@ -314,7 +329,7 @@ class _AsyncioLock:
             if _profiling(self) and blocked_ns > 0:
                 _recorder(self).record_blocking_hold(self._lp_info, blocked_ns)
         if hold is not None or waiting:
-            name_lock(self, self._lp_info)
+            name_lock(self, self.__dict__.get("_lp_info"))
 
     __reduce_ex__ = _reduce_ex
 
@@ -367,7 +382,7 @@ class _AsyncioSemaphore:
 
     def release(self):
         type(self)._lp_original.release(self)  # raises as natively (BoundedSemaphore)
-        if self._lp_holds:
+        if self.__dict__.get("_lp_holds"):
             _end_hold(self, _current_task())
             name_lock(self, self._lp_info)
 
@@ -384,7 +399,7 @@ class _AsyncioCondition:
 
     def __init__(self, lock=None, **kwargs):
         base = type(self)._lp_original
-        info = self._lp_info
+        info = self.__dict__.get("_lp_info")
         lock_class = type(self)._lp_lock_class
         if info is not None and lock is None and lock_class is not None:
             lock = object.__new__(lock_class)
