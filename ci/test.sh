@@ -16,3 +16,4 @@ bin="$work/venv/bin"; [ -d "$bin" ] || bin="$work/venv/Scripts"  # Windows venvs
 "$bin/pytest" "$root/tests" -q -p no:cacheprovider
 "$bin/python" "$root/benchmarks/bench_overhead.py" --quick
 "$bin/python" "$root/benchmarks/bench_contended.py" --quick
+"$bin/python" "$root/benchmarks/bench_primitives.py" --quick

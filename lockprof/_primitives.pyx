@@ -118,9 +118,17 @@ cdef object _new(cls, args, kwargs):
         base.__init__(native, *args, **kwargs)  # not called by type() for another class
         return native
     obj = base.__new__(cls)
-    obj._lp_info = info
-    obj._lp_holds = None
+    _init_state(obj, info)
     return obj
+
+
+cdef void _init_state(obj, LockInfo info) except *:
+    obj._lp_info = info
+    obj._lp_holds = None  # semaphores: open holds by acquirer
+    obj._lp_hold = None  # asyncio.Lock: the hold, and the state of its blocking holds
+    obj._lp_waiting = 0
+    obj._lp_blocked_since = 0
+    obj._lp_blocked_carry = 0
 
 
 def _reduce_ex(self, protocol):
@@ -130,8 +138,12 @@ def _reduce_ex(self, protocol):
     natively pickles, and what fails natively (a threading lock inside) fails the same way."""
     cls = type(self)
     state = {key: value for key, value in vars(self).items() if not key.startswith("_lp_")}
-    named = cls if _named(cls) else cls._lp_original
-    return copyreg._reconstructor, (named, object, None), state
+    if not _named(cls):
+        return copyreg._reconstructor, (cls._lp_original, object, None), state
+    copy = object.__new__(cls)  # the state of an object made where profiling does not apply
+    _init_state(copy, None)
+    state.update(vars(copy))
+    return copyreg._reconstructor, (cls, object, None), state
 
 
 cdef bint _named(cls):
@@ -143,8 +155,7 @@ cdef bint _named(cls):
 
 
 cdef inline bint _profiling(self) except -1:
-    info = self.__dict__.get("_lp_info")  # absent from a copy made by _reduce_ex
-    return info is not None and (<Recorder>type(self)._lp_recorder).active
+    return self._lp_info is not None and (<Recorder>type(self)._lp_recorder).active
 
 
 cdef inline Recorder _recorder(self):
@@ -156,7 +167,7 @@ cdef inline Recorder _recorder(self):
 cdef void _start_hold(self, object key, object hold) except *:
     if hold is None:
         return
-    holds = self.__dict__.get("_lp_holds")
+    holds = self._lp_holds
     if holds is None:
         holds = self._lp_holds = {}
     elif len(holds) >= MAX_OPEN_HOLDS:
@@ -165,7 +176,7 @@ cdef void _start_hold(self, object key, object hold) except *:
 
 
 cdef void _end_hold(self, object key) except *:
-    holds = self.__dict__.get("_lp_holds")
+    holds = self._lp_holds
     if not holds:
         return
     stack = holds.get(key)
@@ -217,7 +228,7 @@ class _ThreadingSemaphore:
 
     def release(self, n=1):
         type(self)._lp_original.release(self, n)  # raises as natively (BoundedSemaphore)
-        if self.__dict__.get("_lp_holds"):
+        if self._lp_holds:
             _end_hold(self, lp_thread_ident())
             name_lock(self, self._lp_info)
 
@@ -237,7 +248,7 @@ class _ThreadingCondition:
 
     def __init__(self, lock=None):
         base = type(self)._lp_original
-        info = self.__dict__.get("_lp_info")
+        info = self._lp_info
         if info is not None and lock is None:
             (<LockInfo>info).owner = weakref.ref(self)
             lock = ProfiledRLock(_thread.RLock(), info, _recorder(self))
@@ -290,15 +301,17 @@ class _AsyncioLock:
         cdef Recorder recorder = _recorder(self)
         cdef LockInfo info = self._lp_info
         if not _asyncio_lock_busy(self):
-            result = await base.acquire(self)  # takes the lock without suspending
+            # What the standard acquire does when it need not suspend (3.9 to 3.13), without
+            # running its coroutine.
+            self._locked = True
             self._lp_last_wait_ns = 0
             if recorder.sampler.should_capture():
                 self._lp_hold = _hold(recorder, recorder.record_acquire(info))
-            return result
+            return True
         cdef int64_t start = lp_monotonic_ns()
-        if self.__dict__.get("_lp_waiting", 0) == 0:
+        if self._lp_waiting == 0:
             self._lp_blocked_since = start
-        self._lp_waiting = self.__dict__.get("_lp_waiting", 0) + 1
+        self._lp_waiting += 1
         acquired = False
         try:
             result = await base.acquire(self)
@@ -316,20 +329,20 @@ class _AsyncioLock:
 
     def release(self):
         type(self)._lp_original.release(self)  # raises as natively when not locked
+        if self._lp_hold is None and self._lp_waiting == 0 and self._lp_blocked_carry == 0:
+            return
         cdef int64_t released_at = lp_monotonic_ns()
         cdef int64_t blocked_ns
-        hold = self.__dict__.pop("_lp_hold", None)
+        hold, self._lp_hold = self._lp_hold, None
         if hold is not None:
             (<Hold>hold).end(released_at)
-        waiting = self.__dict__.get("_lp_waiting", 0)
-        carried = self.__dict__.pop("_lp_blocked_carry", 0)
-        if waiting or carried:
-            blocked_ns = carried + (released_at - self._lp_blocked_since if waiting else 0)
+        if self._lp_waiting or self._lp_blocked_carry:
+            blocked_ns = self._lp_blocked_carry + (released_at - self._lp_blocked_since if self._lp_waiting else 0)
+            self._lp_blocked_carry = 0
             self._lp_blocked_since = released_at
             if _profiling(self) and blocked_ns > 0:
                 _recorder(self).record_blocking_hold(self._lp_info, blocked_ns)
-        if hold is not None or waiting:
-            name_lock(self, self.__dict__.get("_lp_info"))
+        name_lock(self, self._lp_info)
 
     __reduce_ex__ = _reduce_ex
 
@@ -347,7 +360,7 @@ cdef void _waiter_left(lock, bint acquired) except *:
     lock._lp_waiting -= 1
     if lock._lp_waiting == 0 and not acquired:  # cancelled: the holder still blocked it
         now = lp_monotonic_ns()
-        lock._lp_blocked_carry = lock.__dict__.get("_lp_blocked_carry", 0) + (now - lock._lp_blocked_since)
+        lock._lp_blocked_carry += now - lock._lp_blocked_since
         lock._lp_blocked_since = now
 
 
@@ -366,10 +379,12 @@ class _AsyncioSemaphore:
         cdef LockInfo info = self._lp_info
         cdef lp_entry* entry = NULL
         if not self.locked():
-            result = await base.acquire(self)
+            # What the standard acquire does when it need not suspend (3.9 to 3.13), without
+            # running its coroutine.
+            self._value -= 1
             if recorder.sampler.should_capture():
                 _start_hold(self, _current_task(), _hold(recorder, recorder.record_acquire(info)))
-            return result
+            return True
         cdef int64_t start = lp_monotonic_ns()
         result = await base.acquire(self)
         cdef int64_t wait_ns = lp_monotonic_ns() - start
@@ -382,7 +397,7 @@ class _AsyncioSemaphore:
 
     def release(self):
         type(self)._lp_original.release(self)  # raises as natively (BoundedSemaphore)
-        if self.__dict__.get("_lp_holds"):
+        if self._lp_holds:
             _end_hold(self, _current_task())
             name_lock(self, self._lp_info)
 
@@ -399,13 +414,12 @@ class _AsyncioCondition:
 
     def __init__(self, lock=None, **kwargs):
         base = type(self)._lp_original
-        info = self.__dict__.get("_lp_info")
+        info = self._lp_info
         lock_class = type(self)._lp_lock_class
         if info is not None and lock is None and lock_class is not None:
             lock = object.__new__(lock_class)
             lock_class._lp_original.__init__(lock, **kwargs)
-            lock._lp_info = info
-            lock._lp_holds = None
+            _init_state(lock, info)
             (<LockInfo>info).owner = weakref.ref(self)
         base.__init__(self, lock, **kwargs)
 

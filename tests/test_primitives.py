@@ -292,7 +292,11 @@ def test_pickling_fails_and_copying_works_as_natively(collector, name):
     with pytest.raises(TypeError):
         copy.deepcopy(profiled)
     shallow = copy.copy(profiled)  # shares the internal lock, as a native copy does
-    assert vars(shallow).keys() == {k for k in vars(profiled) if not k.startswith("_lp_")}
+    assert {k for k in vars(shallow) if not k.startswith("_lp_")} == {
+        k for k in vars(profiled) if not k.startswith("_lp_")}
+    assert shallow._lp_info is None  # a copy is not profiled, and works
+    with shallow:
+        pass
 
 
 def test_excluded_module_gets_the_original_class(make_collector):
