@@ -247,7 +247,7 @@ def test_exception_from_a_signal_during_a_wait_leaves_the_lock_consistent(defaul
 def test_contention_is_counted_with_capture_pct_zero(make_collector):
     collector = make_collector(capture_pct=0)
     lock = threading.Lock()
-    holder = held_elsewhere(lock, 0.02)
+    holder = held_elsewhere(lock, 0.05)
     contended_waiter(lock)
     holder.join(JOIN)
     snap = collector.snapshot()
@@ -260,7 +260,7 @@ def test_no_contention_recorded_after_stop(make_collector):
     collector = make_collector()
     lock = threading.Lock()
     collector.stop()
-    holder = held_elsewhere(lock, 0.02)
+    holder = held_elsewhere(lock, 0.05)
     contended_waiter(lock)
     holder.join(JOIN)
     snap = collector.snapshot()
@@ -342,7 +342,7 @@ def test_every_wait_is_captured_at_a_one_nanosecond_interval(make_collector):
     collector = make_collector(wait_sample_interval=1)
     lock = threading.Lock()
     for _ in range(3):
-        holder = held_elsewhere(lock, 0.005)
+        holder = held_elsewhere(lock, 0.03)
         contended_waiter(lock)
         holder.join(JOIN)
     snap = collector.snapshot()
@@ -403,7 +403,7 @@ def test_profiler_merges_totals_by_name_and_keeps_the_longest_waits(tmp_path):
         locks = [threading.Lock() for _ in range(2)]  # one line: one name in the profile
         for index in range(12):
             lock = locks[index % 2]
-            holder = held_elsewhere(lock, 0.002 + index * 0.001)
+            holder = held_elsewhere(lock, 0.02 + index * 0.002)
             contended_waiter(lock)
             holder.join(JOIN)
             profiler._collect()  # several collects in one period
@@ -414,7 +414,7 @@ def test_profiler_merges_totals_by_name_and_keeps_the_longest_waits(tmp_path):
     assert totals.contended_count == 12
     assert len(snap.long_waits) == 10  # the longest 10 of 12, longest first
     assert [w.wait_ns for w in snap.long_waits] == sorted((w.wait_ns for w in snap.long_waits), reverse=True)
-    assert snap.long_waits[-1].wait_ns >= 3 * MS
+    assert snap.long_waits[-1].wait_ns >= 20 * MS
     assert f"wait_sample_interval_ns={1_000_000}" in snap.comments
 
 

@@ -315,7 +315,7 @@ def test_capture_pct_zero_keeps_contention_only(make_collector):
     for _ in range(10):
         with sem:
             pass
-    holder = hold_in_thread(sem, seconds=0.02)
+    holder = hold_in_thread(sem, seconds=0.05)
     semaphore_waiter(sem)
     holder.join(JOIN)
     snap = collector.snapshot()
