@@ -17,13 +17,13 @@ to measure:  cd /tmp && python /path/to/benchmarks/bench_contended.py [--quick] 
 
 from __future__ import annotations
 
-import argparse
-import json
 import platform
 import statistics
 import sys
 import threading
 import time
+
+from benchcli import parse_args, write_json
 
 TIMEOUTS_US = (10, 100)
 
@@ -100,12 +100,8 @@ def measure(rounds: int, repeat: int, number: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: numbers not meaningful")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 7; 2 with --quick)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 7)
+    args = parse_args(__doc__, 7, argv)
+    rounds = args.rounds
     repeat, number = (2, 20) if args.quick else (5, 200)
     results = measure(rounds, repeat, number)
     print(f"lockprof contended acquire: Python {platform.python_version()}, {platform.machine()}, "
@@ -114,9 +110,7 @@ def main(argv=None) -> int:
     print(f"  {'cell':<44} {'wall ns':>10} {'CPU ns':>10} {'extra CPU ns':>13}")
     for key, cell in results.items():
         print(f"  {key:<44} {cell['wall_ns']:>10.0f} {cell['cpu_ns']:>10.0f} {cell['extra_cpu_ns']:>+13.0f}")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"python": sys.version, "results": results}, f, indent=1)
+    write_json(args.json, results)
     return 0
 
 

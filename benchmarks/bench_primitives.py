@@ -13,15 +13,15 @@ measure:  cd /tmp && python /path/to/benchmarks/bench_primitives.py [--quick] [-
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import json
 import platform
 import statistics
 import sys
 import threading
 import time
 import timeit
+
+from benchcli import parse_args, write_json
 
 THREADING = ("Semaphore", "BoundedSemaphore", "Condition")
 ASYNCIO = ("Lock", "Semaphore", "BoundedSemaphore", "Condition")
@@ -87,12 +87,8 @@ def measure(rounds: int, repeat: int, number: int) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: numbers not meaningful")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 9; 2 with --quick)")
-    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
-    args = parser.parse_args(argv)
-    rounds = args.rounds or (2 if args.quick else 9)
+    args = parse_args(__doc__, 9, argv)
+    rounds = args.rounds
     repeat, number = (2, 20) if args.quick else (5, 2000)
     results = measure(rounds, repeat, number)
     print(f"lockprof primitives, uncontended, capture_pct=1: Python {platform.python_version()}, "
@@ -100,9 +96,7 @@ def main(argv=None) -> int:
     print(f"  {'cell':<38} {'ns/op':>9} {'extra ns':>10} {'ratio':>7}")
     for key, cell in results.items():
         print(f"  {key:<38} {cell['ns']:>9.1f} {cell['extra_ns']:>+10.1f} {cell['ratio']:>6.3f}x")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"python": sys.version, "results": results}, f, indent=1)
+    write_json(args.json, results)
     return 0
 
 

@@ -193,15 +193,21 @@ cdef object _current_task():
     return asyncio.current_task()
 
 
-# ------------------------------------------------------------------ threading
-
-class _ThreadingSemaphore:
-    """threading.Semaphore and BoundedSemaphore: a blocking acquire first tries without
-    blocking; if no permit is free, the wait is timed. A hold runs from an acquire to a
-    release by the same thread."""
+class _Profiled:
+    """What every profiled class shares: how its objects are made, pickled and copied."""
 
     def __new__(cls, *args, **kwargs):
         return _new(cls, args, kwargs)
+
+    __reduce_ex__ = _reduce_ex
+
+
+# ------------------------------------------------------------------ threading
+
+class _ThreadingSemaphore(_Profiled):
+    """threading.Semaphore and BoundedSemaphore: a blocking acquire first tries without
+    blocking; if no permit is free, the wait is timed. A hold runs from an acquire to a
+    release by the same thread."""
 
     def acquire(self, blocking=True, timeout=None):
         base = type(self)._lp_original
@@ -235,16 +241,11 @@ class _ThreadingSemaphore:
     def __exit__(self, t, v, tb):
         self.release()
 
-    __reduce_ex__ = _reduce_ex
 
-
-class _ThreadingCondition:
+class _ThreadingCondition(_Profiled):
     """threading.Condition. Its own lock (when none is given) is a profiled RLock of kind
     'condition' under the Condition's name; a lock given to it is profiled as itself. Time in
     wait() until the re-acquire starts is a condition wait."""
-
-    def __new__(cls, *args, **kwargs):
-        return _new(cls, args, kwargs)
 
     def __init__(self, lock=None):
         base = type(self)._lp_original
@@ -269,8 +270,6 @@ class _ThreadingCondition:
             name_lock(self, self._lp_info)
         return result
 
-    __reduce_ex__ = _reduce_ex
-
 
 class _RestoreTimer:
     """Condition._acquire_restore, noting when wait() starts to re-acquire the lock."""
@@ -286,13 +285,10 @@ class _RestoreTimer:
 
 # ------------------------------------------------------------------ asyncio
 
-class _AsyncioLock:
+class _AsyncioLock(_Profiled):
     """asyncio.Lock: an acquire that would suspend is timed from its own call, so each waiting
     task has its own wait; the hold runs from the acquire to the release. A release that finds
     tasks waiting records the blocking hold, as the threading Lock does."""
-
-    def __new__(cls, *args, **kwargs):
-        return _new(cls, args, kwargs)
 
     async def acquire(self):
         base = type(self)._lp_original
@@ -344,8 +340,6 @@ class _AsyncioLock:
                 _recorder(self).record_blocking_hold(self._lp_info, blocked_ns)
         name_lock(self, self._lp_info)
 
-    __reduce_ex__ = _reduce_ex
-
 
 cdef bint _asyncio_lock_busy(lock) except -1:
     """Whether asyncio.Lock.acquire() would suspend (the standard library's own test)."""
@@ -364,12 +358,9 @@ cdef void _waiter_left(lock, bint acquired) except *:
         lock._lp_blocked_since = now
 
 
-class _AsyncioSemaphore:
+class _AsyncioSemaphore(_Profiled):
     """asyncio.Semaphore and BoundedSemaphore: an acquire that would suspend (locked()) is
     timed; a hold runs from an acquire to a release by the same task."""
-
-    def __new__(cls, *args, **kwargs):
-        return _new(cls, args, kwargs)
 
     async def acquire(self):
         base = type(self)._lp_original
@@ -401,16 +392,11 @@ class _AsyncioSemaphore:
             _end_hold(self, _current_task())
             name_lock(self, self._lp_info)
 
-    __reduce_ex__ = _reduce_ex
 
-
-class _AsyncioCondition:
+class _AsyncioCondition(_Profiled):
     """asyncio.Condition. Its own lock (when none is given) is a profiled asyncio.Lock of kind
     'asyncio-condition' under the Condition's name. Time in wait() outside the re-acquire is
     a condition wait."""
-
-    def __new__(cls, *args, **kwargs):
-        return _new(cls, args, kwargs)
 
     def __init__(self, lock=None, **kwargs):
         base = type(self)._lp_original
@@ -436,8 +422,6 @@ class _AsyncioCondition:
         _recorder(self).record_condition_wait(self._lp_info, lp_monotonic_ns() - start - reacquire_ns)
         name_lock(self, self._lp_info)
         return result
-
-    __reduce_ex__ = _reduce_ex
 
 
 _MIXINS = {
