@@ -211,7 +211,10 @@ class _ThreadingSemaphore(_Profiled):
 
     def acquire(self, blocking=True, timeout=None):
         base = type(self)._lp_original
-        if blocking is not True or not _profiling(self):
+        # A call that cannot wait (blocking=False, or a timeout of zero, as ThreadPoolExecutor
+        # polls its idle semaphore) is the standard one, untimed: a failure is not a wait.
+        if (blocking is not True or not _profiling(self)
+                or (type(timeout) in (int, float) and timeout <= 0)):
             return base.acquire(self, blocking, timeout)
         cdef Recorder recorder = _recorder(self)
         cdef LockInfo info = self._lp_info

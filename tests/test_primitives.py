@@ -142,6 +142,8 @@ def test_semaphore_timeout_is_a_timed_out_wait(make_collector):
     collector = make_collector()
     sem = threading.Semaphore(0)
     assert sem.acquire(timeout=0.02) is False
+    assert sem.acquire(timeout=0) is False  # cannot wait: not a wait
+    assert sem.acquire(False) is False
     totals = totals_named(collector.snapshot(), site_of(sem))
     assert totals.contended_count == 1 and totals.timeouts == 1 and totals.wait_ns >= 19 * MS
 
