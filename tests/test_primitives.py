@@ -508,6 +508,12 @@ def test_asyncio_subclass_pickle_and_isinstance(collector):
     native_lock, profiled_lock, profiled_semaphore = run(make)
     assert isinstance(native_lock, asyncio.Lock)
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        try:
+            pickle.dumps(native_lock, protocol)
+        except Exception as error:  # 3.9: the lock holds its event loop, which does not pickle
+            with pytest.raises(type(error)):
+                pickle.dumps(profiled_lock, protocol)
+            continue
         data = pickle.dumps(profiled_lock, protocol)
         assert b"_lp_" not in data
         restored = pickle.loads(data)
