@@ -260,7 +260,7 @@ MALFORMED = [
     ("group wire type", b"\x0b", "bad wire type 3"),
     ("field number 0", b"\x00\x00", "field number 0"),
     ("bad gzip", b"\x1f\x8bnot gzip at all", "bad gzip"),
-    ("truncated gzip", encode(make_snapshot())[:-10], "bad gzip"),
+    ("truncated gzip", encode(make_snapshot())[:-10], "truncated gzip data"),
     ("no string table", vfield(9, 1), "string_table"),
     ("string_table[0] not empty", lfield(6, b"x"), "string_table"),
     ("string table as varint", vfield(6, 0), "expected length-delimited"),
