@@ -178,6 +178,9 @@ def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     else:
         text = report.format_text(result, limit=args.limit, width=width(sys.stdout),
                                   color=color_enabled(sys.stdout, args.color))
+    # Characters stdout cannot encode (a file name's undecodable bytes) are escaped.
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    text = text.encode(encoding, "backslashreplace").decode(encoding)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return 0
 

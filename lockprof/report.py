@@ -291,6 +291,7 @@ _COLUMNS_BY_LOCK = (
 
 _SECONDARY = 4  # drop_order of the last column dropped before names are shortened
 _MIN_NAME = 24
+_SHORTEST_NAME = 8
 
 
 def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
@@ -316,11 +317,14 @@ def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
             break
         droppable = sorted((c for c in columns if c.drop_order), key=lambda c: c.drop_order)
         # The secondary columns go first, then names are shortened (down to a readable
-        # minimum), then the other columns go; the name and the total wait always stay.
+        # minimum), then the other columns go, then names get shorter still; the name and
+        # the total wait always stay.
         if droppable and (droppable[0].drop_order <= _SECONDARY or name_width <= _MIN_NAME):
             columns.remove(droppable[0])
         elif name_width > _MIN_NAME:
             name_width = max(_MIN_NAME, name_width - excess)
+        elif name_width > _SHORTEST_NAME:
+            name_width = max(_SHORTEST_NAME, name_width - excess)
         else:
             break
     cell_widths = widths(columns)
@@ -333,15 +337,14 @@ def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
         lines.append(style(name, "bold") + cells)
         for detail in _details(row, report.by, stack_depth):
             lines.append(style(_clip("  " + detail, width), "dim"))
+    notes = []
     if any(not r.exact and (r.contended or r.wait_ns) for r in rows):
-        lines.append("~ estimated from sampled stacks (the profile has no exact totals for it)")
+        notes.append("~ estimated from sampled stacks (the profile has no exact totals for it)")
     if report.long_waits:
-        lines.append("")
-        lines.append(style("longest waits", "bold"))
-        lines += [_clip("  " + w, width) for w in report.long_waits[:5]]
+        notes += ["", style("longest waits", "bold")] + ["  " + w for w in report.long_waits[:5]]
     if report.dropped_events:
-        lines.append(f"({report.dropped_events:,} captured events did not fit the event table)")
-    return "\n".join(lines)
+        notes.append(f"({report.dropped_events:,} captured events did not fit the event table)")
+    return "\n".join(lines + [_clip(note, width) for note in notes])
 
 
 def _details(row: ReportRow, by: str, stack_depth: int) -> List[str]:
