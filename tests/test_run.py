@@ -157,7 +157,7 @@ def test_exit_status_and_stderr_are_the_native_ones(tmp_path, argv):
 
 
 def test_a_syntax_error_is_shown_without_any_frame_of_lockprof(tmp_path):
-    (tmp_path / "bad.py").write_text("x = (\n")
+    (tmp_path / "bad.py").write_text("print(1)\nx = = 1\n")
     result = run(["run", "--output", str(tmp_path / "prof"), "bad.py"], tmp_path)
     expected = native(["bad.py"], tmp_path)
     assert result.returncode == expected.returncode == 1
@@ -262,7 +262,8 @@ def test_sigterm_from_outside_while_the_program_waits(tmp_path):
         import threading
         lock = threading.Lock()
         with lock:
-            print("ready", flush=True)
+            pass
+        print("ready", flush=True)
         threading.Event().wait(60)
     """))
     out = tmp_path / "prof"
