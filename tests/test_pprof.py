@@ -390,7 +390,8 @@ def run_pprof(go: str, args: List[str], tmp_path) -> str:
     return proc.stdout
 
 
-def test_go_pprof_reads_encoded_profile(tmp_path):
+def require_go() -> str:
+    """The go command, else skip the test (fail it when LOCKPROF_REQUIRE_GO=1, as in CI)."""
     go = find_go()
     if go is None:
         reason = (
@@ -400,7 +401,11 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
         if os.environ.get("LOCKPROF_REQUIRE_GO") == "1":
             pytest.fail(f"LOCKPROF_REQUIRE_GO=1 but {reason}")
         pytest.skip(reason)
+    return go
 
+
+def test_go_pprof_reads_encoded_profile(tmp_path):
+    go = require_go()
     path = tmp_path / "lock.pprof"
     write_atomic(str(path), encode(make_snapshot()))
     function_names = ["Lock.acquire", "worker", "main"]

@@ -20,7 +20,7 @@ from lockprof.report import (
     top_locks,
 )
 from sample_profiles import CACHE, DB, MS, STACK_A, STACK_B, STACK_C, snapshot
-from test_pprof import lfield, strings, vfield
+from test_pprof import lfield, require_go, run_pprof, strings, vfield
 
 
 def decoded(snap=None):
@@ -217,3 +217,15 @@ def test_a_sample_held_but_never_waited_shows_its_hold_stack():
     (row,) = build_report([decoded(Snapshot([held], 0, 0, 1.0))]).rows
     assert (row.top_stack, row.top_stack_metric) == (STACK_A, "hold")
     assert "held at query (/app/db.py:40)" in format_text(build_report([decoded(Snapshot([held], 0, 0, 1.0))]))
+
+
+def test_a_profile_rewritten_by_go_pprof_reports_the_same(tmp_path):
+    # Go's own encoder orders and packs fields its way, and gzips: another tool's pprof file.
+    go = require_go()
+    ours = tmp_path / "ours.pprof"
+    pprof.write_atomic(str(ours), pprof.encode(snapshot()))
+    rewritten = tmp_path / "go.pb.gz"
+    run_pprof(go, ["-proto", "-output", str(rewritten), str(ours)], tmp_path)
+    assert rewritten.read_bytes() != ours.read_bytes()
+    mine, theirs = (build_report([pprof.read_profile(str(p))]) for p in (ours, rewritten))
+    assert [r.as_dict() for r in theirs.rows] == [r.as_dict() for r in mine.rows]
