@@ -18,7 +18,7 @@ from typing import Any, Callable, List, Optional
 from lockprof import flamegraph, pprof, report
 from lockprof._term import COLOR_MODES, color_enabled, width
 from lockprof._version import __version__
-from lockprof.config import Config, parse_setting, settings
+from lockprof.config import parse_setting, settings
 from lockprof.runner import run_program
 
 # Option names of the settings where the setting's own name is not the natural one.
@@ -50,12 +50,12 @@ def _add_run(commands: Any) -> None:
         "come from the DD_PROFILING_* environment variables, then the defaults.",
         usage="lockprof run [options] (script.py | -m module) [args ...]",
     )
-    defaults = Config()
-    for name, env_var, allowed in settings():
-        flags = _OPTION_NAMES.get(name, ["--" + name.replace("_", "-")])
+    for setting in settings():
+        flags = _OPTION_NAMES.get(setting.name, ["--" + setting.name.replace("_", "-")])
         run.add_argument(
-            *flags, dest=name, metavar=name.split("_")[-1].upper(), type=_setting_type(name),
-            help=f"{allowed} (${env_var}; default {_shown_default(getattr(defaults, name))})",
+            *flags, dest=setting.name, metavar=setting.name.split("_")[-1].upper(),
+            type=_setting_type(setting.name),
+            help=f"{setting.allowed} (${setting.env_var}; default: {setting.default or 'none'})",
         )
     run.add_argument("--subprocesses", action="store_true",
                      help="profile the Python processes the program starts too (subprocess, "
@@ -79,12 +79,6 @@ def _setting_type(name: str) -> Callable[[str], Any]:
 
     parse.__name__ = name  # what argparse names in "invalid <name> value"
     return parse
-
-
-def _shown_default(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ",".join(value) or "none"
-    return str(value)
 
 
 def _add_report(commands: Any) -> None:
@@ -157,8 +151,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         target, program_args, module = args.program[0], args.program[1:], False
     else:
         parser.error("the script (or -m module) to run is missing")
-    given = {name: getattr(args, name) for name, _, _ in settings()
-             if getattr(args, name) is not None}
+    given = {s.name: getattr(args, s.name) for s in settings() if getattr(args, s.name) is not None}
     return run_program(target, program_args, module=module, settings=given,
                        subprocesses=args.subprocesses, summary=args.summary)
 

@@ -38,9 +38,9 @@ import sys
 import tempfile
 import warnings
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
-__all__ = ["Config", "LockprofConfigWarning", "parse_setting", "settings"]
+__all__ = ["Config", "LockprofConfigWarning", "SettingInfo", "parse_setting", "settings"]
 
 
 class LockprofConfigWarning(UserWarning):
@@ -334,12 +334,15 @@ _SETTINGS: Tuple[_Setting, ...] = (
         "output", "DD_PROFILING_OUTPUT_PPROF",
         "a non-empty path prefix (str or os.PathLike) without NUL characters",
         _check_output, _text_as_is,
+        env_allowed="a non-empty path prefix without NUL characters",
     ),
     _Setting(
         "wait_sample_interval", "DD_PROFILING_LOCK_WAIT_SAMPLE_INTERVAL",
         "a duration from 1 ns to 60 s: an int of nanoseconds or a str such as '250us', "
         "'1.5ms' or '2s' (units ns, us, ms, s)",
         _check_duration_ns, _duration_from_text,
+        env_allowed="a duration from 1 ns to 60 s: a number of nanoseconds, or a number with "
+        "a unit ns, us, ms or s ('250us', '1.5ms')",
     ),
 )
 
@@ -437,9 +440,18 @@ class Config:
         return {s.env_var: s.to_text(getattr(self, s.name)) for s in _SETTINGS}
 
 
-def settings() -> Tuple[Tuple[str, str, str], ...]:
-    """(name, environment variable, what is allowed) of each setting, in Config field order."""
-    return tuple((s.name, s.env_var, s.env_allowed or s.allowed) for s in _SETTINGS)
+class SettingInfo(NamedTuple):
+    name: str  # the Config field
+    env_var: str
+    allowed: str  # what the variable's text may be
+    default: str  # the default, as the variable would give it
+
+
+def settings() -> Tuple[SettingInfo, ...]:
+    """What describes each setting to people (--help), in Config field order."""
+    defaults = _field_defaults()
+    return tuple(SettingInfo(s.name, s.env_var, s.env_allowed or s.allowed,
+                             s.to_text(defaults[s.name])) for s in _SETTINGS)
 
 
 def parse_setting(name: str, text: str) -> Any:

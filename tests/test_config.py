@@ -644,8 +644,11 @@ def test_config_equality_and_hash():
 
 
 def test_settings_lists_every_field_with_its_variable():
-    assert [(name, var) for name, var, _ in config_module.settings()] == [
-        (field, var) for var, field in ALL_VARS.items()]
+    listed = config_module.settings()
+    assert [(s.name, s.env_var) for s in listed] == [(field, var) for var, field in ALL_VARS.items()]
+    assert {s.name: s.default for s in listed} == {
+        "lock_enabled": "true", "capture_pct": "1.0", "max_frames": "64", "exclude_modules": "",
+        "upload_interval": "60.0", "output": DEFAULT_OUTPUT, "wait_sample_interval": "1000000"}
 
 
 @pytest.mark.parametrize("name,text,value", [
@@ -663,7 +666,7 @@ def test_parse_setting(name, text, value):
     ("max_frames", "1.5", "must be an integer between 1 and 512, got '1.5'"),
     ("exclude_modules", "ok,not-ok", "got invalid module name(s) 'not-ok'"),  # rejected whole
     ("output", " ", "must be a non-empty path prefix"),
-    ("wait_sample_interval", "2min", "must be a duration from 1 ns to 60 s"),
+    ("wait_sample_interval", "2min", "must be a duration from 1 ns to 60 s: a number of nanoseconds"),
     ("colour", "red", "name must be one of lock_enabled, capture_pct"),
 ])
 def test_parse_setting_rejects_bad_text_saying_what_is_allowed(name, text, message):

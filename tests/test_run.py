@@ -192,8 +192,8 @@ def test_bad_run_arguments_are_usage_errors(tmp_path, argv, message):
 
 def test_every_setting_has_an_option(tmp_path):
     result = run(["run", "--help"], tmp_path)
-    for name, env_var, _ in settings():
-        assert f"${env_var}" in result.stdout
+    for setting in settings():
+        assert f"${setting.env_var}" in result.stdout
     assert "--interval" in result.stdout and "--subprocesses" in result.stdout
 
 
