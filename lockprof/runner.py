@@ -242,7 +242,8 @@ class _Summary:
                 shown = f"{output}.{pids.pop()}.*.pprof"
             else:
                 shown = " ".join(paths) if len(paths) <= _LISTED else f"{output}.*.pprof"
-        lines.append(f"lockprof: see them with `lockprof report {shown}` or "
+        them = "it" if len(paths) == 1 else "them"
+        lines.append(f"lockprof: see {them} with `lockprof report {shown}` or "
                      f"`lockprof flamegraph {shown} -o wait.html`")
         return "\n".join(lines)
 
