@@ -16,12 +16,11 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, TextIO, Tuple
 
-from lockprof._resolve import display_path
 from lockprof._term import Progress
 from lockprof._version import __version__
 from lockprof.pprof import _utf8, DecodedProfile
 from lockprof.profile import Frame
-from lockprof.report import format_duration
+from lockprof.report import format_duration, short_path
 
 FORMATS = ("html", "svg", "speedscope", "folded")
 # The file extensions that select a format when --format is not given.
@@ -120,7 +119,7 @@ def lock_frame(lock_name: str) -> Frame:
 def frame_label(frame: Frame) -> str:
     if not frame.filename:
         return frame.name
-    return f"{frame.name} ({display_path(frame.filename)}:{frame.line})"
+    return f"{frame.name} ({short_path(frame.filename)}:{frame.line})"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -258,8 +259,21 @@ def format_duration(ns: Optional[int]) -> str:
     return f"{ns} ns"
 
 
+def short_path(filename: str) -> str:
+    """A file name as people read it here: relative to the working directory when under it,
+    else to the sys.path entry it lives under (the standard library's files)."""
+    if os.path.isabs(filename):
+        try:
+            relative = os.path.relpath(filename)
+        except ValueError:  # another drive (Windows)
+            relative = os.pardir
+        if not relative.startswith(os.pardir):
+            return relative.replace(os.sep, "/")
+    return display_path(filename)
+
+
 def format_frame(frame: Frame) -> str:
-    return f"{frame.name} ({display_path(frame.filename)}:{frame.line})"
+    return f"{frame.name} ({short_path(frame.filename)}:{frame.line})"
 
 
 def _frame_dict(frame: Frame) -> Dict[str, Any]:
@@ -350,7 +364,7 @@ def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
 def _details(row: ReportRow, by: str, stack_depth: int) -> List[str]:
     details = []
     if row.site is not None:
-        site = f"{display_path(row.site.filename)}:{row.site.line}"
+        site = f"{short_path(row.site.filename)}:{row.site.line}"
         if site not in row.name:  # lock names usually start with their creation site
             details.append(f"created at {site}")
     if row.top_lock:

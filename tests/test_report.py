@@ -17,6 +17,7 @@ from lockprof.report import (
     format_json,
     format_text,
     is_lock_profile,
+    short_path,
     top_locks,
 )
 from sample_profiles import CACHE, DB, MS, STACK_A, STACK_B, STACK_C, snapshot
@@ -229,3 +230,13 @@ def test_a_profile_rewritten_by_go_pprof_reports_the_same(tmp_path):
     assert rewritten.read_bytes() != ours.read_bytes()
     mine, theirs = (build_report([pprof.read_profile(str(p))]) for p in (ours, rewritten))
     assert [r.as_dict() for r in theirs.rows] == [r.as_dict() for r in mine.rows]
+
+
+def test_short_path(tmp_path, monkeypatch):
+    import threading
+
+    monkeypatch.chdir(tmp_path)
+    assert short_path(str(tmp_path / "app" / "x.py")) == "app/x.py"
+    assert short_path(threading.__file__) == "threading.py"  # under a sys.path entry
+    assert short_path("/elsewhere/y.py") == "/elsewhere/y.py"
+    assert short_path("<string>") == "<string>"
