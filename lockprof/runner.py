@@ -238,10 +238,7 @@ class _Summary:
             lines += [f"  {path}" for path in list(paths)[:_LISTED]]
             if len(paths) > _LISTED:
                 lines.append(f"  ... and {len(paths) - _LISTED} more")
-            if len(pids) == 1:
-                shown = f"{output}.{pids.pop()}.*.pprof"
-            else:
-                shown = " ".join(paths) if len(paths) <= _LISTED else f"{output}.*.pprof"
+            shown = f"{output}.{pids.pop()}.*.pprof" if len(pids) == 1 else f"{output}.*.pprof"
         them = "it" if len(paths) == 1 else "them"
         lines.append(f"lockprof: see {them} with `lockprof report {shown}` or "
                      f"`lockprof flamegraph {shown} -o wait.html`")
