@@ -20,7 +20,7 @@ from lockprof._term import Progress
 from lockprof._version import __version__
 from lockprof.pprof import _utf8, DecodedProfile
 from lockprof.profile import Frame
-from lockprof.report import format_duration, short_path
+from lockprof.report import format_duration, program_frames, short_path
 
 FORMATS = ("html", "svg", "speedscope", "folded")
 # The file extensions that select a format when --format is not given.
@@ -86,7 +86,8 @@ def choose_metric(profiles: Sequence[DecodedProfile], wanted: Optional[str]) -> 
 
 def folded_stacks(profiles: Sequence[DecodedProfile], metric: Metric,
                   progress_to: Optional[TextIO] = None) -> Dict[Stack, int]:
-    """The metric's value summed per stack, root first; a lock sample's last frame is its lock."""
+    """The metric's value summed per stack, root first; a lock sample's last frame is its lock.
+    The frames `lockprof run` put under the program are left out (report.program_frames)."""
     folded: Dict[Stack, int] = {}
     total = sum(len(p.samples) for p in profiles)
     done = 0
@@ -103,7 +104,7 @@ def folded_stacks(profiles: Sequence[DecodedProfile], metric: Metric,
                 value = sample.values[index]
                 if value <= 0:
                     continue
-                stack = tuple(reversed(sample.frames))
+                stack = tuple(reversed(program_frames(sample.frames)))
                 lock = sample.labels.get("lock name")
                 if lock:
                     stack += (lock_frame(str(lock)),)

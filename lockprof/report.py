@@ -139,6 +139,18 @@ def _number(value: Union[str, int, None]) -> int:
     return value if isinstance(value, int) else 0
 
 
+def program_frames(frames: Sequence[Frame]) -> Tuple[Frame, ...]:
+    """A stack (leaf first) without what `lockprof run` put under the program: the runner's
+    frames and runpy's, at the root of the main thread's stacks."""
+    for i, frame in enumerate(frames):
+        if frame.name == "_execute" and frame.filename.replace("\\", "/").endswith("lockprof/runner.py"):
+            kept = list(frames[:i])
+            while kept and os.path.basename(kept[-1].filename) in ("runpy.py", "<frozen runpy>"):
+                kept.pop()
+            return tuple(kept)
+    return tuple(frames)
+
+
 def _group(labels: Dict[str, Union[str, int]], lock: str, by: str) -> str:
     if by == "lock":
         return lock
@@ -201,7 +213,7 @@ def build_report(profiles: Iterable[DecodedProfile], by: str = "lock", sort: str
                 row.wait_ns += wait
                 if sample.labels.get(OUTCOME_LABEL) == TIMED_OUT:
                     row.timeouts += value(sample.values, _CONTENDED)
-            stack = tuple(sample.frames)
+            stack = program_frames(sample.frames)
             group.stack_wait[stack] = group.stack_wait.get(stack, 0) + wait
             group.stack_hold[stack] = group.stack_hold.get(stack, 0) + hold
             group.lock_wait[lock] = group.lock_wait.get(lock, 0) + wait

@@ -17,6 +17,7 @@ from lockprof.report import (
     format_json,
     format_text,
     is_lock_profile,
+    program_frames,
     short_path,
     top_locks,
 )
@@ -240,3 +241,15 @@ def test_short_path(tmp_path, monkeypatch):
     assert short_path(threading.__file__) == "threading.py"  # under a sys.path entry
     assert short_path("/elsewhere/y.py") == "/elsewhere/y.py"
     assert short_path("<string>") == "<string>"
+
+
+def test_program_frames_leave_out_what_lockprof_run_put_under_the_program():
+    program = (Frame("use_it", "/app/helper.py", 8), Frame("<module>", "/app/prog.py", 4))
+    launcher = (Frame("_run_code", "<frozen runpy>", 88), Frame("_run_module_code", "/py/runpy.py", 98),
+                Frame("_execute", "/site/lockprof/runner.py", 93),
+                Frame("run_program", "/site/lockprof/runner.py", 67), Frame("main", "/site/lockprof/cli.py", 234),
+                Frame("<module>", "/venv/bin/lockprof", 8))
+    assert program_frames(program + launcher) == program
+    assert program_frames(program + launcher[2:]) == program  # a script: no runpy frames
+    assert program_frames(program) == program
+    assert program_frames(launcher[:2] + program) == launcher[:2] + program  # the program's runpy

@@ -108,7 +108,10 @@ def test_a_script_runs_as_python_runs_it_and_is_profiled_from_its_first_import(t
     assert seen["file"] == seen["main_file"] == str(app / "prog.py")
     assert seen["path0"] == str(app)
     (path,) = profiles_of(out)
-    assert "helper.py:3:IMPORT_TIME_LOCK" in lock_names([path])
+    rows = {row.name: row for row in build_report([pprof.read_profile(path)]).rows}
+    # The stack starts at the program: lockprof's and runpy's frames under it are left out.
+    stack = [(f.name, os.path.basename(f.filename)) for f in rows["helper.py:3:IMPORT_TIME_LOCK"].top_stack]
+    assert stack == [("use_it", "helper.py"), ("<module>", "prog.py")]
     own, summary = split_summary(result.stderr)
     assert own == ""
     assert summary.startswith("lockprof: top locks of this run\n")
@@ -137,7 +140,9 @@ def test_a_module_runs_as_python_dash_m_runs_it(tmp_path):
     assert result.returncode == expected.returncode == 3
     assert json.loads(result.stdout) == json.loads(expected.stdout)
     assert json.loads(result.stdout)["argv"] == [str(package / "tool.py"), "x", "-m"]
-    assert "helper.py:3:IMPORT_TIME_LOCK" in lock_names(profiles_of(out))
+    rows = {row.name: row for row in build_report([pprof.read_profile(p) for p in profiles_of(out)]).rows}
+    stack = [(f.name, os.path.basename(f.filename)) for f in rows["helper.py:3:IMPORT_TIME_LOCK"].top_stack]
+    assert stack == [("use_it", "helper.py"), ("<module>", "tool.py")]
 
 
 @pytest.mark.parametrize("argv", [["exit", "7"], ["exit", "0"], ["exit-message"], ["raise"]])
