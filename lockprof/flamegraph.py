@@ -457,6 +457,7 @@ _PAGE = r"""<!DOCTYPE html>
       div.className = "frame" + (context ? " context" : "") + (matches(node) ? " match" : "");
       div.style.left = (100 * x) + "%";
       div.style.width = (100 * w) + "%";
+      if (w * width < 12) div.style.padding = "0";  // padding would widen a narrow box
       div.style.top = ((maxDepth - node.depth) * ROW) + "px";
       div.style.background = color(node);
       div.textContent = label(node);

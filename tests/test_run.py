@@ -245,7 +245,7 @@ def test_options_reach_the_profiler_and_variables_fill_in_the_rest(tmp_path):
 
 
 @pytest.mark.skipif(not POSIX, reason="signals are POSIX")
-@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("name", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_ends_the_program_as_natively_and_the_profile_is_written(tmp_path, name):
     project(tmp_path)
     out = tmp_path / "prof"
@@ -255,7 +255,7 @@ def test_a_signal_ends_the_program_as_natively_and_the_profile_is_written(tmp_pa
     assert result.returncode == expected.returncode == -getattr(signal, name)
     assert result.stdout == expected.stdout
     own, summary = split_summary(result.stderr)
-    assert own == expected.stderr  # SIGINT: the KeyboardInterrupt traceback; SIGTERM: nothing
+    assert own == expected.stderr  # SIGINT: the KeyboardInterrupt traceback; the others: nothing
     (path,) = profiles_of(out)
     assert "helper.py:3:IMPORT_TIME_LOCK" in lock_names([path])
     assert f"profile written to {path}" in summary
