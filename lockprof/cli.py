@@ -42,12 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _command(commands: Any, name: str, handler: Callable[..., int], summary: str,
+             description: str, **more: Any) -> argparse.ArgumentParser:
+    """A subcommand whose arguments main() hands to handler, with the subcommand's parser
+    (for its usage errors)."""
+    parser = commands.add_parser(name, help=summary, description=description, **more)
+    parser.set_defaults(handler=handler, command_parser=parser)
+    return parser
+
+
+def _add_profiles_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("profiles", nargs="+", metavar="PROFILE", help="pprof files (gzip or not)")
+
+
 def _add_run(commands: Any) -> None:
-    run = commands.add_parser(
-        "run", help="profile a Python program: lockprof run [options] script.py [args]",
-        description="Run a Python script (or, with -m, a module) with its locks profiled, from "
-        "its first import to its exit; then print the top locks to stderr. Options not given "
-        "come from the DD_PROFILING_* environment variables, then the defaults.",
+    run = _command(
+        commands, "run", _run, "profile a Python program: lockprof run [options] script.py [args]",
+        "Run a Python script (or, with -m, a module) with its locks profiled, from its first "
+        "import to its exit; then print the top locks to stderr. Options not given come from "
+        "the DD_PROFILING_* environment variables, then the defaults.",
         usage="lockprof run [options] (script.py | -m module) [args ...]",
     )
     for setting in settings():
@@ -67,7 +80,6 @@ def _add_run(commands: Any) -> None:
                      help="run a library module as a script, as python -m does")
     run.add_argument("program", nargs=argparse.REMAINDER, metavar="script.py [args]",
                      help="the script and its arguments")
-    run.set_defaults(handler=_run, command_parser=run)
 
 
 def _setting_type(name: str) -> Callable[[str], Any]:
@@ -82,13 +94,13 @@ def _setting_type(name: str) -> Callable[[str], Any]:
 
 
 def _add_report(commands: Any) -> None:
-    cmd = commands.add_parser(
-        "report", help="print the top locks of one or more profiles",
-        description="Print the locks that cost the most in one or more profiles (several "
-        "files are merged): name and creation site, kind, contended acquires, total, average "
-        "and maximum wait, hold and blocking hold, and the stack that waited the most.",
+    cmd = _command(
+        commands, "report", _report, "print the top locks of one or more profiles",
+        "Print the locks that cost the most in one or more profiles (several files are "
+        "merged): name and creation site, kind, contended acquires, total, average and maximum "
+        "wait, hold and blocking hold, and the stack that waited the most.",
     )
-    cmd.add_argument("profiles", nargs="+", metavar="PROFILE", help="pprof files (gzip or not)")
+    _add_profiles_argument(cmd)
     cmd.add_argument("--sort", choices=list(report.SORT_KEYS), default="wait",
                      help="the column that orders the rows (default: wait)")
     cmd.add_argument("--limit", type=_count, default=20,
@@ -99,17 +111,16 @@ def _add_report(commands: Any) -> None:
                      help="text for people, json or csv for programs (default: text)")
     cmd.add_argument("--color", choices=COLOR_MODES, default="auto",
                      help="colour the text: auto (on a terminal, unless NO_COLOR is set)")
-    cmd.set_defaults(handler=_report, command_parser=cmd)
 
 
 def _add_flamegraph(commands: Any) -> None:
-    cmd = commands.add_parser(
-        "flamegraph", help="draw a flame graph of wait (hold, blocking hold) time",
-        description="Draw the stacks of one or more profiles as a flame graph: an interactive "
-        "HTML page (works offline, switches between wait, hold and blocking hold), a static "
-        "SVG, a speedscope file, or folded stacks for other tools.",
+    cmd = _command(
+        commands, "flamegraph", _flamegraph, "draw a flame graph of wait (hold, blocking hold) time",
+        "Draw the stacks of one or more profiles as a flame graph: an interactive HTML page "
+        "(works offline, switches between wait, hold and blocking hold), a static SVG, a "
+        "speedscope file, or folded stacks for other tools.",
     )
-    cmd.add_argument("profiles", nargs="+", metavar="PROFILE", help="pprof files (gzip or not)")
+    _add_profiles_argument(cmd)
     cmd.add_argument("-o", "--output", default="-",
                      help="the file to write, - for stdout (default); its extension "
                      "(.html, .svg, .json, .folded) selects the format")
@@ -119,7 +130,6 @@ def _add_flamegraph(commands: Any) -> None:
                      help="wait (default), hold or blocking-hold; for other tools' profiles, "
                      "any of their sample types")
     cmd.add_argument("--title", help="the title of the HTML page or SVG image")
-    cmd.set_defaults(handler=_flamegraph, command_parser=cmd)
 
 
 def _count(text: str) -> int:
