@@ -1,11 +1,12 @@
 """`lockprof run`: profile a Python program, unchanged, from its first import to its exit.
 
-The program runs in this process through runpy, as `python script.py` or `python -m module`
-would run it: its own sys.argv, a __main__ module, the script's directory first on sys.path.
-Its exit is the native one too: SystemExit's code, the traceback of an uncaught exception (from
-the program's first frame, not lockprof's) and status 1, KeyboardInterrupt ending the process by
-SIGINT, SIGTERM by SIGTERM. The profile is flushed on each of these ways out, and a summary of
-the top locks is printed to stderr.
+The program runs in this process as `python script.py` or `python -m module` would run it
+(a source file in a new __main__ module, a module, directory or zip file through runpy): its
+own sys.argv, a __main__ module, the script's directory first on sys.path. Its exit is the
+native one too: SystemExit's code, the traceback of an uncaught exception (from the program's
+first frame, not lockprof's) and status 1, KeyboardInterrupt ending the process by SIGINT,
+SIGTERM by SIGTERM. The profile is written on each of these ways out, and a summary of the top
+locks is printed to stderr.
 """
 
 from __future__ import annotations
@@ -247,18 +248,19 @@ class _Summary:
 
 def profile_files(output: str) -> Dict[str, Tuple[int, int, int]]:
     """The <output>.<pid>.<seq>.pprof files that exist: path -> (pid, seq, modification time)."""
-    directory = os.path.dirname(output) or os.curdir
+    directory = os.path.dirname(output)
     pattern = re.compile(re.escape(os.path.basename(output)) + r"\.(\d+)\.(\d+)\.pprof")
     found = {}
     try:
-        entries = list(os.scandir(directory))
+        entries = list(os.scandir(directory or os.curdir))
     except OSError:
         return {}
     for entry in entries:
         match = pattern.fullmatch(entry.name)
         if match:
             try:
-                found[entry.path] = (int(match.group(1)), int(match.group(2)), entry.stat().st_mtime_ns)
+                path = os.path.join(directory, entry.name)  # no "./" when output has no directory
+                found[path] = (int(match.group(1)), int(match.group(2)), entry.stat().st_mtime_ns)
             except OSError:
                 continue  # removed meanwhile
     return found
