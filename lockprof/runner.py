@@ -147,6 +147,7 @@ class FinalFlush:
         self.then = then  # what to do after the final profile is written (the summary)
         self.state = "running"  # then "flushing", then "done"
         self.pending_signal: Optional[int] = None
+        self.pid = os.getpid()
 
     def install(self) -> None:
         """Call after profiler.start(), before the program runs: this exit handler then runs
@@ -161,6 +162,13 @@ class FinalFlush:
 
     def flush(self) -> None:
         if self.state != "running":
+            return
+        if os.getpid() != self.pid:
+            # A child forked without exec, ending: its profiler is a copy of the parent's, with
+            # the parent's data. It writes nothing (stop() also drops the profiler's own exit
+            # handler) and prints nothing.
+            self.state = "done"
+            self.profiler.stop(flush=False)
             return
         self.state = "flushing"
         try:

@@ -280,13 +280,56 @@ def test_sigterm_from_outside_while_the_program_waits(tmp_path):
     out = tmp_path / "prof"
     process = subprocess.Popen(ENTRY_POINTS["python -m lockprof"] + ["run", "--capture-pct", "100", "--output",
                                str(out), "wait.py"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=tmp_path, env=subprocess_env())
+                               text=True, cwd=tmp_path, env=subprocess_env(), preexec_fn=default_signals)
     assert process.stdout.readline() == "ready\n"
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == -signal.SIGTERM
     (path,) = profiles_of(out)
     assert "wait.py:2:lock" in lock_names([path]) and "profile written to" in stderr
+
+
+@pytest.mark.skipif(not POSIX, reason="signals are POSIX")
+def test_a_signal_during_the_final_flush_ends_the_process_once_the_flush_is_done(tmp_path):
+    script = textwrap.dedent("""\
+        import os, signal, sys
+        from lockprof.profiler import Profiler
+        from lockprof.runner import FinalFlush
+
+        def then():  # runs while the final profile is being written: SIGTERM arrives meanwhile
+            os.kill(os.getpid(), signal.SIGTERM)
+            print("the flush went on", flush=True)
+
+        profiler = Profiler(output=sys.argv[1])
+        profiler.start()
+        FinalFlush(profiler, then=then).install()
+        print("exiting", flush=True)
+    """)
+    out = tmp_path / "prof"
+    result = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path, env=subprocess_env(), preexec_fn=default_signals)
+    assert result.stdout == "exiting\nthe flush went on\n"
+    assert result.returncode == -signal.SIGTERM  # ended by the signal, after the flush
+    assert len(profiles_of(out)) == 1
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_writes_and_prints_nothing_of_its_own(tmp_path):
+    (tmp_path / "forks.py").write_text(textwrap.dedent("""\
+        import os, sys, threading
+        lock = threading.Lock()
+        with lock:
+            pass
+        pid = os.fork()
+        if pid == 0:
+            sys.exit(0)  # the child ends normally: the exit handlers it inherited run
+        os.waitpid(pid, 0)
+    """))
+    out = tmp_path / "prof"
+    result = run(["run", "--output", str(out), "forks.py"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert len(profiles_of(out)) == 1
+    assert result.stderr.count("lockprof: top locks of this run") == 1
 
 
 CHILDREN = """\
