@@ -1,6 +1,7 @@
 """lockprof.flamegraph: folded stacks (exact content), speedscope's schema, well-formed SVG, a
 self-contained HTML page, and that page drawn by a real headless Chromium."""
 
+import html
 import json
 import os
 import re
@@ -264,6 +265,58 @@ def test_chromium_draws_the_flame_graph(chromium, tmp_path):
         wanted = tuple(int(c) for c in re.findall(r"\d+", frame_color(frame)))
         painted = sum(1 for p in pixels if all(abs(a - b) <= 3 for a, b in zip(p, wanted)))
         assert painted > 2000, (frame, wanted, painted)
+
+
+# Drives the page as a user would, with real DOM events, and writes what it saw into the page.
+INTERACTION = """
+<script>
+(function () {
+  const seen = {};
+  const status = () => document.getElementById("status").textContent;
+  const frame = (start) => Array.from(document.querySelectorAll(".frame"))
+    .find((div) => div.textContent.startsWith(start));
+  seen.initial = status();
+  frame("worker").dispatchEvent(new MouseEvent("click", {bubbles: true}));
+  seen.afterClick = status();
+  seen.zoom = new URLSearchParams(location.hash.slice(1)).get("zoom");
+  frame("query").dispatchEvent(new MouseEvent("mousemove", {bubbles: true, clientX: 300, clientY: 80}));
+  const tooltip = document.getElementById("tooltip");
+  seen.tooltip = tooltip.hidden ? null : tooltip.textContent;
+  const select = document.getElementById("metric");
+  select.value = "hold";
+  select.dispatchEvent(new Event("change"));
+  seen.afterMetric = status();
+  const search = document.getElementById("search");
+  search.value = "query|Cache\\.get";
+  search.dispatchEvent(new Event("input"));
+  seen.matches = document.querySelectorAll(".frame.match").length;
+  seen.afterSearch = status();
+  document.dispatchEvent(new KeyboardEvent("keydown", {key: "Escape"}));
+  seen.afterEscape = status();
+  const out = document.createElement("pre");
+  out.id = "test-result";
+  out.textContent = JSON.stringify(seen);
+  document.body.appendChild(out);
+})();
+</script>
+"""
+
+
+def test_chromium_clicks_hovers_switches_and_searches(chromium, tmp_path):
+    page = format_html([decoded()], WAIT, "lockprof test")
+    test_page = tmp_path / "interactive.html"
+    test_page.write_bytes(flamegraph.encode_output(page.replace("</body>", INTERACTION + "</body>")))
+    dom = chromium(test_page.as_uri(), "--dump-dom")
+    seen = json.loads(html.unescape(re.search(r'<pre id="test-result">(.*?)</pre>', dom, re.S).group(1)))
+    assert seen["initial"] == "wait time: total 25.0 ms"
+    assert seen["afterClick"] == "wait time: total 25.0 ms; zoomed on worker (/app/work.py:35) (80.00%)"
+    assert json.loads(seen["zoom"]) == ["main (/app/main.py:3)", "worker (/app/work.py:35)"]
+    assert seen["tooltip"] == ("query (/app/db.py:40)\n19.0 ms (76.00% of all, 95.00% of the "
+                               "zoomed frame)")
+    assert seen["afterMetric"] == "hold time: total 60.0 ms; zoomed on worker (/app/work.py:35) (96.67%)"
+    assert seen["matches"] == 2
+    assert seen["afterSearch"].endswith("(96.67%); search matches 100.00%")  # of all the time
+    assert seen["afterEscape"] == "hold time: total 60.0 ms; search matches 100.00%"
 
 
 def read_png(path):
