@@ -35,8 +35,8 @@ __all__ = [
 ]
 
 # (type, unit) of Sample.value[i], in the order encode() writes the values. Samples with a
-# stack carry the estimates of the first six; one stackless sample per lock (its only frame is
-# the lock's creation site, named after the lock) carries the exact totals of the last two.
+# stack carry the estimates of the first seven; one stackless sample per lock (its only frame
+# is the lock's creation site, named after the lock) carries the exact totals of the last two.
 SAMPLE_TYPES = (
     ("lock-acquire", "count"),  # acquires, sampled at capture_pct
     ("lock-acquire-wait", "nanoseconds"),  # contended waits, sampled in proportion to length
@@ -44,6 +44,7 @@ SAMPLE_TYPES = (
     ("lock-release", "count"),  # releases ending a hold sampled at capture_pct
     ("lock-release-hold", "nanoseconds"),
     ("lock-blocking-hold", "nanoseconds"),  # hold time while other threads were blocked
+    ("lock-condition-wait", "nanoseconds"),  # Condition.wait() waiting for a notify
     ("lock-contended-total", "count"),  # exact, per lock
     ("lock-wait-total", "nanoseconds"),  # exact, per lock
 )
@@ -178,7 +179,7 @@ class _ProfileBuilder:
         if s.timed_out:
             labels.append((OUTCOME_LABEL, TIMED_OUT))
         values = [s.acquire_count, s.acquire_wait_ns, s.contended_count, s.release_count,
-                  s.release_hold_ns, s.blocking_hold_ns, 0, 0]
+                  s.release_hold_ns, s.blocking_hold_ns, s.condition_wait_ns, 0, 0]
         return (
             _packed_field(_SAMPLE_LOCATION_ID, [self.location(f) for f in s.frames])
             + _packed_field(_SAMPLE_VALUE, values)
@@ -186,7 +187,7 @@ class _ProfileBuilder:
         )
 
     def totals(self, t: LockTotals) -> bytes:
-        values = [0, 0, 0, 0, 0, 0, t.contended_count, t.wait_ns]
+        values = [0, 0, 0, 0, 0, 0, 0, t.contended_count, t.wait_ns]
         return (
             _packed_field(_SAMPLE_LOCATION_ID, [self.location(t.site)])
             + _packed_field(_SAMPLE_VALUE, values)
