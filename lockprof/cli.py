@@ -117,8 +117,8 @@ def _add_flamegraph(commands: Any) -> None:
     cmd = _command(
         commands, "flamegraph", _flamegraph, "draw a flame graph of wait (hold, blocking hold) time",
         "Draw the stacks of one or more profiles as a flame graph: an interactive HTML page "
-        "(works offline, switches between wait, hold and blocking hold), a static SVG, a "
-        "speedscope file, or folded stacks for other tools.",
+        "(works offline, switches between wait, hold, blocking hold and condition wait), a "
+        "static SVG, a speedscope file, or folded stacks for other tools.",
     )
     _add_profiles_argument(cmd)
     cmd.add_argument("-o", "--output", default="-",
@@ -127,8 +127,8 @@ def _add_flamegraph(commands: Any) -> None:
     cmd.add_argument("--format", choices=flamegraph.FORMATS,
                      help="html (default), svg, speedscope or folded")
     cmd.add_argument("--metric", default=None,
-                     help="wait (default), hold or blocking-hold; for other tools' profiles, "
-                     "any of their sample types")
+                     help="wait (default), hold, blocking-hold or condition-wait; for other "
+                     "tools' profiles, any of their sample types")
     cmd.add_argument("--title", help="the title of the HTML page or SVG image")
 
 

@@ -45,6 +45,7 @@ LOCK_METRICS = (
     Metric("wait", "lock-acquire-wait", "nanoseconds", "wait time"),
     Metric("hold", "lock-release-hold", "nanoseconds", "hold time"),
     Metric("blocking-hold", "lock-blocking-hold", "nanoseconds", "blocking hold time"),
+    Metric("condition-wait", "lock-condition-wait", "nanoseconds", "condition wait time"),
 )
 
 

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from lockprof import pprof
 from lockprof._resolve import display_path
 from lockprof._term import Style
+from lockprof.collector import UNTRACKED_LOCKS
 from lockprof.pprof import MAX_WAIT_LABEL, OUTCOME_LABEL, TIMED_OUT, TIMEOUTS_LABEL, DecodedProfile
 from lockprof.profile import Frame, Snapshot
 
@@ -121,6 +122,8 @@ class _Sums:
         row.exact = by == "lock" and not self.estimated
         if not row.exact:
             row.max_wait_ns = None  # a maximum over part of the files would mislead
+        elif row.max_wait_ns is None:
+            row.max_wait_ns = 0  # exact, and no totals: the lock never had to wait
         for metric, weights in (("wait", self.stack_wait), ("hold", self.stack_hold)):
             stack, weight = max(weights.items(), key=lambda item: item[1], default=((), 0))
             if weight > 0:
@@ -164,7 +167,8 @@ def build_report(profiles: Iterable[DecodedProfile], by: str = "lock", sort: str
     """Merge the lock samples of `profiles` into one row per lock, thread or task, sorted.
 
     Contended acquires, waits, the maximum wait and timeouts come from a lock's exact totals
-    where a profile has them; from the estimated columns of its stack samples otherwise.
+    where a profile has them (a lock without totals in a profile that has them for all its
+    contended locks had none); from the estimated columns of its stack samples otherwise.
     """
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, got {by!r}")
@@ -182,16 +186,21 @@ def build_report(profiles: Iterable[DecodedProfile], by: str = "lock", sort: str
 
         with_totals = {_text(s.labels.get("lock name")) for s in profile.samples
                        if MAX_WAIT_LABEL in s.labels}
+        # A profile with the exact columns has totals for every lock that had contention,
+        # unless it ran out of room for them: then the rest are summed as UNTRACKED_LOCKS.
+        complete = (columns[_CONTENDED_TOTAL] is not None and columns[_WAIT_TOTAL] is not None
+                    and UNTRACKED_LOCKS not in with_totals)
         for sample in profile.samples:
             lock = _text(sample.labels.get("lock name"))
             if not lock:
                 continue  # not a lock sample (a CPU sample of another tool's profile, ...)
-            exact = by == "lock" and lock in with_totals
+            exact = by == "lock" and (lock in with_totals or complete)
             if MAX_WAIT_LABEL in sample.labels:  # the lock's exact totals, no stack
                 if exact:
                     row = sums.setdefault(lock, _Sums(ReportRow(lock))).row
                     row.kind = row.kind or _text(sample.labels.get("lock kind"))
-                    row.site = row.site or (sample.frames[0] if sample.frames else None)
+                    if row.site is None and sample.frames and sample.frames[0].filename:
+                        row.site = sample.frames[0]
                     row.contended += value(sample.values, _CONTENDED_TOTAL)
                     row.wait_ns += value(sample.values, _WAIT_TOTAL)
                     max_wait = _number(sample.labels.get(MAX_WAIT_LABEL))
@@ -367,7 +376,9 @@ def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
     if any(not r.exact and (r.contended or r.wait_ns) for r in rows):
         notes.append("~ estimated from sampled stacks (the profile has no exact totals for it)")
     if report.long_waits:
-        notes += ["", style("longest waits", "bold")] + ["  " + w for w in report.long_waits[:5]]
+        # Each with its innermost frame only: the whole stack is in the JSON form.
+        shown = [w.split(" <- ")[0] + (" <- ..." if " <- " in w else "") for w in report.long_waits[:5]]
+        notes += ["", style("longest waits", "bold")] + ["  " + w for w in shown]
     if report.dropped_events:
         notes.append(f"({report.dropped_events:,} captured events did not fit the event table)")
     return "\n".join(lines + [_clip(note, width) for note in notes])

@@ -2,7 +2,8 @@
 tests (real runs fill only some of them until the core records contention).
 
 Two locks: `db` has exact per-lock totals (a LockTotals sample) and a timed-out wait; `cache`
-has only estimated columns, and its samples come from an asyncio task.
+has only estimated columns (the core ran out of room for its totals, which went to the
+`<other locks>` sum), its samples come from an asyncio task, and it has a Condition wait.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Optional
 
 import lockprof
 from lockprof import pprof
+from lockprof.collector import UNTRACKED_LOCKS
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
 DB = "app/db.py:12:_pool_lock"
@@ -40,10 +42,12 @@ def snapshot() -> Snapshot:
                    contended_count=2, timed_out=True),
         LockSample(CACHE, "rlock", STACK_C, 1, 101, "MainThread", task_id=7, task_name="fetch-7",
                    acquire_count=100, acquire_wait_ns=1 * MS, contended_count=50,
-                   release_count=100, release_hold_ns=50 * MS),
+                   release_count=100, release_hold_ns=50 * MS, condition_wait_ns=30 * MS),
     ]
     totals = [LockTotals(DB, "lock", Frame(DB, "/app/db.py", 12), contended_count=13,
-                         wait_ns=25 * MS, max_wait_ns=9 * MS, timeouts=2)]
+                         wait_ns=25 * MS, max_wait_ns=9 * MS, timeouts=2),
+              LockTotals(UNTRACKED_LOCKS, "", Frame(UNTRACKED_LOCKS, "", 0), contended_count=48,
+                         wait_ns=MS, max_wait_ns=MS // 10)]
     long_waits = [
         LongWait(DB, 9 * MS, 2, "worker-1", None, None, STACK_B),
         LongWait(DB, 7 * MS, 1, "MainThread", None, None, STACK_A, timed_out=True),

@@ -30,7 +30,7 @@ from lockprof.profile import Frame, LockSample, Snapshot
 from sample_profiles import CACHE, DB, MS, snapshot
 from test_pprof import lfield, strings, vfield
 
-WAIT, HOLD, BLOCKING = LOCK_METRICS
+WAIT, HOLD, BLOCKING, CONDITION = LOCK_METRICS
 
 
 def decoded(snap=None):
@@ -61,6 +61,9 @@ def test_folded_hold_and_blocking_hold():
     ]
     blocking = format_folded(folded_stacks([decoded()], BLOCKING)).splitlines()
     assert [line.rsplit(" ", 1)[1] for line in blocking] == ["1000000", "3000000"]
+    assert format_folded(folded_stacks([decoded()], CONDITION)) == (
+        "main (/app/main.py:3);worker (/app/work.py:35);Cache.get (/app/cache.py:24);"
+        "lock app/cache.py:7:_lock 30000000\n")
 
 
 def test_folded_merges_profiles_and_escapes_separators():
@@ -74,8 +77,9 @@ def test_choose_metric():
     assert choose_metric(profiles, None) == WAIT
     assert choose_metric(profiles, "hold") == HOLD
     assert choose_metric(profiles, "lock-blocking-hold") == BLOCKING
+    assert choose_metric(profiles, "condition-wait") == CONDITION
     assert choose_metric(profiles, "lock-acquire").sample_type == "lock-acquire"
-    with pytest.raises(ValueError, match="no 'cpu' values; choose from wait, hold, blocking-hold"):
+    with pytest.raises(ValueError, match="no 'cpu' values; choose from wait, hold, blocking-hold, condition-wait"):
         choose_metric(profiles, "cpu")
 
 
@@ -100,7 +104,8 @@ def test_speedscope_schema():
     assert {"name": "query", "file": "/app/db.py", "line": 40} in frames
     assert {"name": f"lock {DB}"} in frames
     names = [p["name"] for p in doc["profiles"]]
-    assert names == ["lockprof wait time", "lockprof hold time", "lockprof blocking hold time"]
+    assert names == ["lockprof wait time", "lockprof hold time", "lockprof blocking hold time",
+                     "lockprof condition wait time"]
     assert doc["activeProfileIndex"] == 1
     for profile, metric in zip(doc["profiles"], LOCK_METRICS):
         assert profile["type"] == "sampled" and profile["unit"] == "nanoseconds"
@@ -162,7 +167,7 @@ def test_html_is_self_contained():
     assert "<title>title &lt;/script&gt;&lt;b&gt;</title>" in page
     data = html_data(page)
     assert data["title"] == "title </script><b>"
-    assert [m["id"] for m in data["metrics"]] == ["wait", "hold", "blocking-hold"]
+    assert [m["id"] for m in data["metrics"]] == ["wait", "hold", "blocking-hold", "condition-wait"]
     assert data["initial"] == "wait"
 
 

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from lockprof import pprof
+from lockprof.collector import UNTRACKED_LOCKS
 from lockprof.profile import Frame, LockSample, Snapshot
 from lockprof.report import (
     SORT_KEYS,
@@ -53,6 +54,16 @@ def test_a_lock_without_totals_falls_back_to_the_estimated_columns():
     assert (cache.kind, cache.site, cache.top_stack) == ("rlock", None, STACK_C)
 
 
+def test_with_totals_for_every_contended_lock_a_lock_without_them_had_no_contention():
+    # No <other locks> sum: the core had room for the totals of every lock that had to wait,
+    # so the cache lock's stack estimates give way to exact zeros.
+    complete = snapshot()
+    complete.lock_totals = complete.lock_totals[:1]
+    cache = by_name(build_report([decoded(complete)]))[CACHE]
+    assert cache.exact and (cache.contended, cache.wait_ns, cache.max_wait_ns) == (0, 0, 0)
+    assert format_text(build_report([decoded(complete)])).count("~") == 0
+
+
 def test_several_profiles_merge_sums_and_keeps_the_largest_maximum():
     other = snapshot()
     other.lock_totals[0].max_wait_ns = 11 * MS
@@ -63,7 +74,7 @@ def test_several_profiles_merge_sums_and_keeps_the_largest_maximum():
 
 def test_a_lock_exact_in_one_profile_only_is_not_shown_as_exact():
     without_totals = snapshot()
-    without_totals.lock_totals = []
+    without_totals.lock_totals = without_totals.lock_totals[1:]  # db's went to <other locks>
     db = by_name(build_report([decoded(), decoded(without_totals)]))[DB]
     # 25 ms exact + 5 + 15 + 4 ms estimated; 13 + 4 + 6 + 2 contended.
     assert (db.wait_ns, db.contended, db.timeouts) == (49 * MS, 25, 4)
@@ -85,7 +96,7 @@ def test_by_thread_and_by_task():
 
 @pytest.mark.parametrize("sort,first", [
     ("wait", DB), ("avg-wait", DB), ("max-wait", DB), ("contended", CACHE), ("hold", CACHE),
-    ("blocking-hold", DB), ("acquires", CACHE), ("timeouts", DB), ("name", CACHE),
+    ("blocking-hold", DB), ("acquires", CACHE), ("timeouts", DB), ("name", UNTRACKED_LOCKS),
 ])
 def test_sort(sort, first):
     assert build_report([decoded()], sort=sort).rows[0].name == first
@@ -153,10 +164,15 @@ def test_text_table():
     assert lines[2] == "  created at /app/db.py:12"
     assert lines[3] == "  waits at query (/app/db.py:40) < worker (/app/work.py:35) < main (/app/main.py:3)"
     assert lines[4] == "  2 acquires timed out"
-    # Estimated values are marked, and the mark explained.
-    assert lines[5].split()[:6] == [CACHE, "rlock", "100", "~50", "~1.00", "ms"]
+    # The locks beyond the core's tracking limit, exact, summed: no kind, no stack.
+    assert lines[5].split() == [UNTRACKED_LOCKS.split()[0], UNTRACKED_LOCKS.split()[1], "-", "0",
+                                "48", "1.00", "ms", "20.8", "us", "100", "us", "0", "0"]
+    # One of them, from its stacks: estimated values are marked, and the mark explained.
+    assert lines[6].split()[:6] == [CACHE, "rlock", "100", "~50", "~1.00", "ms"]
     assert any(line.startswith("~ estimated") for line in lines)
-    assert "longest waits" in lines
+    waits = lines.index("longest waits")
+    assert lines[waits + 1] == (f"  9.000 ms on {DB}; thread worker-1 (2); at query (/app/db.py:40) "
+                                "<- ...")
     assert lines[-1] == "(3 captured events did not fit the event table)"
     assert "\x1b[" not in text
 
@@ -182,7 +198,8 @@ def test_text_for_no_lock_activity():
 def test_json():
     data = json.loads(format_json(build_report([decoded()]), files=["a.pprof"]))
     assert (data["by"], data["files"], data["dropped_events"]) == ("lock", ["a.pprof"], 3)
-    db, cache = data["rows"]
+    db, other, cache = data["rows"]
+    assert other["name"] == UNTRACKED_LOCKS and other["site"] is None and other["exact"]
     assert db == {
         "name": DB, "kind": "lock", "site": {"function": DB, "file": "/app/db.py", "line": 12},
         "acquires": 30, "contended_acquires": 13, "total_wait_ns": 25 * MS,
@@ -198,12 +215,12 @@ def test_json():
 
 def test_csv():
     rows = list(csv.DictReader(io.StringIO(format_csv(build_report([decoded()])))))
-    assert [r["name"] for r in rows] == [DB, CACHE]
+    assert [r["name"] for r in rows] == [DB, UNTRACKED_LOCKS, CACHE]
     assert rows[0]["site"] == "/app/db.py:12"
     assert rows[0]["total_wait_ns"] == str(25 * MS) and rows[0]["exact"] == "True"
     assert rows[0]["top_stack"] == ("query (/app/db.py:40) < worker (/app/work.py:35) "
                                     "< main (/app/main.py:3)")
-    assert rows[1]["max_wait_ns"] == "" and rows[1]["site"] == ""
+    assert rows[2]["max_wait_ns"] == "" and rows[2]["site"] == ""
 
 
 def test_top_locks_of_a_snapshot_is_the_report_text():
@@ -225,7 +242,9 @@ def test_a_profile_rewritten_by_go_pprof_reports_the_same(tmp_path):
     # Go's own encoder orders and packs fields its way, and gzips: another tool's pprof file.
     go = require_go()
     ours = tmp_path / "ours.pprof"
-    pprof.write_atomic(str(ours), pprof.encode(snapshot()))
+    snap = snapshot()
+    snap.lock_totals = snap.lock_totals[:1]  # Go reads the <other locks> site, line 0, its own way
+    pprof.write_atomic(str(ours), pprof.encode(snap))
     rewritten = tmp_path / "go.pb.gz"
     run_pprof(go, ["-proto", "-output", str(rewritten), str(ours)], tmp_path)
     assert rewritten.read_bytes() != ours.read_bytes()
