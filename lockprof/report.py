@@ -44,7 +44,7 @@ class ReportRow:
     name: str  # the lock's name, or "thread-name (id)", or "task-name (id)"
     kind: str = ""  # lock, rlock, ... (rows by lock)
     site: Optional[Frame] = None  # where the lock was created, from its exact totals
-    acquires: int = 0  # estimated from the sampled acquires
+    acquires: int = 0  # all acquires, estimated from the sampled ones
     contended: int = 0  # acquires that had to wait, timeouts included
     wait_ns: int = 0
     max_wait_ns: Optional[int] = None  # known only from exact totals
@@ -188,8 +188,9 @@ def build_report(profiles: Iterable[DecodedProfile], by: str = "lock", sort: str
                        if MAX_WAIT_LABEL in s.labels}
         # A profile with the exact columns has totals for every lock that had contention,
         # unless it ran out of room for them: then the rest are summed as UNTRACKED_LOCKS.
-        complete = (columns[_CONTENDED_TOTAL] is not None and columns[_WAIT_TOTAL] is not None
-                    and UNTRACKED_LOCKS not in with_totals)
+        # Its lock-acquire column samples only the acquires that did not wait.
+        counts_contention = columns[_CONTENDED_TOTAL] is not None and columns[_WAIT_TOTAL] is not None
+        complete = counts_contention and UNTRACKED_LOCKS not in with_totals
         for sample in profile.samples:
             lock = _text(sample.labels.get("lock name"))
             if not lock:
@@ -214,6 +215,8 @@ def build_report(profiles: Iterable[DecodedProfile], by: str = "lock", sort: str
                 row.kind = row.kind or _text(sample.labels.get("lock kind"))
             wait, hold = value(sample.values, _WAIT), value(sample.values, _HOLD)
             row.acquires += value(sample.values, _ACQUIRES)
+            if counts_contention:
+                row.acquires += value(sample.values, _CONTENDED)
             row.hold_ns += hold
             row.blocking_hold_ns += value(sample.values, _BLOCKING_HOLD)
             if not exact:
@@ -387,9 +390,9 @@ def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
 def _details(row: ReportRow, by: str, stack_depth: int) -> List[str]:
     details = []
     if row.site is not None:
-        site = f"{short_path(row.site.filename)}:{row.site.line}"
-        if site not in row.name:  # lock names usually start with their creation site
-            details.append(f"created at {site}")
+        # Lock names start with their creation site, as a path relative to sys.path.
+        if f"{os.path.basename(row.site.filename)}:{row.site.line}" not in row.name:
+            details.append(f"created at {short_path(row.site.filename)}:{row.site.line}")
     if row.top_lock:
         details.append(f"waits most on {row.top_lock}")
     if row.top_stack:

@@ -39,7 +39,8 @@ def test_a_lock_with_exact_totals_uses_them_for_contention_and_the_estimates_for
     assert db.exact
     assert (db.contended, db.wait_ns, db.max_wait_ns, db.timeouts) == (13, 25 * MS, 9 * MS, 2)
     assert db.average_wait_ns == 25 * MS // 13
-    assert (db.acquires, db.hold_ns, db.blocking_hold_ns) == (30, 10 * MS, 4 * MS)
+    # 30 sampled acquires that did not wait, and 12 that did (estimated from the stacks).
+    assert (db.acquires, db.hold_ns, db.blocking_hold_ns) == (42, 10 * MS, 4 * MS)
     assert db.kind == "lock"
     assert db.site == Frame(DB, "/app/db.py", 12)
     # STACK_B waited 15 + 4 ms (the timed-out waits count as waits), STACK_A 5 ms.
@@ -69,7 +70,7 @@ def test_several_profiles_merge_sums_and_keeps_the_largest_maximum():
     other.lock_totals[0].max_wait_ns = 11 * MS
     db = by_name(build_report([decoded(), decoded(other)]))[DB]
     assert (db.contended, db.wait_ns, db.max_wait_ns, db.timeouts) == (26, 50 * MS, 11 * MS, 4)
-    assert (db.acquires, db.hold_ns) == (60, 20 * MS)
+    assert (db.acquires, db.hold_ns) == (84, 20 * MS)
 
 
 def test_a_lock_exact_in_one_profile_only_is_not_shown_as_exact():
@@ -84,7 +85,7 @@ def test_a_lock_exact_in_one_profile_only_is_not_shown_as_exact():
 def test_by_thread_and_by_task():
     threads = by_name(build_report([decoded()], by="thread"))
     main, worker = threads["MainThread (1)"], threads["worker-1 (2)"]
-    assert (main.acquires, main.contended, main.wait_ns) == (110, 54, 6 * MS)
+    assert (main.acquires, main.contended, main.wait_ns) == (164, 54, 6 * MS)
     assert (main.hold_ns, main.blocking_hold_ns, main.top_lock) == (52 * MS, 1 * MS, DB)
     assert (worker.contended, worker.wait_ns, worker.timeouts) == (8, 19 * MS, 2)
     assert not main.exact and main.max_wait_ns is None
@@ -159,22 +160,28 @@ def test_text_table():
     lines = text.splitlines()
     assert lines[0].split() == ["lock", "kind", "acquires", "contended", "total", "wait", "avg",
                                 "wait", "max", "wait", "hold", "blocking", "hold"]
-    assert lines[1].split() == [DB, "lock", "30", "13", "25.0", "ms", "1.92", "ms", "9.00", "ms",
+    assert lines[1].split() == [DB, "lock", "42", "13", "25.0", "ms", "1.92", "ms", "9.00", "ms",
                                 "10.0", "ms", "4.00", "ms"]
-    assert lines[2] == "  created at /app/db.py:12"
-    assert lines[3] == "  waits at query (/app/db.py:40) < worker (/app/work.py:35) < main (/app/main.py:3)"
-    assert lines[4] == "  2 acquires timed out"
+    assert lines[2] == "  waits at query (/app/db.py:40) < worker (/app/work.py:35) < main (/app/main.py:3)"
+    assert lines[3] == "  2 acquires timed out"
     # The locks beyond the core's tracking limit, exact, summed: no kind, no stack.
-    assert lines[5].split() == [UNTRACKED_LOCKS.split()[0], UNTRACKED_LOCKS.split()[1], "-", "0",
+    assert lines[4].split() == [UNTRACKED_LOCKS.split()[0], UNTRACKED_LOCKS.split()[1], "-", "0",
                                 "48", "1.00", "ms", "20.8", "us", "100", "us", "0", "0"]
     # One of them, from its stacks: estimated values are marked, and the mark explained.
-    assert lines[6].split()[:6] == [CACHE, "rlock", "100", "~50", "~1.00", "ms"]
+    assert lines[5].split()[:6] == [CACHE, "rlock", "150", "~50", "~1.00", "ms"]
     assert any(line.startswith("~ estimated") for line in lines)
     waits = lines.index("longest waits")
     assert lines[waits + 1] == (f"  9.000 ms on {DB}; thread worker-1 (2); at query (/app/db.py:40) "
                                 "<- ...")
     assert lines[-1] == "(3 captured events did not fit the event table)"
     assert "\x1b[" not in text
+
+
+def test_text_shows_the_creation_site_when_the_name_does_not():
+    snap = snapshot()
+    snap.lock_totals[0].site = Frame(DB, "/app/pool.py", 99)  # e.g. made by a factory
+    lines = format_text(build_report([decoded(snap)])).splitlines()
+    assert lines[2] == "  created at /app/pool.py:99"
 
 
 def test_text_limit_color_and_width():
@@ -202,7 +209,7 @@ def test_json():
     assert other["name"] == UNTRACKED_LOCKS and other["site"] is None and other["exact"]
     assert db == {
         "name": DB, "kind": "lock", "site": {"function": DB, "file": "/app/db.py", "line": 12},
-        "acquires": 30, "contended_acquires": 13, "total_wait_ns": 25 * MS,
+        "acquires": 42, "contended_acquires": 13, "total_wait_ns": 25 * MS,
         "average_wait_ns": 25 * MS // 13, "max_wait_ns": 9 * MS, "hold_ns": 10 * MS,
         "blocking_hold_ns": 4 * MS, "timeouts": 2, "exact": True, "top_lock": None,
         "top_stack_metric": "wait",
