@@ -1,7 +1,7 @@
 # cython: language_level=3
 
 from libc.stdint cimport int64_t
-from lockprof._lockcore cimport lp_entry, lp_native_method
+from lockprof._lockcore cimport lp_blocking, lp_entry, lp_native_method
 from lockprof._recorder cimport LockInfo, Recorder
 
 
@@ -28,12 +28,8 @@ cdef class _LockWrapper:
     cdef int64_t _acquired_at
     # RLock only: the depth of the tracked hold (0: none).
     cdef long _depth
-    # Contention in progress, for the blocking hold of the release that ends it: the threads
-    # blocked in acquire() now, since when (the first one's start, or the last release), and
-    # the blocked time of waiters that gave up, not yet credited to a release.
-    cdef int _waiters
-    cdef int64_t _blocked_since
-    cdef int64_t _blocked_carry
+    # The threads blocked in acquire() now, for the blocking hold of the release that ends it.
+    cdef lp_blocking _blocking
     cdef object __weakref__
 
 

@@ -27,6 +27,7 @@ from lockprof._lockcore cimport (
     lp_call_vector, lp_lock_try_direct, lp_native_layout_matches, lp_rlock_try_direct,
     lp_try_acquire,
     lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
+    lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
 )
@@ -63,9 +64,9 @@ cdef class _LockWrapper:
         self._info = info
         self._hold_entry = NULL
         self._depth = 0
-        self._waiters = 0
-        self._blocked_since = 0
-        self._blocked_carry = 0
+        self._blocking.waiters = 0
+        self._blocking.since = 0
+        self._blocking.carry = 0
         self._recorder = recorder if recorder is not None else INERT_RECORDER
 
     def __dealloc__(self):
@@ -129,7 +130,7 @@ cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 
 
 cdef inline object _lock_release(_LockWrapper self):
-    if self._hold_entry == NULL and self._waiters == 0 and self._blocked_carry == 0:
+    if self._hold_entry == NULL and not lp_blocking_pending(&self._blocking):
         return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
     cdef int64_t released_at = lp_monotonic_ns()
     result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
@@ -166,7 +167,7 @@ cdef inline object _rlock_release(_LockWrapper self):
     if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef bint outermost = self._depth == 1
-    cdef bint has_events = outermost and (self._hold_entry != NULL or self._waiters != 0 or self._blocked_carry != 0)
+    cdef bint has_events = outermost and (self._hold_entry != NULL or lp_blocking_pending(&self._blocking))
     cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
     self._depth -= 1
@@ -202,18 +203,16 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     """The caller's own acquire call, timed, with this thread counted among the waiters.
     contended is False for arguments the wrapper could not read: the wait decides."""
     cdef lp_entry* entry = NULL
-    cdef int64_t start = lp_monotonic_ns()
-    if self._waiters == 0:
-        self._blocked_since = start
-    self._waiters += 1
+    cdef int64_t start = lp_monotonic_ns(), end = 0
+    lp_blocking_enter(&self._blocking, start)
     result = None
     try:
         result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
     finally:
-        _waiter_left(self, result is True)
-    cdef int64_t end = lp_monotonic_ns()
+        end = lp_monotonic_ns()
+        contended = contended or end - start >= UNCLEAR_CONTENDED_NS
+        lp_blocking_leave(&self._blocking, contended, result is True, end)
     cdef int64_t wait_ns = end - start
-    contended = contended or wait_ns >= UNCLEAR_CONTENDED_NS
     if not self._recorder.active:
         return result
     if result is True:
@@ -229,17 +228,6 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     return result
 
 
-cdef inline void _waiter_left(_LockWrapper self, bint acquired) noexcept:
-    cdef int64_t now
-    self._waiters -= 1
-    if self._waiters == 0 and not acquired:
-        # The last waiter gave up (timeout, or an exception from a signal handler): the holder
-        # did block it, so its release is still told how long.
-        now = lp_monotonic_ns()
-        self._blocked_carry += now - self._blocked_since
-        self._blocked_since = now
-
-
 cdef inline void _start_hold(_LockWrapper self, lp_entry* entry, int64_t acquired_at) noexcept:
     # The swap runs no Python code, so no other thread sees it half done.
     previous = self._hold_entry
@@ -251,30 +239,22 @@ cdef inline void _start_hold(_LockWrapper self, lp_entry* entry, int64_t acquire
         previous.pending -= 1
 
 
-cdef int _released(_LockWrapper self, int64_t released_at, bint name_lock) except -1:
+cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -1:
     """After the native release: end the captured hold, and count the blocking hold."""
     cdef int64_t blocked_ns = 0
     cdef lp_entry* entry = self._hold_entry
     if entry != NULL:
         self._hold_entry = NULL
         self._recorder.record_release(entry, released_at - self._acquired_at)
-    if self._waiters != 0 or self._blocked_carry != 0:
-        blocked_ns = self._blocked_carry
-        if self._waiters != 0:
-            blocked_ns += released_at - self._blocked_since
-            self._blocked_since = released_at  # the waiters left go on waiting for the next holder
-        self._blocked_carry = 0
+    if lp_blocking_pending(&self._blocking):
+        blocked_ns = lp_blocking_release(&self._blocking, released_at)
         if blocked_ns > 0 and self._recorder.active:
             self._recorder.record_blocking_hold(self._info, blocked_ns)
     # After the native release, so outside the user's critical section; a lock is named once
     # it matters: a captured hold, or a hold that blocked others.
-    if name_lock and (entry != NULL or blocked_ns > 0) and self._info is not None and self._info.name is None:
-        _name_lock(self)
+    if naming and (entry != NULL or blocked_ns > 0):
+        name_lock(self, self._info)
     return 0
-
-
-cdef int _name_lock(_LockWrapper self) except -1:
-    return name_lock(self, self._info)
 
 
 cdef int name_lock(object target, LockInfo info) except -1:
@@ -428,8 +408,8 @@ cdef object wrapper_at_fork_reinit(object self, PyObject* unused):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     result = lp_call0(&wrapper._ops.at_fork_reinit, <PyObject*>wrapper._wrapped)
     wrapper._depth = 0
-    wrapper._waiters = 0  # in a fork child no other thread waits
-    wrapper._blocked_carry = 0
+    wrapper._blocking.waiters = 0  # in a fork child no other thread waits
+    wrapper._blocking.carry = 0
     if wrapper._hold_entry != NULL:
         wrapper._hold_entry.pending -= 1  # the hold died with the fork
         wrapper._hold_entry = NULL
@@ -473,38 +453,38 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
 
 
 cdef object _contended_restore(_LockWrapper self, object args):
-    cdef int64_t start = lp_monotonic_ns()
-    if self._waiters == 0:
-        self._blocked_since = start
-    self._waiters += 1
+    cdef lp_entry* entry
+    cdef int64_t start = lp_monotonic_ns(), end = 0
+    lp_blocking_enter(&self._blocking, start)
     acquired = False
     try:
         result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>self._wrapped, args, NULL)
         acquired = True
     finally:
-        _waiter_left(self, acquired)
-    cdef int64_t end = lp_monotonic_ns()
-    capture = self._recorder.sampler.should_capture()
-    entry = self._recorder.record_wait(self._info, end - start, False, capture)
-    if capture:
-        _start_hold(self, entry, end)
+        end = lp_monotonic_ns()
+        lp_blocking_leave(&self._blocking, True, acquired, end)
+    if self._recorder.active:
+        capture = self._recorder.sampler.should_capture()
+        entry = self._recorder.record_wait(self._info, end - start, False, capture)
+        if capture:
+            _start_hold(self, entry, end)
     return result
 
 
 cdef bint _restores_own_hold(object args):
-    try:
-        state = args[0]
-        return type(state) is tuple and len(state) == 2 and state[1] == lp_thread_ident() and int(state[0]) >= 1
-    except Exception:
+    """Whether args is ((count, owner),) as Condition passes it back: exact ints, at least one
+    level, owned by this thread. Anything else goes to the native method as it is."""
+    if type(args) is not tuple or len(args) != 1:
         return False
+    state = args[0]
+    if type(state) is not tuple or len(state) != 2 or type(state[0]) is not int or type(state[1]) is not int:
+        return False
+    return 1 <= state[0] <= 0x7FFFFFFF and state[1] == lp_thread_ident()
 
 
 cdef long _restored_depth(object args):
     # _acquire_restore((count, owner)) puts back count levels.
-    try:
-        return max(1, int(args[0][0]))
-    except Exception:
-        return 1
+    return args[0][0] if _restores_own_hold(args) else 1
 
 
 # ------------------------------------------------------------------ installation

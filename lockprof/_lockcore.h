@@ -5,8 +5,10 @@
  *   - calling a native lock method's C function directly, dispatching on its calling convention;
  *   - walking the Python stack as (code object, instruction offset) pairs;
  *   - the bounded event table: an open-addressing hash table of malloc'd entries.
- * Everything here runs with the GIL held and allocates no Python object, so it can neither run
- * Python code nor trigger the garbage collector.
+ * Everything here runs with the GIL held. What runs inside a lock operation's own path (the
+ * clock, the attempt, the stack walk, the table) allocates no Python object, so it can neither
+ * run Python code nor trigger the garbage collector; only a call with arguments passed on to a
+ * native method of the tuple-and-dict convention builds them, as the interpreter would.
  */
 #ifndef LOCKPROF_LOCKCORE_H
 #define LOCKPROF_LOCKCORE_H
@@ -460,6 +462,50 @@ static inline int lp_classify_acquire(PyObject *const *args, Py_ssize_t nargs, P
             return LP_ACQUIRE_NONBLOCKING;
     }
     return LP_ACQUIRE_BLOCKING;
+}
+
+/* Threads (or asyncio tasks) blocked on one lock right now, so that the release that ends
+ * their wait can be told for how long its hold blocked them (its "blocking hold"). */
+typedef struct {
+    int waiters;
+    int64_t since; /* when the current stretch of blocking began: a first waiter's start, or
+                    * the last release, after which the remaining waiters wait on the next hold */
+    int64_t carry; /* blocked time of waiters that gave up, not yet credited to a release */
+} lp_blocking;
+
+static inline void lp_blocking_enter(lp_blocking *b, int64_t now)
+{
+    if (b->waiters++ == 0)
+        b->since = now;
+}
+
+/* A waiter is done. One that gave up after really waiting (a timeout, an exception from a
+ * signal handler, a cancelled task) was still blocked by the holder: its time is carried to
+ * the holder's release. */
+static inline void lp_blocking_leave(lp_blocking *b, int waited, int acquired, int64_t now)
+{
+    b->waiters--;
+    if (b->waiters == 0 && waited && !acquired) {
+        b->carry += now - b->since;
+        b->since = now;
+    }
+}
+
+static inline int lp_blocking_pending(const lp_blocking *b)
+{
+    return b->waiters != 0 || b->carry != 0;
+}
+
+/* At a release: the blocked time to credit to it (0 for none). */
+static inline int64_t lp_blocking_release(lp_blocking *b, int64_t released_at)
+{
+    int64_t blocked = b->carry;
+    if (b->waiters != 0) {
+        blocked += released_at - b->since;
+        b->since = released_at;
+    }
+    b->carry = 0;
+    return blocked;
 }
 
 /* xorshift64*: the random draws of wait-proportional sampling. The GIL serialises callers. */

@@ -48,6 +48,15 @@ cdef extern from "_lockcore.h":
     int lp_classify_acquire(PyObject** args, Py_ssize_t nargs, PyObject* kwnames) noexcept
     uint64_t lp_random(uint64_t* state) noexcept
 
+    ctypedef struct lp_blocking:
+        int waiters
+        int64_t since
+        int64_t carry
+    void lp_blocking_enter(lp_blocking* b, int64_t now) noexcept
+    void lp_blocking_leave(lp_blocking* b, int waited, int acquired, int64_t now) noexcept
+    bint lp_blocking_pending(const lp_blocking* b) noexcept
+    int64_t lp_blocking_release(lp_blocking* b, int64_t released_at) noexcept
+
     ctypedef struct lp_frame_ref:
         PyObject* code
         int lasti

@@ -6,10 +6,12 @@ These standard classes are written in Python, so they are profiled by subclassin
 collector runs, the module attribute (threading.Semaphore, asyncio.Lock, ...) is a subclass made
 by profiled_class() for that collector, whose methods below time the waits and holds and hand
 them to the same Recorder as the compiled Lock and RLock, under their own lock kind. The
-subclass keeps the standard behaviour (it calls the original methods for all the work), answers
-isinstance() for objects made before profiling, pickles as the original class, and makes an
-object of the original class where profiling does not apply (stopped, or an excluded module, as
-the standard library's own internal Conditions are).
+subclass keeps the standard behaviour (it calls the original methods for all the work, or does
+exactly what they do when they need not wait), answers isinstance() for objects made before
+profiling, pickles as the original class, and makes an object of the original class where
+profiling does not apply: when stopped, or in an excluded module, which always includes
+threading itself (the Conditions inside its Event, Semaphore and Thread). Conditions that
+other modules make (queue.Queue's, concurrent.futures') are the program's, and profiled.
 
 The rules are those of the Lock wrapper: an acquire that gets its permit at once is sampled at
 capture_pct, an acquire that has to wait is timed and always counted (Recorder.record_wait), and
@@ -17,15 +19,20 @@ a Condition's wait for a notify is its own sample type, never contention.
 """
 
 import _thread
+import abc
 import copyreg
 import sys
 import threading
 import weakref
 
+cimport cython
 from libc.stdint cimport int64_t
 
 from lockprof._lock cimport name_lock, new_lock_info
-from lockprof._lockcore cimport lp_entry, lp_monotonic_ns, lp_thread_ident
+from lockprof._lockcore cimport (
+    lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
+    lp_entry, lp_monotonic_ns, lp_thread_ident,
+)
 from lockprof._recorder cimport LockInfo, Recorder
 
 from lockprof._lock import ProfiledRLock
@@ -35,6 +42,7 @@ from lockprof._lock import ProfiledRLock
 DEF MAX_OPEN_HOLDS = 64
 
 
+@cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns entry
 cdef class Hold:
     """A captured acquire's table entry, pending until the release that ends the hold."""
     cdef Recorder recorder  # keeps the table that owns entry alive
@@ -51,6 +59,11 @@ cdef class Hold:
             self.entry = NULL
 
 
+cdef class Blocking:
+    """The tasks blocked on an asyncio.Lock now, for its blocking holds (as _LockWrapper's)."""
+    cdef lp_blocking state
+
+
 cdef object _hold(Recorder recorder, lp_entry* entry):
     """A Hold for a captured acquire's entry (None when the full table dropped it)."""
     if entry == NULL:
@@ -64,18 +77,20 @@ cdef object _hold(Recorder recorder, lp_entry* entry):
 
 # ------------------------------------------------------------------ classes and objects
 
-class ProfiledClass(type):
+class ProfiledClass(abc.ABCMeta):
     """The metaclass of the profiled subclasses: an object of the original class (made before
-    profiling, or where profiling does not apply) is still an instance of the patched name."""
+    profiling, or where profiling does not apply) is still an instance of the patched name.
+    Derived from ABCMeta so that a program's `class Pool(threading.Semaphore, abc.ABC)` still
+    finds a common metaclass."""
 
     def __instancecheck__(cls, obj):
-        if type.__instancecheck__(cls, obj):
+        if abc.ABCMeta.__instancecheck__(cls, obj):
             return True
         original = cls.__dict__.get("_lp_original")  # the profiled class itself, not a subclass
         return original is not None and isinstance(obj, original)
 
     def __subclasscheck__(cls, subclass):
-        if type.__subclasscheck__(cls, subclass):
+        if abc.ABCMeta.__subclasscheck__(cls, subclass):
             return True
         original = cls.__dict__.get("_lp_original")
         return original is not None and issubclass(subclass, original)
@@ -125,25 +140,37 @@ cdef object _new(cls, args, kwargs):
 cdef void _init_state(obj, LockInfo info) except *:
     obj._lp_info = info
     obj._lp_holds = None  # semaphores: open holds by acquirer
-    obj._lp_hold = None  # asyncio.Lock: the hold, and the state of its blocking holds
-    obj._lp_waiting = 0
-    obj._lp_blocked_since = 0
-    obj._lp_blocked_carry = 0
+    obj._lp_hold = None  # asyncio.Lock: its one hold, and the tasks it blocks
+    obj._lp_blocking = Blocking.__new__(Blocking)
 
 
 def _reduce_ex(self, protocol):
-    """Pickle and copy without lockprof's attributes, by a class the pickle can name: the
-    object's own class when its name leads to it (a user's subclass; threading.Semaphore while
-    profiling), else the original class (asyncio.locks.Lock, not patched). So what pickles
-    natively pickles, and what fails natively (a threading lock inside) fails the same way."""
+    """Pickle and copy as natively. A user's subclass goes the standard way (its own
+    __reduce__ or __getstate__ respected). An object of the profiled class itself is named by
+    a class pickle can find: its own while its name leads to it (threading.Semaphore while
+    profiling: the copy is then not profiled), else the original (asyncio.locks.Lock, not
+    patched). So what pickles natively pickles, and what fails natively still fails."""
     cls = type(self)
-    state = {key: value for key, value in vars(self).items() if not key.startswith("_lp_")}
+    if "_lp_original" not in cls.__dict__:
+        return object.__reduce_ex__(self, protocol)
+    state = _getstate(self)
     if not _named(cls):
         return copyreg._reconstructor, (cls._lp_original, object, None), state
-    copy = object.__new__(cls)  # the state of an object made where profiling does not apply
+    copy = object.__new__(cls)
     _init_state(copy, None)
     state.update(vars(copy))
     return copyreg._reconstructor, (cls, object, None), state
+
+
+def _getstate(self):
+    """The object's attributes without lockprof's: a subclass's pickle carries none of them."""
+    return {key: value for key, value in vars(self).items() if not key.startswith("_lp_")}
+
+
+def _setstate(self, state):
+    """Unpickling a subclass: its attributes, and lockprof's state of an unprofiled object."""
+    _init_state(self, None)
+    vars(self).update(state)
 
 
 cdef bint _named(cls):
@@ -165,12 +192,15 @@ cdef inline Recorder _recorder(self):
 # ------------------------------------------------------------------ holds by acquirer
 
 cdef void _start_hold(self, object key, object hold) except *:
-    if hold is None:
-        return
+    """Note an acquire by `key` (a thread or task): its captured hold, or None. Uncaptured
+    acquires are noted only while the key has captured ones open, so that releases pair with
+    acquires last-in first-out and never end another acquire's hold."""
     holds = self._lp_holds
+    if hold is None and (holds is None or key not in holds):
+        return
     if holds is None:
         holds = self._lp_holds = {}
-    elif len(holds) >= MAX_OPEN_HOLDS:
+    elif key not in holds and len(holds) >= MAX_OPEN_HOLDS:
         del holds[next(iter(holds))]  # the oldest acquirer's holds: dropped, never ended
     holds.setdefault(key, []).append(hold)
 
@@ -183,14 +213,18 @@ cdef void _end_hold(self, object key) except *:
     if not stack:
         return
     hold = stack.pop()
-    if not stack:
+    if not stack or all(open_hold is None for open_hold in stack):
         del holds[key]
-    (<Hold>hold).end(lp_monotonic_ns())
+    if hold is not None:
+        (<Hold>hold).end(lp_monotonic_ns())
+        name_lock(self, self._lp_info)
 
 
 cdef object _current_task():
+    """The running task, or None (a release made outside the event loop)."""
     import asyncio
-    return asyncio.current_task()
+    loop = asyncio.events._get_running_loop()
+    return asyncio.current_task(loop) if loop is not None else None
 
 
 class _Profiled:
@@ -200,6 +234,8 @@ class _Profiled:
         return _new(cls, args, kwargs)
 
     __reduce_ex__ = _reduce_ex
+    __getstate__ = _getstate
+    __setstate__ = _setstate
 
 
 # ------------------------------------------------------------------ threading
@@ -220,8 +256,8 @@ class _ThreadingSemaphore(_Profiled):
         cdef LockInfo info = self._lp_info
         cdef lp_entry* entry = NULL
         if base.acquire(self, False):
-            if recorder.sampler.should_capture():
-                _start_hold(self, lp_thread_ident(), _hold(recorder, recorder.record_acquire(info)))
+            hold = _hold(recorder, recorder.record_acquire(info)) if recorder.sampler.should_capture() else None
+            _start_hold(self, lp_thread_ident(), hold)
             return True
         cdef int64_t start = lp_monotonic_ns()
         result = base.acquire(self, True, timeout)
@@ -229,8 +265,8 @@ class _ThreadingSemaphore(_Profiled):
         if recorder.active:
             capture = bool(result) and recorder.sampler.should_capture()
             entry = recorder.record_wait(info, wait_ns, not result, capture)
-            if capture:
-                _start_hold(self, lp_thread_ident(), _hold(recorder, entry))
+            if result:
+                _start_hold(self, lp_thread_ident(), _hold(recorder, entry) if capture else None)
         return result
 
     __enter__ = acquire
@@ -239,7 +275,6 @@ class _ThreadingSemaphore(_Profiled):
         type(self)._lp_original.release(self, n)  # raises as natively (BoundedSemaphore)
         if self._lp_holds:
             _end_hold(self, lp_thread_ident())
-            name_lock(self, self._lp_info)
 
     def __exit__(self, t, v, tb):
         self.release()
@@ -268,7 +303,7 @@ class _ThreadingCondition(_Profiled):
         cdef int64_t start = lp_monotonic_ns()
         result = base.wait(self, timeout)
         restored_at = self._lp_restored.pop(lp_thread_ident(), None)
-        if restored_at is not None:
+        if restored_at is not None and _profiling(self):
             _recorder(self).record_condition_wait(self._lp_info, <int64_t>restored_at - start)
             name_lock(self, self._lp_info)
         return result
@@ -307,17 +342,16 @@ class _AsyncioLock(_Profiled):
             if recorder.sampler.should_capture():
                 self._lp_hold = _hold(recorder, recorder.record_acquire(info))
             return True
-        cdef int64_t start = lp_monotonic_ns()
-        if self._lp_waiting == 0:
-            self._lp_blocked_since = start
-        self._lp_waiting += 1
+        cdef Blocking blocking = self._lp_blocking
+        cdef int64_t start = lp_monotonic_ns(), end = 0
+        lp_blocking_enter(&blocking.state, start)
         acquired = False
         try:
             result = await base.acquire(self)
             acquired = True
         finally:
-            _waiter_left(self, acquired)
-        cdef int64_t end = lp_monotonic_ns()
+            end = lp_monotonic_ns()
+            lp_blocking_leave(&blocking.state, True, acquired, end)  # a cancelled waiter was blocked
         self._lp_last_wait_ns = end - start  # read by the Condition whose wait() re-acquires
         if recorder.active:
             capture = recorder.sampler.should_capture()
@@ -328,19 +362,16 @@ class _AsyncioLock(_Profiled):
 
     def release(self):
         type(self)._lp_original.release(self)  # raises as natively when not locked
-        if self._lp_hold is None and self._lp_waiting == 0 and self._lp_blocked_carry == 0:
+        cdef Blocking blocking = self._lp_blocking
+        if self._lp_hold is None and not lp_blocking_pending(&blocking.state):
             return
         cdef int64_t released_at = lp_monotonic_ns()
-        cdef int64_t blocked_ns
         hold, self._lp_hold = self._lp_hold, None
         if hold is not None:
             (<Hold>hold).end(released_at)
-        if self._lp_waiting or self._lp_blocked_carry:
-            blocked_ns = self._lp_blocked_carry + (released_at - self._lp_blocked_since if self._lp_waiting else 0)
-            self._lp_blocked_carry = 0
-            self._lp_blocked_since = released_at
-            if _profiling(self) and blocked_ns > 0:
-                _recorder(self).record_blocking_hold(self._lp_info, blocked_ns)
+        cdef int64_t blocked_ns = lp_blocking_release(&blocking.state, released_at)
+        if _profiling(self) and blocked_ns > 0:
+            _recorder(self).record_blocking_hold(self._lp_info, blocked_ns)
         name_lock(self, self._lp_info)
 
 
@@ -350,15 +381,6 @@ cdef bint _asyncio_lock_busy(lock) except -1:
         return True
     waiters = lock._waiters
     return bool(waiters) and not all(w.cancelled() for w in waiters)
-
-
-cdef void _waiter_left(lock, bint acquired) except *:
-    cdef int64_t now
-    lock._lp_waiting -= 1
-    if lock._lp_waiting == 0 and not acquired:  # cancelled: the holder still blocked it
-        now = lp_monotonic_ns()
-        lock._lp_blocked_carry += now - lock._lp_blocked_since
-        lock._lp_blocked_since = now
 
 
 class _AsyncioSemaphore(_Profiled):
@@ -372,12 +394,13 @@ class _AsyncioSemaphore(_Profiled):
         cdef Recorder recorder = _recorder(self)
         cdef LockInfo info = self._lp_info
         cdef lp_entry* entry = NULL
-        if not self.locked():
+        # 3.9 also makes a task wait while another is being woken up (_wakeup_scheduled).
+        if not self.locked() and not getattr(self, "_wakeup_scheduled", False):
             # What the standard acquire does when it need not suspend (3.9 to 3.13), without
             # running its coroutine.
             self._value -= 1
-            if recorder.sampler.should_capture():
-                _start_hold(self, _current_task(), _hold(recorder, recorder.record_acquire(info)))
+            hold = _hold(recorder, recorder.record_acquire(info)) if recorder.sampler.should_capture() else None
+            _start_hold(self, _current_task(), hold)
             return True
         cdef int64_t start = lp_monotonic_ns()
         result = await base.acquire(self)
@@ -385,15 +408,13 @@ class _AsyncioSemaphore(_Profiled):
         if recorder.active:
             capture = recorder.sampler.should_capture()
             entry = recorder.record_wait(info, wait_ns, False, capture)
-            if capture:
-                _start_hold(self, _current_task(), _hold(recorder, entry))
+            _start_hold(self, _current_task(), _hold(recorder, entry) if capture else None)
         return result
 
     def release(self):
         type(self)._lp_original.release(self)  # raises as natively (BoundedSemaphore)
         if self._lp_holds:
             _end_hold(self, _current_task())
-            name_lock(self, self._lp_info)
 
 
 class _AsyncioCondition(_Profiled):
@@ -422,8 +443,9 @@ class _AsyncioCondition(_Profiled):
         # The re-acquire just finished in this task, with no other task run since: its wait,
         # when the lock is a profiled one, is not part of the wait for the notify.
         reacquire_ns = getattr(lock, "_lp_last_wait_ns", 0)
-        _recorder(self).record_condition_wait(self._lp_info, lp_monotonic_ns() - start - reacquire_ns)
-        name_lock(self, self._lp_info)
+        if _profiling(self):
+            _recorder(self).record_condition_wait(self._lp_info, lp_monotonic_ns() - start - reacquire_ns)
+            name_lock(self, self._lp_info)
         return result
 
 

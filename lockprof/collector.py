@@ -9,10 +9,10 @@ Snapshot.
 from __future__ import annotations
 
 import _thread
-import importlib.util
 import sys
 import threading
 import time
+import weakref
 from types import ModuleType
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -74,6 +74,7 @@ class LockCollector:
         # (module, attribute, what it held before, what we installed), in patch order.
         self._patches: List[Tuple[ModuleType, str, Any, Any]] = []
         self._import_hook: Optional[_PatchOnImport] = None
+        self._initializing: List[ModuleType] = []  # found half-imported at start(): patched later
         self._period_start_ns = time.time_ns()
         self._thread_names: Dict[int, str] = {}
 
@@ -88,57 +89,84 @@ class LockCollector:
             if self._recorder.active:
                 return
             self._recorder.active = True
-            for name in PATCHED:
-                module = sys.modules.get(name)
-                if module is not None:
-                    self._patch(module)
-            self._import_hook = _PatchOnImport(PATCHED, self._patch_imported)
-            sys.meta_path.insert(0, self._import_hook)
+            try:
+                self._import_hook = _PatchOnImport(PATCHED, self._patch_imported)
+                sys.meta_path.insert(0, self._import_hook)
+                for name in PATCHED:
+                    module = sys.modules.get(name)
+                    if module is None:
+                        continue
+                    if _initializing(module):
+                        # Imported right now by another thread: its names are not all there
+                        # yet, and the import hook came too late for it; snapshot() patches it.
+                        self._initializing.append(module)
+                    else:
+                        self._patch(module)
+            except BaseException:
+                self._unpatch()
+                raise
             self._period_start_ns = time.time_ns()
 
     def _patch(self, module: ModuleType) -> None:
         installed: Dict[str, Any] = {}
         for attribute, kind in PATCHED[module.__name__]:
             original = getattr(module, attribute, None)
-            if original is None:
-                continue
             if kind in ("lock", "rlock"):
+                if original is None:
+                    continue
                 replacement = LockFactory(original, kind, self._recorder, self._filter.excludes)
-            else:
+            elif isinstance(original, type):
                 replacement = profiled_class(original, kind, self._recorder, self._filter.excludes,
-                                             lock_class=installed.get("Lock"))
+                                             lock_class=installed.get("Lock") if kind == "asyncio-condition" else None)
                 replacement._lp_replaced = original
+            else:
+                continue  # replaced by something that is not a class: left as it is
             installed[attribute] = replacement
             self._patches.append((module, attribute, original, replacement))
             setattr(module, attribute, replacement)
 
     def _patch_imported(self, module: ModuleType) -> None:
-        """A patched module imported (again) while running: patch the new module object."""
+        """A patched module imported (again, or reloaded) while running: patch what it holds."""
         with self._state_lock:
-            if self._recorder.active and all(patched is not module for patched, *_ in self._patches):
+            if not self._recorder.active:
+                return
+            # A reload runs the module again in the same object: its names hold new originals.
+            self._patches = [patch for patch in self._patches
+                             if patch[0] is not module or getattr(module, patch[1], None) is patch[3]]
+            if all(patched is not module for patched, *_ in self._patches):
                 self._patch(module)
 
     def stop(self) -> None:
         """Restore what the modules held before start(); profiled locks go native-speed."""
         with self._state_lock:
-            if not self._recorder.active:
-                return
-            self._recorder.active = False
-            if self._import_hook is not None and self._import_hook in sys.meta_path:
-                sys.meta_path.remove(self._import_hook)
-            self._import_hook = None
-            for module, attribute, original, installed in reversed(self._patches):
-                # Restore only our own patch: if something patched on top of it, leave that.
-                if getattr(module, attribute, None) is installed:
-                    # Collectors stopped out of order: skip what stopped collectors installed.
-                    while _installed_by_stopped_collector(original):
-                        original = _replaced_by(original)
-                    setattr(module, attribute, original)
-            self._patches.clear()
+            if self._recorder.active:
+                self._unpatch()
+
+    def _unpatch(self) -> None:
+        self._recorder.active = False
+        if self._import_hook is not None and self._import_hook in sys.meta_path:
+            sys.meta_path.remove(self._import_hook)
+        self._import_hook = None
+        for module, attribute, original, installed in reversed(self._patches):
+            # Restore only our own patch: if something patched on top of it, leave that.
+            if getattr(module, attribute, None) is installed:
+                # Collectors stopped out of order: skip what stopped collectors installed.
+                while _installed_by_stopped_collector(original):
+                    original = _replaced_by(original)
+                setattr(module, attribute, original)
+        self._patches.clear()
+        self._initializing.clear()
 
     def snapshot(self) -> Snapshot:
         """What was collected since the previous snapshot (or start), and reset it."""
         with self._state_lock:
+            if self._initializing and self._recorder.active:
+                waiting, self._initializing = self._initializing, []
+                for module in waiting:
+                    if _initializing(module):
+                        self._initializing.append(module)
+                    elif all(patched is not module for patched, *_ in self._patches):
+                        self._patch(module)
             records, lock_totals, long_waits, dropped, thread_names = self._recorder.drain()
             start_ns, end_ns = self._period_start_ns, time.time_ns()
             self._period_start_ns = end_ns
@@ -233,33 +261,39 @@ def _replaced_by(obj: Any) -> Any:
     return obj.original if isinstance(obj, LockFactory) else vars(obj)["_lp_replaced"]
 
 
+def _initializing(module: ModuleType) -> bool:
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
 class _PatchOnImport:
     """A sys.meta_path finder that runs `patch(module)` right after one of `names` is imported
-    (asyncio imported after start(), or threading imported again), before the importer sees it."""
+    (asyncio imported after start(), threading imported or reloaded again), before the importer
+    sees it. It holds the collector weakly: a module's spec keeps its loader for good."""
 
     def __init__(self, names: Iterable[str], patch: Callable[[ModuleType], None]) -> None:
         self._names = frozenset(names)
-        self._patch = patch
-        self._finding = threading.local()
+        self._patch = weakref.WeakMethod(patch)  # type: ignore[arg-type]
 
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname not in self._names or getattr(self._finding, "active", False):
+        if fullname not in self._names:
             return None
-        self._finding.active = True
-        try:
-            spec = importlib.util.find_spec(fullname)  # the other finders' answer
-        except (ImportError, ValueError):
+        for finder in sys.meta_path:  # the others' answer, a new spec even for a reload
+            find = getattr(finder, "find_spec", None)
+            if finder is self or isinstance(finder, _PatchOnImport) or find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                break
+        else:
             return None
-        finally:
-            self._finding.active = False
-        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return None
         spec.loader = _PatchingLoader(spec.loader, self._patch)
         return spec
 
 
 class _PatchingLoader:
-    def __init__(self, loader: Any, patch: Callable[[ModuleType], None]) -> None:
+    def __init__(self, loader: Any, patch: "weakref.WeakMethod[Callable[[ModuleType], None]]") -> None:
         self._loader = loader
         self._patch = patch
 
@@ -268,7 +302,9 @@ class _PatchingLoader:
 
     def exec_module(self, module: ModuleType) -> None:
         self._loader.exec_module(module)
-        self._patch(module)
+        patch = self._patch()
+        if patch is not None:
+            patch(module)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)

@@ -200,7 +200,7 @@ def test_condition_wait_is_its_own_sample_type(make_collector):
     cond = threading.Condition()
 
     def notifier():
-        time.sleep(0.05)
+        time.sleep(0.3)
         with cond:
             cond.notify()
 
@@ -210,10 +210,11 @@ def test_condition_wait_is_its_own_sample_type(make_collector):
     t.join(JOIN)
     snap = collector.snapshot()
     (wait,) = [s for s in samples_named(snap, site_of(cond)) if s.condition_wait_ns]
-    assert 40 * MS <= wait.condition_wait_ns <= 1000 * MS
+    assert 250 * MS <= wait.condition_wait_ns <= 10_000 * MS
     assert wait.frames[0].name.endswith("notified_waiter") and wait.lock_kind == "condition"
     totals = totals_named(snap, site_of(cond))
-    assert totals is None or totals.wait_ns < 10 * MS  # the wait for the notify is not contention
+    # The 300 ms waiting for the notify are not contention (the re-acquire took next to none).
+    assert totals is None or totals.wait_ns < 250 * MS
 
 
 def test_condition_is_named_after_its_variable(collector):
@@ -417,7 +418,7 @@ def test_asyncio_waiter_and_holder_each_on_their_own_task(make_collector, loop_k
     assert 180 * MS <= wait.acquire_wait_ns <= waited
     # The leaf is asyncio's __aenter__ (for the wait) or __aexit__ (for the release).
     assert wait.frames[1].name.endswith("wait_for_lock")
-    assert 180 * MS <= blocking.blocking_hold_ns <= 300 * MS
+    assert 180 * MS <= blocking.blocking_hold_ns <= 10_000 * MS
     assert blocking.frames[1].name.endswith("hold_for")
     assert wait.task_id is not None and blocking.task_id is not None and wait.task_id != blocking.task_id
     assert totals_named(snap, site_of(lock)).contended_count == 1
@@ -449,8 +450,9 @@ def test_asyncio_two_waiters_are_timed_separately(make_collector):
     assert abs(waits["second"] - second_waited) < 5 * MS and second_waited >= 90 * MS
     # third waits at least for second's whole hold (when it starts depends on the timers)
     assert abs(waits["third"] - third_waited) < 5 * MS and third_waited >= 50 * MS
-    assert 95 * MS <= holds["first"] <= 150 * MS and 45 * MS <= holds["second"] <= 100 * MS
-    assert holds["third"] < 20 * MS
+    # Each hold is its own task's: third's does not include its wait.
+    assert holds["first"] >= 95 * MS and holds["second"] >= 45 * MS
+    assert holds["third"] < third_waited
 
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
@@ -482,7 +484,7 @@ def test_asyncio_semaphores_and_condition(make_collector, loop_kind):
     snap = collector.snapshot()
     assert {s.lock_kind for s in samples_named(snap, site_of(sem))} == {"asyncio-bounded-semaphore"}
     waits = [s for s in samples_named(snap, site_of(cond)) if s.condition_wait_ns]
-    assert len(waits) == 1 and 40 * MS <= waits[0].condition_wait_ns <= 1000 * MS
+    assert len(waits) == 1 and 40 * MS <= waits[0].condition_wait_ns <= 10_000 * MS
     assert {s.lock_kind for s in samples_named(snap, site_of(cond))} == {"asyncio-condition"}
     assert totals_named(snap, site_of(cond)) is None  # waiting for the notify is not contention
 
@@ -499,11 +501,18 @@ def test_asyncio_subclass_pickle_and_isinstance(collector):
 
     lock = run(main)
     assert isinstance(lock, asyncio.Lock) and isinstance(lock, ORIGINAL_ASYNCIO["Lock"])
-    assert isinstance(ORIGINAL_ASYNCIO["Lock"](), asyncio.Lock)
+
+    async def make():  # inside a loop: 3.9's asyncio objects bind the running loop
+        return ORIGINAL_ASYNCIO["Lock"](), asyncio.Lock(), asyncio.Semaphore(3)
+
+    native_lock, profiled_lock, profiled_semaphore = run(make)
+    assert isinstance(native_lock, asyncio.Lock)
     for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
-        restored = pickle.loads(pickle.dumps(asyncio.Lock(), protocol))
+        data = pickle.dumps(profiled_lock, protocol)
+        assert b"_lp_" not in data
+        restored = pickle.loads(data)
         assert type(restored) is ORIGINAL_ASYNCIO["Lock"] and not restored.locked()
-    sem = copy.copy(asyncio.Semaphore(3))
+    sem = copy.copy(profiled_semaphore)
     assert type(sem) is ORIGINAL_ASYNCIO["Semaphore"] and sem._value == 3
 
 
@@ -532,3 +541,140 @@ def test_asyncio_imported_after_start_is_patched(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
                             cwd=str(tmp_path), env=env)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+# ------------------------------------------------------------------ regressions (review)
+
+
+def test_asyncio_semaphore_released_outside_the_loop(collector):
+    async def main():
+        sem = asyncio.Semaphore(1)
+        await sem.acquire()  # captured at 100%
+        return sem
+
+    sem = run(main)
+    sem.release()  # no running loop: as natively, no error
+    assert sem._value == 1
+
+
+def test_semaphore_permit_released_by_another_thread_ends_no_hold(make_collector):
+    collector = make_collector(capture_pct=50)  # captures every second acquire
+    sem = threading.Semaphore(1)
+    sem.acquire()
+    sem.release()
+    sem.acquire()  # captured
+    releaser = threading.Thread(target=sem.release)  # the permit goes back from elsewhere
+    releaser.start()
+    releaser.join(JOIN)
+    time.sleep(0.1)
+    sem.acquire()  # not captured
+    sem.release()  # must not end the captured acquire's hold
+    holds = [s.release_hold_ns for s in samples_named(collector.snapshot(), site_of(sem)) if s.release_count]
+    assert holds == []
+
+
+@pytest.mark.parametrize("lock_kind", ["default", "Lock"])
+def test_condition_waits_ending_after_stop_are_not_recorded(lock_kind):
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    cond = threading.Condition() if lock_kind == "default" else threading.Condition(threading.Lock())
+    blocker = threading.Event()
+
+    def notify_after_stop():
+        blocker.wait(JOIN)
+        with cond:
+            cond.notify()
+            time.sleep(0.02)  # the re-acquire waits, after stop()
+
+    t = threading.Thread(target=notify_after_stop)
+    t.start()
+    with cond:
+        collector.stop()
+        blocker.set()
+        assert cond.wait(JOIN)
+    t.join(JOIN)
+    snap = collector.snapshot()
+    assert snap.lock_totals == [] and all(s.condition_wait_ns == 0 for s in snap.samples)
+
+
+def test_reloaded_threading_stays_patched_and_is_restored(tmp_path):
+    script = textwrap.dedent("""
+        import importlib, threading, weakref, gc
+        from lockprof import LockCollector
+        from lockprof._lock import ProfiledLock
+        collector = LockCollector()
+        collector.start()
+        importlib.reload(threading)
+        assert type(threading.Lock()) is ProfiledLock, threading.Lock
+        semaphore_after_reload = threading.Semaphore
+        collector.stop()
+        assert type(threading.Lock()) is not ProfiledLock
+        assert threading.Semaphore is not semaphore_after_reload
+        ref = weakref.ref(collector)
+        del collector
+        gc.collect()
+        assert ref() is None, "the import hook keeps a stopped collector alive"
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(lockprof.__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=str(tmp_path), env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_patched_name_that_is_not_a_class_is_left_alone(monkeypatch):
+    def semaphore_function(value=1):  # some library replaced it
+        return ORIGINAL["Semaphore"](value)
+
+    monkeypatch.setattr(threading, "Semaphore", semaphore_function)
+    collector = LockCollector()
+    collector.start()
+    try:
+        assert threading.Semaphore is semaphore_function
+        assert type(threading.Condition()) is not ORIGINAL["Condition"]  # the rest is patched
+    finally:
+        collector.stop()
+    assert threading.Semaphore is semaphore_function
+
+
+def test_subclasses_keep_their_own_pickling_and_metaclass(collector):
+    import abc
+
+    class Abstract(threading.Semaphore, abc.ABC):  # natively fine: a common metaclass exists
+        pass
+
+    class Stateful(asyncio.Lock):
+        def __reduce__(self):
+            return (str, ("reduced",))
+
+    assert isinstance(Abstract(), ORIGINAL["Semaphore"])
+
+    async def make():
+        return Stateful()
+
+    assert pickle.loads(pickle.dumps(run(make))) == "reduced"
+
+    class Plain(asyncio.Lock):
+        pass
+
+    async def make_plain():
+        return Plain()
+
+    assert type(copy.copy(run(make_plain))) is Plain  # a local class copies as itself, as natively
+
+
+def test_rlock_acquire_restore_with_odd_states_is_native(collector):
+    lock = threading.RLock()
+    native = threading._CRLock()
+    me = threading.get_ident()
+    for state in ((1.5, me), (True, me)):
+        outcomes = []
+        for candidate in (native, lock):
+            try:
+                candidate._acquire_restore(state)
+            except Exception as error:  # noqa: BLE001 - compared below
+                outcomes.append((type(error), str(error)))
+            else:
+                outcomes.append(candidate._is_owned())
+                candidate._release_save()
+        assert outcomes[0] == outcomes[1], state
