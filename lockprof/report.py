@@ -333,8 +333,9 @@ _SHORTEST_NAME = 8
 
 
 def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
-                color: bool = False, stack_depth: int = 4) -> str:
-    """The report as an aligned table, with each row's top stack under it.
+                color: bool = False, stack_depth: int = 4, long_waits: int = 5) -> str:
+    """The report as an aligned table, with each row's top stack under it, then the
+    `long_waits` longest waits.
 
     width: the terminal's width (columns that do not fit are dropped, long names and stacks
     shortened), or None for no limit; color: ANSI styles.
@@ -378,9 +379,10 @@ def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
     notes = []
     if any(not r.exact and (r.contended or r.wait_ns) for r in rows):
         notes.append("~ estimated from sampled stacks (the profile has no exact totals for it)")
-    if report.long_waits:
+    if report.long_waits and long_waits > 0:
         # Each with its innermost frame only: the whole stack is in the JSON form.
-        shown = [w.split(" <- ")[0] + (" <- ..." if " <- " in w else "") for w in report.long_waits[:5]]
+        shown = [w.split(" <- ")[0] + (" <- ..." if " <- " in w else "")
+                 for w in report.long_waits[:long_waits]]
         notes += ["", style("longest waits", "bold")] + ["  " + w for w in shown]
     if report.dropped_events:
         notes.append(f"({report.dropped_events:,} captured events did not fit the event table)")

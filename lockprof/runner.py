@@ -233,7 +233,7 @@ class _Summary:
                 except pprof.ProfileReadError as error:
                     unreadable.append(str(error))
             lines.append("lockprof: top locks of this run")
-            lines.append(format_text(build_report(profiles), limit=SUMMARY_ROWS,
+            lines.append(format_text(build_report(profiles), limit=SUMMARY_ROWS, long_waits=3,
                                      width=width(sys.stderr), color=color_enabled(sys.stderr)))
             lines += [f"lockprof: skipped {problem}" for problem in unreadable]
         output = self.profiler.config.output

@@ -198,6 +198,14 @@ def test_text_limit_color_and_width():
     assert "acquires" not in narrow[0] and "kind" not in narrow[0]
 
 
+def test_text_long_waits_limit():
+    report = build_report([decoded(), decoded()])
+    assert sum(l.startswith(f"  9.000 ms on") for l in format_text(report).splitlines()) == 2
+    lines = format_text(report, long_waits=1).splitlines()
+    assert sum(l.startswith("  9.000 ms on") or l.startswith("  7.000 ms on") for l in lines) == 1
+    assert "longest waits" not in format_text(report, long_waits=0)
+
+
 def test_text_for_no_lock_activity():
     assert format_text(build_report([])) == "lockprof: no lock activity was captured"
 
