@@ -116,10 +116,14 @@ class _Sums:
     stack_hold: Dict[Tuple[Frame, ...], int] = field(default_factory=dict)
     lock_wait: Dict[str, int] = field(default_factory=dict)
     estimated: bool = False  # some file had no exact totals for it
+    # Contended acquires estimated from the stacks of the profiles whose lock-acquire column
+    # leaves them out: added to acquires, unless the exact count is known.
+    contended_outside_acquires: int = 0
 
     def finish(self, by: str) -> ReportRow:
         row = self.row
         row.exact = by == "lock" and not self.estimated
+        row.acquires += row.contended if row.exact else self.contended_outside_acquires
         if not row.exact:
             row.max_wait_ns = None  # a maximum over part of the files would mislead
         elif row.max_wait_ns is None:
@@ -216,7 +220,7 @@ def build_report(profiles: Iterable[DecodedProfile], by: str = "lock", sort: str
             wait, hold = value(sample.values, _WAIT), value(sample.values, _HOLD)
             row.acquires += value(sample.values, _ACQUIRES)
             if counts_contention:
-                row.acquires += value(sample.values, _CONTENDED)
+                group.contended_outside_acquires += value(sample.values, _CONTENDED)
             row.hold_ns += hold
             row.blocking_hold_ns += value(sample.values, _BLOCKING_HOLD)
             if not exact:

@@ -39,8 +39,8 @@ def test_a_lock_with_exact_totals_uses_them_for_contention_and_the_estimates_for
     assert db.exact
     assert (db.contended, db.wait_ns, db.max_wait_ns, db.timeouts) == (13, 25 * MS, 9 * MS, 2)
     assert db.average_wait_ns == 25 * MS // 13
-    # 30 sampled acquires that did not wait, and 12 that did (estimated from the stacks).
-    assert (db.acquires, db.hold_ns, db.blocking_hold_ns) == (42, 10 * MS, 4 * MS)
+    # 30 sampled acquires that did not wait, and the 13 that did.
+    assert (db.acquires, db.hold_ns, db.blocking_hold_ns) == (43, 10 * MS, 4 * MS)
     assert db.kind == "lock"
     assert db.site == Frame(DB, "/app/db.py", 12)
     # STACK_B waited 15 + 4 ms (the timed-out waits count as waits), STACK_A 5 ms.
@@ -70,7 +70,7 @@ def test_several_profiles_merge_sums_and_keeps_the_largest_maximum():
     other.lock_totals[0].max_wait_ns = 11 * MS
     db = by_name(build_report([decoded(), decoded(other)]))[DB]
     assert (db.contended, db.wait_ns, db.max_wait_ns, db.timeouts) == (26, 50 * MS, 11 * MS, 4)
-    assert (db.acquires, db.hold_ns) == (84, 20 * MS)
+    assert (db.acquires, db.hold_ns) == (86, 20 * MS)
 
 
 def test_a_lock_exact_in_one_profile_only_is_not_shown_as_exact():
@@ -160,12 +160,12 @@ def test_text_table():
     lines = text.splitlines()
     assert lines[0].split() == ["lock", "kind", "acquires", "contended", "total", "wait", "avg",
                                 "wait", "max", "wait", "hold", "blocking", "hold"]
-    assert lines[1].split() == [DB, "lock", "42", "13", "25.0", "ms", "1.92", "ms", "9.00", "ms",
+    assert lines[1].split() == [DB, "lock", "43", "13", "25.0", "ms", "1.92", "ms", "9.00", "ms",
                                 "10.0", "ms", "4.00", "ms"]
     assert lines[2] == "  waits at query (/app/db.py:40) < worker (/app/work.py:35) < main (/app/main.py:3)"
     assert lines[3] == "  2 acquires timed out"
     # The locks beyond the core's tracking limit, exact, summed: no kind, no stack.
-    assert lines[4].split() == [UNTRACKED_LOCKS.split()[0], UNTRACKED_LOCKS.split()[1], "-", "0",
+    assert lines[4].split() == [UNTRACKED_LOCKS.split()[0], UNTRACKED_LOCKS.split()[1], "-", "48",
                                 "48", "1.00", "ms", "20.8", "us", "100", "us", "0", "0"]
     # One of them, from its stacks: estimated values are marked, and the mark explained.
     assert lines[5].split()[:6] == [CACHE, "rlock", "150", "~50", "~1.00", "ms"]
@@ -217,7 +217,7 @@ def test_json():
     assert other["name"] == UNTRACKED_LOCKS and other["site"] is None and other["exact"]
     assert db == {
         "name": DB, "kind": "lock", "site": {"function": DB, "file": "/app/db.py", "line": 12},
-        "acquires": 42, "contended_acquires": 13, "total_wait_ns": 25 * MS,
+        "acquires": 43, "contended_acquires": 13, "total_wait_ns": 25 * MS,
         "average_wait_ns": 25 * MS // 13, "max_wait_ns": 9 * MS, "hold_ns": 10 * MS,
         "blocking_hold_ns": 4 * MS, "timeouts": 2, "exact": True, "top_lock": None,
         "top_stack_metric": "wait",
