@@ -67,9 +67,19 @@ def project(tmp_path):
     return app
 
 
-def run(argv, tmp_path, entry="python -m lockprof", env=None, **kwargs):
-    return subprocess.run(ENTRY_POINTS[entry] + argv, capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path, env=env or subprocess_env(), **kwargs)
+def run(argv, tmp_path, entry="python -m lockprof", env=None, timeout=300, **kwargs):
+    """`lockprof run ...` to its end; one that hangs fails the test with every thread's stack
+    (faulthandler, on SIGABRT) instead of only a timeout."""
+    env = dict(env or subprocess_env(), PYTHONFAULTHANDLER="1")
+    process = subprocess.Popen(ENTRY_POINTS[entry] + argv, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env, **kwargs)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.send_signal(getattr(signal, "SIGABRT", signal.SIGTERM))
+        stdout, stderr = process.communicate(timeout=60)
+        pytest.fail(f"lockprof run {argv} hung for {timeout} s; stdout:\n{stdout}\nstderr:\n{stderr}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 def native(argv, tmp_path, **kwargs):
