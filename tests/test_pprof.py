@@ -262,7 +262,7 @@ MALFORMED = [
     ("group wire type", b"\x0b", "bad wire type 3"),
     ("field number 0", b"\x00\x00", "field number 0"),
     ("bad gzip", b"\x1f\x8bnot gzip at all", "bad gzip"),
-    ("truncated gzip", encode(make_snapshot())[:-10], "bad gzip"),
+    ("truncated gzip", encode(make_snapshot())[:-10], "truncated gzip data"),
     ("no string table", vfield(9, 1), "string_table"),
     ("string_table[0] not empty", lfield(6, b"x"), "string_table"),
     ("string table as varint", vfield(6, 0), "expected length-delimited"),
@@ -392,7 +392,8 @@ def run_pprof(go: str, args: List[str], tmp_path) -> str:
     return proc.stdout
 
 
-def test_go_pprof_reads_encoded_profile(tmp_path):
+def require_go() -> str:
+    """The go command, else skip the test (fail it when LOCKPROF_REQUIRE_GO=1, as in CI)."""
     go = find_go()
     if go is None:
         reason = (
@@ -402,7 +403,11 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
         if os.environ.get("LOCKPROF_REQUIRE_GO") == "1":
             pytest.fail(f"LOCKPROF_REQUIRE_GO=1 but {reason}")
         pytest.skip(reason)
+    return go
 
+
+def test_go_pprof_reads_encoded_profile(tmp_path):
+    go = require_go()
     path = tmp_path / "lock.pprof"
     totals = LockTotals("app/db.py:12:db_lock", "lock", Frame("app/db.py:12:db_lock", "/app/db.py", 12),
                         contended_count=9, wait_ns=7_000_000, max_wait_ns=3_000_000, timeouts=2)
