@@ -28,8 +28,10 @@ FORMATS = ("text", "json", "csv")
 # Sample types read by name (pprof.SAMPLE_TYPES).
 _ACQUIRES, _WAIT, _CONTENDED = "lock-acquire", "lock-acquire-wait", "lock-contended-acquire"
 _HOLD, _BLOCKING_HOLD = "lock-release-hold", "lock-blocking-hold"
+_CONDITION_WAIT = "lock-condition-wait"
 _CONTENDED_TOTAL, _WAIT_TOTAL = "lock-contended-total", "lock-wait-total"
-_COLUMNS = (_ACQUIRES, _WAIT, _CONTENDED, _HOLD, _BLOCKING_HOLD, _CONTENDED_TOTAL, _WAIT_TOTAL)
+_COLUMNS = (_ACQUIRES, _WAIT, _CONTENDED, _HOLD, _BLOCKING_HOLD, _CONDITION_WAIT, _CONTENDED_TOTAL,
+            _WAIT_TOTAL)
 
 _LONG_WAIT_PREFIX = "long wait: "
 _LONG_WAIT_MS = re.compile(r"long wait: ([0-9.]+) ms")
@@ -50,6 +52,7 @@ class ReportRow:
     max_wait_ns: Optional[int] = None  # known only from exact totals
     hold_ns: int = 0  # estimated
     blocking_hold_ns: int = 0  # estimated: hold time while others were blocked
+    condition_wait_ns: int = 0  # estimated: Condition.wait() waiting for a notify
     timeouts: int = 0
     exact: bool = False  # contended, wait_ns, max_wait_ns and timeouts are exact counts
     top_stack: Tuple[Frame, ...] = ()  # the stack with the most wait (else hold), leaf first
@@ -73,6 +76,7 @@ class ReportRow:
             "max_wait_ns": self.max_wait_ns,
             "hold_ns": self.hold_ns,
             "blocking_hold_ns": self.blocking_hold_ns,
+            "condition_wait_ns": self.condition_wait_ns,
             "timeouts": self.timeouts,
             "exact": self.exact,
             "top_lock": self.top_lock,
@@ -96,6 +100,7 @@ SORT_KEYS: Dict[str, Callable[[ReportRow], Union[int, str]]] = {
     "contended": lambda r: r.contended,
     "hold": lambda r: r.hold_ns,
     "blocking-hold": lambda r: r.blocking_hold_ns,
+    "condition-wait": lambda r: r.condition_wait_ns,
     "acquires": lambda r: r.acquires,
     "timeouts": lambda r: r.timeouts,
     "name": lambda r: r.name,
@@ -223,6 +228,7 @@ def build_report(profiles: Iterable[DecodedProfile], by: str = "lock", sort: str
                 group.contended_outside_acquires += value(sample.values, _CONTENDED)
             row.hold_ns += hold
             row.blocking_hold_ns += value(sample.values, _BLOCKING_HOLD)
+            row.condition_wait_ns += value(sample.values, _CONDITION_WAIT)
             if not exact:
                 group.estimated = True
                 row.contended += value(sample.values, _CONTENDED)
@@ -328,6 +334,7 @@ _COLUMNS_BY_LOCK = (
     _Column("max wait", lambda r: format_duration(r.max_wait_ns), 4),
     _Column("hold", lambda r: format_duration(r.hold_ns), 6),
     _Column("blocking hold", lambda r: format_duration(r.blocking_hold_ns), 5),
+    _Column("condition wait", lambda r: format_duration(r.condition_wait_ns) if r.condition_wait_ns else "-", 2),
 )
 
 

@@ -97,7 +97,8 @@ def test_by_thread_and_by_task():
 
 @pytest.mark.parametrize("sort,first", [
     ("wait", DB), ("avg-wait", DB), ("max-wait", DB), ("contended", CACHE), ("hold", CACHE),
-    ("blocking-hold", DB), ("acquires", CACHE), ("timeouts", DB), ("name", UNTRACKED_LOCKS),
+    ("blocking-hold", DB), ("condition-wait", CACHE), ("acquires", CACHE), ("timeouts", DB),
+    ("name", UNTRACKED_LOCKS),
 ])
 def test_sort(sort, first):
     assert build_report([decoded()], sort=sort).rows[0].name == first
@@ -105,7 +106,7 @@ def test_sort(sort, first):
 
 def test_every_sort_key_is_tested():
     assert set(SORT_KEYS) == {"wait", "avg-wait", "max-wait", "contended", "hold",
-                              "blocking-hold", "acquires", "timeouts", "name"}
+                              "blocking-hold", "condition-wait", "acquires", "timeouts", "name"}
 
 
 def test_long_waits_and_dropped_events_come_from_the_comments():
@@ -159,16 +160,17 @@ def test_text_table():
     text = format_text(build_report([decoded()]))
     lines = text.splitlines()
     assert lines[0].split() == ["lock", "kind", "acquires", "contended", "total", "wait", "avg",
-                                "wait", "max", "wait", "hold", "blocking", "hold"]
+                                "wait", "max", "wait", "hold", "blocking", "hold", "condition", "wait"]
     assert lines[1].split() == [DB, "lock", "43", "13", "25.0", "ms", "1.92", "ms", "9.00", "ms",
-                                "10.0", "ms", "4.00", "ms"]
+                                "10.0", "ms", "4.00", "ms", "-"]
     assert lines[2] == "  waits at query (/app/db.py:40) < worker (/app/work.py:35) < main (/app/main.py:3)"
     assert lines[3] == "  2 acquires timed out"
     # The locks beyond the core's tracking limit, exact, summed: no kind, no stack.
     assert lines[4].split() == [UNTRACKED_LOCKS.split()[0], UNTRACKED_LOCKS.split()[1], "-", "48",
-                                "48", "1.00", "ms", "20.8", "us", "100", "us", "0", "0"]
+                                "48", "1.00", "ms", "20.8", "us", "100", "us", "0", "0", "-"]
     # One of them, from its stacks: estimated values are marked, and the mark explained.
     assert lines[5].split()[:6] == [CACHE, "rlock", "150", "~50", "~1.00", "ms"]
+    assert lines[5].split()[-2:] == ["30.0", "ms"]  # its Condition's wait for a notify
     assert any(line.startswith("~ estimated") for line in lines)
     waits = lines.index("longest waits")
     assert lines[waits + 1] == (f"  9.000 ms on {DB}; thread worker-1 (2); at query (/app/db.py:40) "
@@ -219,7 +221,8 @@ def test_json():
         "name": DB, "kind": "lock", "site": {"function": DB, "file": "/app/db.py", "line": 12},
         "acquires": 43, "contended_acquires": 13, "total_wait_ns": 25 * MS,
         "average_wait_ns": 25 * MS // 13, "max_wait_ns": 9 * MS, "hold_ns": 10 * MS,
-        "blocking_hold_ns": 4 * MS, "timeouts": 2, "exact": True, "top_lock": None,
+        "blocking_hold_ns": 4 * MS, "condition_wait_ns": 0, "timeouts": 2, "exact": True,
+        "top_lock": None,
         "top_stack_metric": "wait",
         "top_stack": [{"function": f.name, "file": f.filename, "line": f.line} for f in STACK_B],
     }
