@@ -126,7 +126,7 @@ def semaphore_waiter(sem):
 def test_semaphore_wait_is_contention(make_collector):
     collector = make_collector()
     sem = threading.Semaphore(1)
-    holder = hold_in_thread(sem, seconds=0.05)
+    holder = hold_in_thread(sem, seconds=0.1)
     waited = semaphore_waiter(sem)
     holder.join(JOIN)
     snap = collector.snapshot()
@@ -318,7 +318,7 @@ def test_capture_pct_zero_keeps_contention_only(make_collector):
     for _ in range(10):
         with sem:
             pass
-    holder = hold_in_thread(sem, seconds=0.05)
+    holder = hold_in_thread(sem, seconds=0.1)
     semaphore_waiter(sem)
     holder.join(JOIN)
     snap = collector.snapshot()
