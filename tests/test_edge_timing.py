@@ -8,6 +8,7 @@ Each case is a program of its own, so that an interpreter's exit is really exerc
 from __future__ import annotations
 
 import sys
+import textwrap
 
 import pytest
 
@@ -146,7 +147,12 @@ def test_locks_in_finalizers_during_garbage_collection(tmp_path):
     deleted = int(result.stdout)
     assert deleted == 3000
     counts = values_by_variable(profiles(prefix))
-    assert counts["shared"] == 3000 + deleted and counts["own"] == deleted
+    # A lock is named at its first captured release; when a collection runs a finaliser
+    # during that release the name can be missed, and the lock shows under its line alone.
+    own_line = str(textwrap.dedent(GC_DEL).splitlines().index(
+        "        own = threading.Lock()  # made and used inside a collection") + 1)
+    assert counts["shared"] == 3000 + deleted
+    assert counts.get("own", 0) + counts.get(own_line, 0) == deleted
     assert not negative_values(profiles(prefix))
 
 
