@@ -261,8 +261,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--minutes/--seconds, --threads and --interval must be positive")
     with tempfile.TemporaryDirectory() as scratch:
         output = args.output or os.path.join(scratch, "soak")
+        load = f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
         print(f"soak: {seconds:.0f} s, {args.threads} threads, export every {args.interval} s, "
-              f"Python {sys.version.split()[0]}, load {os.getloadavg()[0]:.1f}", flush=True)
+              f"Python {sys.version.split()[0]}{load}", flush=True)
         return 0 if soak(seconds, args.threads, args.interval, output) else 1
 
 
