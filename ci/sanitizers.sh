@@ -41,7 +41,7 @@ set +e
 (cd "$sanitized" && env LD_PRELOAD="$libasan" PYTHONMALLOC=malloc \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$work/venv/bin/python" -m pytest tests -q -p no:cacheprovider -m "not slow" -x 2>&1) | tee "$log"
+    "$work/venv/bin/python" -m pytest tests -q -p no:cacheprovider -m "not slow" 2>&1) | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 if grep -qE "ERROR: AddressSanitizer|runtime error:|ERROR: LeakSanitizer" "$log"; then
@@ -54,9 +54,33 @@ if [ "$valgrind" -eq 1 ]; then
     plain="$work/plain"
     build "$plain" "-g -O1" ""
     echo "== valgrind memcheck: the core's tests"
-    (cd "$plain" && PYTHONMALLOC=malloc valgrind --quiet --error-exitcode=99 \
-        --errors-for-leak-kinds=none --suppressions=/dev/null \
+    # CPython itself makes memcheck reports valgrind cannot tell from bugs (its random seeding,
+    # its allocator at exit): only errors with a frame in lockprof's extensions count. Tests
+    # that compare waits with their ground truth can fail under valgrind's slowdown, and only
+    # the tests' memory errors matter here, so a failed test is shown but does not fail the run.
+    (cd "$plain" && PYTHONMALLOC=malloc valgrind --quiet --xml=yes --xml-file="$work/memcheck.%p.xml" \
+        --errors-for-leak-kinds=none \
         "$work/venv/bin/python" -m pytest tests/test_core.py tests/test_contention.py \
-        tests/test_parity.py -q -p no:cacheprovider -x)
-    echo "== no valgrind error"
+        tests/test_parity.py -q -p no:cacheprovider) || echo "(tests failed under valgrind: see above)"
+    "$work/venv/bin/python" - "$work"/memcheck.*.xml <<'PY'
+import sys
+import xml.etree.ElementTree as ElementTree
+
+errors = []
+for path in sys.argv[1:]:  # one per process: the tests fork
+    with open(path) as f:
+        text = f.read()
+    if "</valgrindoutput>" not in text:  # a forked child that ended with os._exit()
+        text += "</valgrindoutput>"
+    # Leaks are not errors here: the interpreter does not free everything at exit.
+    errors += [e for e in ElementTree.fromstring(text).findall("error")
+               if not (e.findtext("kind") or "").startswith("Leak_")]
+ours = [e for e in errors if any("/lockprof/_" in (o.text or "") for o in e.iter("obj"))]
+for error in ours:
+    frames = [f"{f.findtext('fn')} ({f.findtext('file')}:{f.findtext('line')})" for f in error.iter("frame")]
+    print(error.findtext("kind"), error.findtext("what") or "", *frames[:8], sep="\n    ")
+print(f"{len(ours)} memcheck errors in lockprof's code, {len(errors) - len(ours)} in CPython's own")
+sys.exit(1 if ours else 0)
+PY
+    echo "== no valgrind error in lockprof's code"
 fi
