@@ -20,7 +20,7 @@ LOCKS_HELD_BY_OTHER_THREADS = """
 
     profiler = Profiler(capture_pct=100, output=sys.argv[1], upload_interval=3600)
     profiler.start()
-    lock, rlock = threading.Lock(), threading.RLock()
+    held_lock, held_rlock = threading.Lock(), threading.RLock()
     in_emit, release = threading.Event(), threading.Event()
 
     class SlowHandler(logging.Handler):  # holds its own (profiled) lock while it waits
@@ -35,12 +35,12 @@ LOCKS_HELD_BY_OTHER_THREADS = """
     holding = threading.Event()
 
     def hold():
-        with lock, rlock:
+        with held_lock, held_rlock:
             holding.set()
             release.wait(60)
 
     def wait_for_lock():  # blocked on the held lock at fork: a waiter the child never sees
-        with lock:
+        with held_lock:
             pass
 
     threads = [threading.Thread(target=hold), threading.Thread(target=logger.warning, args=("x",))]
@@ -54,13 +54,13 @@ LOCKS_HELD_BY_OTHER_THREADS = """
     if pid == 0:
         import signal
         signal.alarm(60)
-        lock._at_fork_reinit()
-        rlock._at_fork_reinit()
+        held_lock._at_fork_reinit()
+        held_rlock._at_fork_reinit()
         for _ in range(4):
-            with lock, rlock:
+            with held_lock, held_rlock:
                 pass
         logger.warning("the handler lock was reinitialised by logging in the child")
-        assert not lock.locked()
+        assert not held_lock.locked()
         profiler.stop()
         os._exit(0)
     release.set()
@@ -81,7 +81,7 @@ def test_fork_with_locks_held_and_waited_for_by_other_threads(tmp_path):
     child_profiles = profiles(prefix, child)
     assert child_profiles, "the child wrote no profile"
     counts = values_by_variable(child_profiles)
-    assert counts["lock"] >= 4 and counts["rlock"] >= 4
+    assert counts["held_lock"] >= 4 and counts["held_rlock"] >= 4
     assert not negative_values(profiles(prefix))
 
 
