@@ -18,7 +18,6 @@ capture_pct, an acquire that has to wait is timed and always counted (Recorder.r
 a Condition's wait for a notify is its own sample type, never contention.
 """
 
-import _thread
 import abc
 import copyreg
 import sys
@@ -35,7 +34,7 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder
 
-from lockprof._lock import ProfiledRLock
+from lockprof._lock import ProfiledRLock, native_rlock_type
 
 # Captured holds a primitive keeps for acquirers that have not released yet; a permit released
 # by another thread than its acquirer leaves its hold unended, so the oldest are dropped.
@@ -290,7 +289,7 @@ class _ThreadingCondition(_Profiled):
         info = self._lp_info
         if info is not None and lock is None:
             (<LockInfo>info).owner = weakref.ref(self)
-            lock = ProfiledRLock(_thread.RLock(), info, _recorder(self))
+            lock = ProfiledRLock(native_rlock_type(), info, _recorder(self))
         base.__init__(self, lock)
         if info is not None:
             self._lp_restored = {}

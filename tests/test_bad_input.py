@@ -142,13 +142,8 @@ VALID = {"exclude_modules": {"empty", "blank"}}
 PROFILER_ARGUMENTS = list(VARIABLES)
 COLLECTOR_ARGUMENTS = ["capture_pct", "max_frames", "exclude_modules", "wait_sample_interval",
                        "max_entries"]
-# Reported to be fixed in lockprof: LockCollector turns exclude_modules into a tuple before
-# checking it, and compares max_entries as a C integer.
-REPORTED = {("exclude_modules", c) for c in ("negative", "huge", "nan", "wrong type")}
-REPORTED.add(("max_entries", "huge"))
 ARGUMENT_CASES = ([("Profiler", a, c) for a in PROFILER_ARGUMENTS for c in ARGUMENT_VALUES]
-                  + [("LockCollector", a, c) for a in COLLECTOR_ARGUMENTS for c in ARGUMENT_VALUES
-                     if (a, c) not in REPORTED])
+                  + [("LockCollector", a, c) for a in COLLECTOR_ARGUMENTS for c in ARGUMENT_VALUES])
 
 
 @pytest.mark.parametrize("maker, argument, category", ARGUMENT_CASES)

@@ -53,14 +53,6 @@ DIFFERENT_BY_DESIGN = {
         "TypeError with its own message",
 }
 
-# Tests that fail because of a lockprof bug reported to the lead; not run until it is fixed.
-LOCKPROF_BUGS = {
-    "*.test_ressources_gced_in_workers":
-        "lockprof bug: a spawn or forkserver multiprocessing Manager pickles its registry, which "
-        "holds threading.Lock as multiprocessing.managers saw it at import: a LockFactory while "
-        "profiling, and LockFactory cannot be pickled (TypeError)",
-}
-
 # A suite that takes longer than this (on a loaded machine) has deadlocked.
 SUITE_TIMEOUT = 1200
 # regrtest's own limit per test file: it dumps every thread's stack and fails the file.
@@ -84,7 +76,7 @@ def regrtest(suite: str, work_dir: str, profiled: bool, match: Optional[str] = N
     junit = os.path.join(work_dir, "junit.xml")
     command = [sys.executable, "-m", "test", suite, "--junit-xml", junit,
                "--timeout", str(TEST_FILE_TIMEOUT)]
-    for pattern in (*DIFFERENT_BY_DESIGN, *LOCKPROF_BUGS):
+    for pattern in DIFFERENT_BY_DESIGN:
         command += ["-i", pattern]
     if match is not None:
         command += ["-m", match]
