@@ -27,7 +27,7 @@ from lockprof._lockcore cimport (
     lp_call_vector, lp_lock_try_direct, lp_native_layout_matches, lp_rlock_try_direct,
     lp_try_acquire,
     lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
-    lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
+    lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release, lp_frame_local_name,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
 )
@@ -298,7 +298,6 @@ cdef int name_lock(object target, LockInfo info) except -1:
 # either: only plain storage is read, never a property, a custom descriptor, __getattr__ or an
 # overridden items().
 
-cdef object _MISSING = object()
 
 
 cdef object _find_lock_name(object lock, object frame):
@@ -321,27 +320,20 @@ cdef object _find_lock_name(object lock, object frame):
 
 
 cdef bint _is_method_of(object frame, object lock) except -1:
-    code = frame.f_code
-    if code.co_argcount == 0:
-        return False
-    return frame.f_locals.get(code.co_varnames[0], _MISSING) is lock
+    cdef PyObject* first = NULL
+    lp_frame_local_name(<PyObject*>frame, <PyObject*>lock, &first)
+    return first == <PyObject*>lock
 
 
 cdef object _name_in_frame(object lock, object frame):
-    code = frame.f_code
-    local_values = frame.f_locals
-    if type(local_values) is dict:
-        name = _key_of(<dict>local_values, lock)
-    else:  # 3.13+: a FrameLocalsProxy, implemented in C
-        name = next((key for key, value in local_values.items() if value is lock), None)
-    if name is not None:
-        return name
-    if code.co_argcount > 0:
-        owner = local_values.get(code.co_varnames[0], _MISSING)
-        if owner is not _MISSING:
-            name = _attribute_holding(owner, lock)
-            if name is not None:
-                return name
+    cdef PyObject* first = NULL
+    cdef PyObject* local_name = lp_frame_local_name(<PyObject*>frame, <PyObject*>lock, &first)
+    if local_name != NULL:
+        return <object>local_name
+    if first != NULL:
+        name = _attribute_holding(<object>first, lock)
+        if name is not None:
+            return name
     globals_ = frame.f_globals
     return _key_of(<dict>globals_, lock) if isinstance(globals_, dict) else None
 
