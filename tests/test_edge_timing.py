@@ -89,10 +89,16 @@ ATEXIT = """
                 pass
         with at_exit:
             thread = threading.Thread(target=contend)
-            thread.start()
+            try:
+                thread.start()
+            except RuntimeError:  # 3.12 starts no thread in atexit handlers, profiled or not
+                thread = None
             while not at_exit.locked():
                 pass
-        thread.join()
+        if thread is None:
+            contend()
+        else:
+            thread.join()
         print(type(at_exit).__name__)
 
     atexit.register(registered_after_start)
