@@ -2,7 +2,7 @@
 
     cd /tmp && pytest /path/to/lockprof/benchmarks --benchmark-only
 
-Nothing here asserts a timing: the published overhead figures come from bench_overhead.py
+Nothing here asserts a timing: the published overhead figures come from measure_lock_overhead.py
 (docs/overhead.md). Each lock benchmark runs its statement 10 times per call (one call = 10
 acquire/release pairs, 10 with-blocks or 10 creations), so the call overhead of the benchmark
 loop stays small; divide the reported times by 10 for one operation. Compare the rows of one
@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from bench_overhead import frame_depth  # benchmarks/ is on sys.path under pytest
+from measure_lock_overhead import frame_depth  # benchmarks/ is on sys.path under pytest
 from lockprof import pprof
 from lockprof.profile import Frame, LockSample, Snapshot
 
