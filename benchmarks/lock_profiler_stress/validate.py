@@ -1,0 +1,119 @@
+"""Checks of the profile a with-lockprof scenario run wrote, against what the run measured.
+
+It looks only at the locks the scenario created (the lock name's creation site is in the
+scenario file) and compares them with the scenario's waits on the primitives that were profiled
+(scenario.py sorts its measured waits by whether the object was wrapped), so a kind of
+primitive that lockprof starts to profile is checked as soon as it is profiled, with no change
+here.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from lockprof import pprof
+
+# The profile's exact per-lock wait totals must lie within these bounds: at least LOWER x the
+# measured waits over 1 ms (they surely blocked, though the scenario's timing also counts waits
+# for the GIL around the call, hence the low factor), at most UPPER x everything the scenario
+# measured (its timing encloses lockprof's) plus SLACK_NS.
+EXACT_BOUNDS = (0.25, 1.1)
+SLACK_NS = 1_000_000
+# Fewer captures than this expected (profiled acquires x capture_pct / 100): events may
+# legitimately be absent, and their checks say so instead of failing.
+MIN_EXPECTED_CAPTURES = 5
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def site_prefixes(scenario_file: str) -> List[str]:
+    """The ways a lock name can spell the scenario file: its path relative to any directory
+    above it (lockprof names a lock after the sys.path entry its file lives under)."""
+    parts = os.path.abspath(scenario_file).replace(os.sep, "/").split("/")
+    return ["/".join(parts[i:]) + ":" for i in range(len(parts))]
+
+
+def _value(profile: pprof.DecodedProfile, sample: pprof.DecodedSample, type_: str) -> int:
+    try:
+        return sample.values[profile.value_index(type_)]
+    except ValueError:  # a profile written before this sample type existed
+        return 0
+
+
+def validate(result: Dict) -> List[Check]:
+    """The checks of one with-lockprof run (result: scenario.py's JSON)."""
+    files = result["profile_files"]
+    profiles = []
+    problems = []
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                profiles.append(pprof.decode(f.read()))
+        except (OSError, pprof.ProfileFormatError) as error:
+            problems.append(f"{path}: {error}")
+    checks = [Check("profile files written", bool(files) and not problems,
+                    f"{len(files)} file(s)" + (f"; unreadable: {'; '.join(problems)}" if problems else ""))]
+    if not profiles:
+        return checks
+
+    prefixes = tuple(site_prefixes(result["scenario_file"]))
+    scenario_file = os.path.abspath(result["scenario_file"])
+    stack_samples = []  # (profile, sample) of the scenario's locks, with a stack
+    exact_wait: Optional[int] = None
+    for profile in profiles:
+        has_totals = any(t.type == "lock-wait-total" for t in profile.sample_types)
+        for sample in profile.samples:
+            name = str(sample.labels.get("lock name", ""))
+            if not name.startswith(prefixes):
+                continue
+            if has_totals and (_value(profile, sample, "lock-contended-total")
+                               or _value(profile, sample, "lock-wait-total")):
+                exact_wait = (exact_wait or 0) + _value(profile, sample, "lock-wait-total")
+            else:
+                stack_samples.append((profile, sample))
+
+    measured = result["measured_waits"]["profiled"]
+    capture_pct = float(result["profiler_settings"].get("capture_pct", 0.0))
+    expected = measured["acquires"] * capture_pct / 100.0
+    acquires = sum(_value(p, s, "lock-acquire") for p, s in stack_samples)
+    releases = sum(_value(p, s, "lock-release") for p, s in stack_samples)
+    enough = expected >= MIN_EXPECTED_CAPTURES
+    why_not = (f"not expected: {measured['acquires']} profiled acquires at capture_pct={capture_pct:g} "
+               f"make {expected:.1f} captures")
+    checks.append(Check("acquire and release events", (acquires > 0 and releases > 0) or not enough,
+                        f"{acquires} acquires, {releases} releases (estimated) on the scenario's locks"
+                        if enough or acquires else why_not))
+
+    in_scenario = [s for _, s in stack_samples if any(f.filename == scenario_file for f in s.frames)]
+    checks.append(Check("stacks point into the scenario", bool(in_scenario) or not enough,
+                        f"{len(in_scenario)} of {len(stack_samples)} stacks have a frame in {os.path.basename(scenario_file)}"
+                        if enough or stack_samples else why_not))
+
+    unnamed = [s for _, s in stack_samples if not s.labels.get("thread name")]
+    checks.append(Check("thread names present", (bool(stack_samples) and not unnamed) or not enough,
+                        f"{len(stack_samples) - len(unnamed)} of {len(stack_samples)} stacks name their thread"
+                        if enough or stack_samples else why_not))
+
+    detail = (f"measured {measured['wait_ns'] / 1e6:.1f} ms in {measured['acquires']} acquires, "
+              f"{measured['wait_over_1ms_ns'] / 1e6:.1f} ms of it over 1 ms")
+    if exact_wait is None:
+        # Without exact totals the profile's waits come from the captured acquires alone (1% by
+        # default): a few long waits decide the estimate, so no bound would be fair. Reported.
+        estimate = sum(_value(p, s, "lock-acquire-wait") for p, s in stack_samples)
+        checks.append(Check("wait totals match the measured waits", True,
+                            f"informative, no per-lock totals in this profile: estimate from sampled "
+                            f"acquires {estimate / 1e6:.1f} ms; {detail}"))
+        return checks
+    low = EXACT_BOUNDS[0] * measured["wait_over_1ms_ns"]
+    high = EXACT_BOUNDS[1] * measured["wait_ns"] + SLACK_NS
+    checks.append(Check("wait totals match the measured waits", low <= exact_wait <= high,
+                        f"profile {exact_wait / 1e6:.1f} ms (exact per-lock totals); {detail}; "
+                        f"allowed {low / 1e6:.1f} to {high / 1e6:.1f} ms"))
+    return checks
