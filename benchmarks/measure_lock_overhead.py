@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import datetime
 import gc
+import importlib.metadata
 import json
 import os
 import platform
@@ -118,12 +119,8 @@ def load_average() -> str:
 def ddtrace_version() -> Optional[str]:
     """The installed ddtrace's version, or None when it is not installed."""
     try:
-        from importlib.metadata import PackageNotFoundError, version
-    except ImportError:  # pragma: no cover - 3.8 and older
-        return None
-    try:
-        return version("ddtrace")
-    except PackageNotFoundError:
+        return importlib.metadata.version("ddtrace")
+    except importlib.metadata.PackageNotFoundError:
         return None
 
 

@@ -85,21 +85,20 @@ def validate(result: Dict) -> List[Check]:
     acquires = sum(_value(p, s, "lock-acquire") for p, s in stack_samples)
     releases = sum(_value(p, s, "lock-release") for p, s in stack_samples)
     enough = expected >= MIN_EXPECTED_CAPTURES
-    why_not = (f"not expected: {measured['acquires']} profiled acquires at capture_pct={capture_pct:g} "
-               f"make {expected:.1f} captures")
+    # Too few captures expected: absent events are not a failure, and the checks say why.
+    excused = "" if enough else (f"; none required: {measured['acquires']} profiled acquires at "
+                                 f"capture_pct={capture_pct:g} make {expected:.1f} captures")
     checks.append(Check("acquire and release events", (acquires > 0 and releases > 0) or not enough,
-                        f"{acquires} acquires, {releases} releases (estimated) on the scenario's locks"
-                        if enough or acquires else why_not))
+                        f"{acquires} acquires, {releases} releases (estimated) on the scenario's locks{excused}"))
 
     in_scenario = [s for _, s in stack_samples if any(f.filename == scenario_file for f in s.frames)]
     checks.append(Check("stacks point into the scenario", bool(in_scenario) or not enough,
-                        f"{len(in_scenario)} of {len(stack_samples)} stacks have a frame in {os.path.basename(scenario_file)}"
-                        if enough or stack_samples else why_not))
+                        f"{len(in_scenario)} of {len(stack_samples)} stacks have a frame in "
+                        f"{os.path.basename(scenario_file)}{excused}"))
 
-    unnamed = [s for _, s in stack_samples if not s.labels.get("thread name")]
-    checks.append(Check("thread names present", (bool(stack_samples) and not unnamed) or not enough,
-                        f"{len(stack_samples) - len(unnamed)} of {len(stack_samples)} stacks name their thread"
-                        if enough or stack_samples else why_not))
+    named = [s for _, s in stack_samples if s.labels.get("thread name")]
+    checks.append(Check("thread names present", (bool(stack_samples) and len(named) == len(stack_samples)) or not enough,
+                        f"{len(named)} of {len(stack_samples)} stacks name their thread{excused}"))
 
     detail = (f"measured {measured['wait_ns'] / 1e6:.1f} ms in {measured['acquires']} acquires, "
               f"{measured['wait_over_1ms_ns'] / 1e6:.1f} ms of it over 1 ms")
