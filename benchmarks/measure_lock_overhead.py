@@ -35,7 +35,6 @@ import argparse
 import contextlib
 import datetime
 import gc
-import importlib.metadata
 import json
 import os
 import platform
@@ -46,7 +45,10 @@ import tempfile
 import threading
 import timeit
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List
+
+from benchutil import cpu_model, load_average, rotated, write_json
+from profilers import ddtrace_version
 
 UNROLL = 10
 # The name of the module the timed statements appear to come from (their globals' __name__);
@@ -96,32 +98,6 @@ VARIANT_LABELS = {
 
 
 # ----------------------------------------------------------------------------- environment
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except (AttributeError, OSError):
-        return "n/a"
-
-
-def ddtrace_version() -> Optional[str]:
-    """The installed ddtrace's version, or None when it is not installed."""
-    try:
-        return importlib.metadata.version("ddtrace")
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 # ----------------------------------------------------------------------------- stack depth
@@ -407,8 +383,7 @@ def run_phase(phase: Phase, args) -> None:
         # always first or always right after the same neighbour.
         for g in range(len(groups)):
             group = groups[(g + r) % len(groups)]
-            shift = r % len(group)
-            order = group[shift:] + group[:shift]
+            order = rotated(group, r)
             best = {cell.key: float("inf") for cell in group}
             for _ in range(args.repeat):
                 for cell in order:
@@ -688,9 +663,7 @@ def main(argv=None) -> int:
         return 0
     print_report(meta, results, checks, impact_rows)
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1)
-            f.write("\n")
+        write_json(args.json, document)
     return 0
 
 

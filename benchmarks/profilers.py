@@ -16,11 +16,33 @@ DDTRACE_COLLECTORS so both profile the same things.
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import os
 from typing import Callable, Dict, List, Optional
 
 PROFILERS = ("none", "lockprof", "ddtrace")
 DDTRACE_COLLECTORS = ("ThreadingLockCollector", "ThreadingRLockCollector")
+
+
+def ddtrace_version() -> Optional[str]:
+    """The installed ddtrace's version, or None when it is not installed."""
+    try:
+        return importlib.metadata.version("ddtrace")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def choose(spec: Optional[str]) -> List[str]:
+    """The profilers a --profilers value names (comma-separated); None: every installed one.
+    ValueError names what is wrong."""
+    if spec is None:
+        return [name for name in PROFILERS if name != "ddtrace" or ddtrace_version() is not None]
+    names = [name.strip() for name in spec.split(",") if name.strip()]
+    if not names or any(name not in PROFILERS for name in names):
+        raise ValueError(f"--profilers: a comma-separated list from {', '.join(PROFILERS)}, got {spec!r}")
+    if "ddtrace" in names and ddtrace_version() is None:
+        raise ValueError("--profilers ddtrace: ddtrace is not installed (pip install -r benchmarks/requirements.txt)")
+    return names
 
 
 class Session:

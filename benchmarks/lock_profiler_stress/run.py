@@ -30,7 +30,7 @@ from typing import Any, Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import profilers  # noqa: E402  (benchmarks/profilers.py)
-from measure_lock_overhead import cpu_model, ddtrace_version  # noqa: E402
+from benchutil import cpu_model, rotated, write_json  # noqa: E402
 from validate import validate  # noqa: E402
 
 # lockprof may cost at most this much throughput against no profiling (the target).
@@ -153,15 +153,10 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.repeat < 1 or not args.scale > 0 or not args.timeout > 0:
         parser.error("--repeat, --scale and --timeout must be positive")
-    if args.profilers is None:
-        args.profilers = [p for p in profilers.PROFILERS if p != "ddtrace" or ddtrace_version() is not None]
-    else:
-        args.profilers = [p.strip() for p in args.profilers.split(",") if p.strip()]
-        bad = [p for p in args.profilers if p not in profilers.PROFILERS]
-        if bad or not args.profilers:
-            parser.error(f"--profilers: choose from {', '.join(profilers.PROFILERS)}, got {args.profilers}")
-        if "ddtrace" in args.profilers and ddtrace_version() is None:
-            parser.error("--profilers ddtrace: ddtrace is not installed (pip install -r benchmarks/requirements.txt)")
+    try:
+        args.profilers = profilers.choose(args.profilers)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 
@@ -180,8 +175,7 @@ def main(argv=None) -> int:
     for name, options in configs.items():
         runs: Dict[str, List[Dict[str, Any]]] = {profiler: [] for profiler in args.profilers}
         for repetition in range(args.repeat):
-            shift = repetition % len(args.profilers)
-            for profiler in args.profilers[shift:] + args.profilers[:shift]:
+            for profiler in rotated(args.profilers, repetition):
                 began = time.perf_counter()
                 result = run_one(name, options, profiler, repetition, args)
                 runs[profiler].append(result)
@@ -195,10 +189,8 @@ def main(argv=None) -> int:
 
     meta = {"date": started, "python": sys.version.split()[0], "cpu": cpu_model(), "cpus": os.cpu_count(),
             "platform": platform.platform(), "profilers": args.profilers, "repeat": args.repeat,
-            "scale": args.scale, "ddtrace": ddtrace_version()}
-    with open(os.path.join(args.results_dir, "summary.json"), "w", encoding="utf-8") as f:
-        json.dump({"meta": meta, "configs": summaries}, f, indent=1)
-        f.write("\n")
+            "scale": args.scale, "ddtrace": profilers.ddtrace_version()}
+    write_json(os.path.join(args.results_dir, "summary.json"), {"meta": meta, "configs": summaries})
     lines = table(summaries, args.profilers)
     with open(os.path.join(args.results_dir, "summary.md"), "w", encoding="utf-8") as f:
         f.write(f"Python {meta['python']}, {meta['cpu']} ({meta['cpus']} CPUs), {started}, "

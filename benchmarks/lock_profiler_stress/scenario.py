@@ -19,7 +19,6 @@ import asyncio
 import collections
 import gc
 import hashlib
-import json
 import os
 import queue
 import random
@@ -31,6 +30,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import profilers  # noqa: E402  (benchmarks/profilers.py)
+from benchutil import write_json  # noqa: E402
 
 CONTENTION_NS = 1_000_000  # an acquire that took longer counts as a contention
 PROFILER_PACKAGES = ("lockprof", "ddtrace")
@@ -554,9 +554,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"Contentions: {result['contentions']}")
     print(f"Errors: {result['errors']}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-            f.write("\n")
+        write_json(args.json, result)
     return 0
 
 

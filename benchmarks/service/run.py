@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import profilers  # noqa: E402  (benchmarks/profilers.py)
-from measure_lock_overhead import cpu_model, ddtrace_version  # noqa: E402
+from benchutil import cpu_model, rotated, write_json  # noqa: E402
 
 # lockprof may cost at most this much p99 latency and CPU against profiling off (the target).
 MAX_INCREASE_PCT = 3.0
@@ -124,8 +124,8 @@ class Server:
         self.log.close()
 
 
-def wrk(url: str, duration: float, connections: int, script: str) -> str:
-    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", "-s", script, url]
+def wrk(url: str, duration: int, connections: int, script: str) -> str:
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
@@ -202,8 +202,8 @@ def report(summary: Dict[str, Dict[str, Any]], meta: Dict[str, Any]) -> List[str
 def parse_args(argv: Optional[List[str]] = None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results_dir", metavar="RESULTS_DIR")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds of each measured wrk run (default 20)")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of wrk before measuring (default 3)")
+    parser.add_argument("--duration", type=int, default=20, help="seconds of each measured wrk run (default 20)")
+    parser.add_argument("--warmup", type=int, default=3, help="seconds of wrk before measuring (default 3)")
     parser.add_argument("--rounds", type=int, default=3, help="runs per profiler (default 3)")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (default 16)")
     parser.add_argument("--delay-ms", type=float, default=20.0,
@@ -217,12 +217,10 @@ def parse_args(argv: Optional[List[str]] = None):
         parser.error("--duration, --warmup, --startup-timeout, --rounds, --connections and --threads must be positive")
     if args.delay_ms < 0:
         parser.error("--delay-ms must be >= 0")
-    if args.profilers is None:
-        args.profilers = [p for p in profilers.PROFILERS if p != "ddtrace" or ddtrace_version() is not None]
-    else:
-        args.profilers = [p.strip() for p in args.profilers.split(",") if p.strip()]
-        if not args.profilers or any(p not in profilers.PROFILERS for p in args.profilers):
-            parser.error(f"--profilers: choose from {', '.join(profilers.PROFILERS)}")
+    try:
+        args.profilers = profilers.choose(args.profilers)
+    except ValueError as error:
+        parser.error(str(error))
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
     if not sys.platform.startswith("linux"):
@@ -235,7 +233,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.makedirs(args.results_dir, exist_ok=True)
     meta = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
             "python": sys.version.split()[0], "cpu": cpu_model(), "cpus": os.cpu_count(),
-            "platform": platform.platform(), "ddtrace": ddtrace_version(), "profilers": args.profilers,
+            "platform": platform.platform(), "ddtrace": profilers.ddtrace_version(), "profilers": args.profilers,
             "duration": args.duration, "warmup": args.warmup, "rounds": args.rounds,
             "connections": args.connections, "delay_ms": args.delay_ms, "threads": args.threads}
     runs: Dict[str, List[Dict[str, Any]]] = {profiler: [] for profiler in args.profilers}
@@ -243,19 +241,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         script.write(f"function delay()\n  return {args.delay_ms:g}\nend\n")  # ms between requests
     try:
         for round_ in range(args.rounds):
-            shift = round_ % len(args.profilers)
-            for profiler in args.profilers[shift:] + args.profilers[:shift]:
+            for profiler in rotated(args.profilers, round_):
                 result = run_one(profiler, round_, args, script.name)
                 runs[profiler].append(result)
                 print(f"  round {round_} {profiler:<9} p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  "
                       f"{result['requests_per_sec']:,.0f} req/s  worker CPU {result['cpu_s']:.2f} s  "
                       f"errors {result['errors']}", flush=True)
+    except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as error:
+        print(f"run.py: {error}", file=sys.stderr)
+        return 1
     finally:
         os.unlink(script.name)
     summary = summarize(runs)
-    with open(os.path.join(args.results_dir, "service.json"), "w", encoding="utf-8") as f:
-        json.dump({"meta": meta, "summary": summary, "runs": runs}, f, indent=1)
-        f.write("\n")
+    write_json(os.path.join(args.results_dir, "service.json"), {"meta": meta, "summary": summary, "runs": runs})
     lines = report(summary, meta)
     with open(os.path.join(args.results_dir, "service.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
