@@ -5,7 +5,8 @@ ddtrace's lock collector (when ddtrace is installed), and validate lockprof's pr
     python run.py RESULTS_DIR [--repeat 3] [--scale 1.0] [--profilers none,lockprof,ddtrace]
     BENCHMARK_CONFIGS="high-contention-10-threads,long-held-locks" python run.py RESULTS_DIR
 
-Each run is its own process (scenario.py), so no profiler's patching outlives its run. The
+Each run is its own process (scenario.py), so no profiler's patching outlives its run, pinned to
+one CPU (--cpu) so that its threads hand the GIL over the same way from one run to the next. The
 profilers of one configuration run in turn, the order rotated from one repetition to the next;
 the figures are medians over the repetitions. RESULTS_DIR receives every run's JSON (raw/), the
 profiles (profiles/), summary.json and summary.md.
@@ -30,7 +31,7 @@ from typing import Any, Dict, List
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import profilers  # noqa: E402  (benchmarks/profilers.py)
-from benchutil import cpu_model, rotated, write_json  # noqa: E402
+from benchutil import check_cpu, cpu_model, last_cpu, pinned_to, rotated, write_json  # noqa: E402
 from validate import validate  # noqa: E402
 
 # lockprof may cost at most this much throughput against no profiling (the target).
@@ -78,7 +79,8 @@ def run_one(name: str, options: Dict[str, Any], profiler: str, repetition: int, 
     profile_dir = os.path.join(args.results_dir, "profiles", tag)
     command = scenario_command(options, profiler, profile_dir, json_path, args.scale)
     try:
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout,
+                                   preexec_fn=pinned_to(args.cpu))
     except subprocess.TimeoutExpired:
         return {"failed": f"did not finish within {args.timeout:g} s"}
     if completed.returncode != 0:
@@ -150,11 +152,14 @@ def parse_args(argv=None):
     parser.add_argument("--profilers", default=None,
                         help="comma-separated, from none, lockprof, ddtrace (default: all that are installed)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one run may take (default 600)")
+    parser.add_argument("--cpu", type=int, default=last_cpu(),
+                        help="run every scenario on this one CPU (default the last one; -1: not pinned)")
     args = parser.parse_args(argv)
     if args.repeat < 1 or not args.scale > 0 or not args.timeout > 0:
         parser.error("--repeat, --scale and --timeout must be positive")
     try:
         args.profilers = profilers.choose(args.profilers)
+        check_cpu(args.cpu)
     except ValueError as error:
         parser.error(str(error))
     return args
@@ -189,12 +194,12 @@ def main(argv=None) -> int:
 
     meta = {"date": started, "python": sys.version.split()[0], "cpu": cpu_model(), "cpus": os.cpu_count(),
             "platform": platform.platform(), "profilers": args.profilers, "repeat": args.repeat,
-            "scale": args.scale, "ddtrace": profilers.ddtrace_version()}
+            "scale": args.scale, "cpu_pinned": args.cpu, "ddtrace": profilers.ddtrace_version()}
     write_json(os.path.join(args.results_dir, "summary.json"), {"meta": meta, "configs": summaries})
     lines = table(summaries, args.profilers)
     with open(os.path.join(args.results_dir, "summary.md"), "w", encoding="utf-8") as f:
         f.write(f"Python {meta['python']}, {meta['cpu']} ({meta['cpus']} CPUs), {started}, "
-                f"scale {args.scale:g}, median of {args.repeat}\n\n" + "\n".join(lines) + "\n")
+                f"scale {args.scale:g}, median of {args.repeat}, pinned to CPU {args.cpu}\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
 
     failures = [(s["config"], p, e["failures"]) for s in summaries for p, e in s["profilers"].items() if e["failures"]]

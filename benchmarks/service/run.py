@@ -7,8 +7,9 @@ with profiling off, with lockprof at its defaults and with ddtrace's lock collec
 Each round serves the application once per profiler (the order rotated from round to round):
 start gunicorn on 127.0.0.1 (one worker process, --threads request threads), check through
 /info that the worker runs the intended profiler, warm up, then one wrk run of --duration
-seconds. Every wrk connection waits --delay-ms between its requests (a wrk Lua delay()), so the
-service runs below saturation, as a production service does: the same request rate with and
+seconds; gunicorn runs on one CPU and wrk on another (--server-cpu), so neither takes the
+other's core from one run to the next. Every wrk connection waits --delay-ms between its
+requests (a wrk Lua delay()), so the service runs below saturation, as a production service does: the same request rate with and
 without profiling, so the worker's CPU time shows what profiling costs, and latency is not
 dominated by queueing. Reported per profiler, medians over the rounds: p50 and p99 latency
 (wrk's), requests per second, the worker's CPU seconds over the wrk run (from /proc) and CPU
@@ -39,7 +40,7 @@ from typing import Any, Dict, List, Optional
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import profilers  # noqa: E402  (benchmarks/profilers.py)
-from benchutil import cpu_model, rotated, write_json  # noqa: E402
+from benchutil import check_cpu, cpu_model, last_cpu, pinned_to, rotated, write_json  # noqa: E402
 
 # lockprof may cost at most this much p99 latency and CPU against profiling off (the issue's target).
 MAX_INCREASE_PCT = 3.0
@@ -92,7 +93,7 @@ def parse_wrk(output: str) -> Dict[str, float]:
 class Server:
     """gunicorn serving app.py with one threaded worker, under one profiler."""
 
-    def __init__(self, profiler: str, profile_dir: str, threads: int, log_path: str) -> None:
+    def __init__(self, profiler: str, profile_dir: str, threads: int, log_path: str, cpu: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, BENCH_SERVICE_PROFILER=profiler, BENCH_SERVICE_PROFILE_DIR=profile_dir)
@@ -100,7 +101,8 @@ class Server:
                    "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
                    "--backlog", "256", "--log-level", "warning", "app:app"]
         self.log = open(log_path, "w", encoding="utf-8")
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        preexec_fn=pinned_to(cpu))
 
     def wait_ready(self, timeout: float) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -124,9 +126,10 @@ class Server:
         self.log.close()
 
 
-def wrk(url: str, duration: int, connections: int, script: str) -> str:
+def wrk(url: str, duration: int, connections: int, script: str, cpu: int) -> str:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url]
-    completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60,
+                               preexec_fn=pinned_to(cpu))
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
     return completed.stdout
@@ -135,16 +138,17 @@ def wrk(url: str, duration: int, connections: int, script: str) -> str:
 def run_one(profiler: str, round_: int, args, script: str) -> Dict[str, Any]:
     tag = f"{profiler}.{round_}"
     profile_dir = os.path.join(args.results_dir, "profiles", tag)
-    server = Server(profiler, profile_dir, args.threads, os.path.join(args.results_dir, f"gunicorn.{tag}.log"))
+    server = Server(profiler, profile_dir, args.threads, os.path.join(args.results_dir, f"gunicorn.{tag}.log"),
+                    args.server_cpu)
     try:
         info = server.wait_ready(args.startup_timeout)
         if info["profiler"] != profiler or info["lock_type"] not in LOCK_TYPES[profiler]:
             raise RuntimeError(f"the worker reports profiler {info['profiler']!r} with locks of type "
                                f"{info['lock_type']!r}; expected {profiler!r} / {LOCK_TYPES[profiler]}")
         url = server.url + "/work"
-        wrk(url, args.warmup, args.connections, script)
+        wrk(url, args.warmup, args.connections, script, args.client_cpu)
         cpu_before = worker_cpu_seconds(info["pid"])
-        output = wrk(url, args.duration, args.connections, script)
+        output = wrk(url, args.duration, args.connections, script, args.client_cpu)
         cpu = worker_cpu_seconds(info["pid"]) - cpu_before
     finally:
         server.stop()
@@ -174,7 +178,8 @@ def summarize(runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Dict[str, Any]
 
 def report(summary: Dict[str, Dict[str, Any]], meta: Dict[str, Any]) -> List[str]:
     lines = [f"service benchmark: Python {meta['python']}, {meta['cpu']} ({meta['cpus']} CPUs), {meta['date']}; "
-             f"gunicorn gthread, 1 worker x {meta['threads']} threads; wrk {meta['connections']} connections, "
+             f"gunicorn gthread, 1 worker x {meta['threads']} threads on CPU {meta['server_cpu']}; "
+             f"wrk on CPU {meta['client_cpu']}, {meta['connections']} connections, "
              f"{meta['delay_ms']:g} ms between requests, {meta['duration']:g} s x {meta['rounds']} rounds (medians)",
              "",
              "| profiler | p50 ms | p99 ms | requests/s | worker CPU s | CPU us/request | errors |",
@@ -210,6 +215,8 @@ def parse_args(argv: Optional[List[str]] = None):
                         help="pause of each connection between requests, 0 to saturate (default 20)")
     parser.add_argument("--threads", type=int, default=8, help="gunicorn request threads (default 8)")
     parser.add_argument("--startup-timeout", type=float, default=30.0)
+    parser.add_argument("--server-cpu", type=int, default=last_cpu(),
+                        help="run gunicorn on this one CPU, wrk on the others (default the last CPU; -1: not pinned)")
     parser.add_argument("--profilers", default=None,
                         help="comma-separated, from none, lockprof, ddtrace (default: all that are installed)")
     args = parser.parse_args(argv)
@@ -219,8 +226,11 @@ def parse_args(argv: Optional[List[str]] = None):
         parser.error("--delay-ms must be >= 0")
     try:
         args.profilers = profilers.choose(args.profilers)
+        check_cpu(args.server_cpu)
     except ValueError as error:
         parser.error(str(error))
+    others = sorted(os.sched_getaffinity(0) - {args.server_cpu}) if args.server_cpu >= 0 else []
+    args.client_cpu = others[0] if others else -1  # wrk on another CPU than the server, when there is one
     if shutil.which("wrk") is None:
         parser.error("wrk is not installed (Debian: apt-get install wrk)")
     if not sys.platform.startswith("linux"):
@@ -235,7 +245,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             "python": sys.version.split()[0], "cpu": cpu_model(), "cpus": os.cpu_count(),
             "platform": platform.platform(), "ddtrace": profilers.ddtrace_version(), "profilers": args.profilers,
             "duration": args.duration, "warmup": args.warmup, "rounds": args.rounds,
-            "connections": args.connections, "delay_ms": args.delay_ms, "threads": args.threads}
+            "connections": args.connections, "delay_ms": args.delay_ms, "threads": args.threads,
+            "server_cpu": args.server_cpu, "client_cpu": args.client_cpu}
     runs: Dict[str, List[Dict[str, Any]]] = {profiler: [] for profiler in args.profilers}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(f"function delay()\n  return {args.delay_ms:g}\nend\n")  # ms between requests
