@@ -101,6 +101,9 @@ def summarize(name: str, runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any
         if done:
             entry.update({metric: statistics.median(r[metric] for r in done) for metric in METRICS})
             entry["operations_per_sec_runs"] = [r["operations_per_sec"] for r in done]
+            # How far apart the runs of one profiler are: a change smaller than this is noise.
+            entry["spread_pct"] = (max(entry["operations_per_sec_runs"]) - min(entry["operations_per_sec_runs"])) \
+                / entry["operations_per_sec"] * 100.0
         if profiler == "lockprof":
             entry["validation_failures"] = [
                 f"{check['name']}: {check['detail']}" for r in done for check in r["validation"] if not check["ok"]]
@@ -118,15 +121,15 @@ def summarize(name: str, runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Any
 
 def table(summaries: List[Dict[str, Any]], profiler_names: List[str]) -> List[str]:
     """summary.md: one row per configuration and profiler."""
-    lines = ["| configuration | profiler | ops/sec | change | duration s | CPU s | avg acquire ms | "
+    lines = ["| configuration | profiler | ops/sec | runs' spread | change | duration s | CPU s | avg acquire ms | "
              "max acquire ms | contentions | errors | profile check |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for summary in summaries:
         for profiler in profiler_names:
             entry = summary["profilers"][profiler]
             if "operations_per_sec" not in entry:
                 lines.append(f"| {summary['config']} | {profiler} | FAILED: {'; '.join(entry['failures'])} |"
-                             + " |" * 8)
+                             + " |" * 9)
                 continue
             change = entry.get("throughput_change_pct")
             shown_change = "" if change is None else f"{change:+.1f}%"
@@ -136,7 +139,8 @@ def table(summaries: List[Dict[str, Any]], profiler_names: List[str]) -> List[st
             if profiler == "lockprof":
                 check = "ok" if not entry["validation_failures"] else "FAIL: " + "; ".join(entry["validation_failures"])
             lines.append(
-                f"| {summary['config']} | {profiler} | {entry['operations_per_sec']:,.0f} | {shown_change} | "
+                f"| {summary['config']} | {profiler} | {entry['operations_per_sec']:,.0f} | {entry['spread_pct']:.0f}% | "
+                f"{shown_change} | "
                 f"{entry['duration_s']:.2f} | {entry['cpu_s']:.2f} | {entry['avg_acquire_ms']:.3f} | "
                 f"{entry['max_acquire_ms']:.1f} | {entry['contentions']:.0f} | {entry['errors']:.0f} | {check} |")
     return lines

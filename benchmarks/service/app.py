@@ -5,7 +5,7 @@ The profiler named by BENCH_SERVICE_PROFILER (none, lockprof, ddtrace) starts wh
 imports this module, before the application creates its locks, and stops at the worker's exit,
 writing its profile under BENCH_SERVICE_PROFILE_DIR.
 
-GET /work      about 1000 lock operations (cache, metrics, rate limiter, a per-request lock)
+GET /work      about 670 acquire/release pairs (cache, metrics, rate limiter, a per-request lock)
 GET /info      the worker's pid, its profiler and the type of its locks (to check the setup)
 """
 
