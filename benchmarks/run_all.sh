@@ -4,7 +4,7 @@
 # the other, never two at once:
 #
 #   benchmarks/run_all.sh RESULTS_DIR PYTHON [PYTHON...]
-#   benchmarks/run_all.sh /tmp/results ~/.pyenv/versions/3.{9,10,11,12,13}.*/bin/python3.?*
+#   benchmarks/run_all.sh /tmp/results $(for v in 3.9 3.10 3.11 3.12 3.13; do command -v python$v; done)
 #
 # For each PYTHON: a fresh virtual environment with lockprof installed from this checkout and
 # benchmarks/requirements.txt (ddtrace, PyYAML, Flask, gunicorn), then, from outside the source
