@@ -3,7 +3,7 @@
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-CORE_MODULES = ("_sampler", "_recorder", "_lock")
+CORE_MODULES = ("_sampler", "_recorder", "_lock", "_primitives")
 
 extensions = [
     Extension(f"lockprof.{name}", [f"lockprof/{name}.pyx"], depends=["lockprof/_lockcore.h"])

@@ -15,3 +15,5 @@ bin="$work/venv/bin"; [ -d "$bin" ] || bin="$work/venv/Scripts"  # Windows venvs
 (cd "$work" && "$bin/python" "$root/examples/contention.py")
 "$bin/pytest" "$root/tests" -q -p no:cacheprovider
 "$bin/python" "$root/benchmarks/measure_lock_overhead.py" --quick
+"$bin/python" "$root/benchmarks/bench_contended.py" --quick
+"$bin/python" "$root/benchmarks/bench_primitives.py" --quick

@@ -1,8 +1,8 @@
 # cython: language_level=3
 
 from libc.stdint cimport int64_t
-from lockprof._lockcore cimport lp_entry, lp_native_method
-from lockprof._recorder cimport Recorder
+from lockprof._lockcore cimport lp_blocking, lp_entry, lp_native_method
+from lockprof._recorder cimport LockInfo, Recorder
 
 
 cdef struct NativeOps:
@@ -15,16 +15,7 @@ cdef struct NativeOps:
     lp_native_method release_save
     lp_native_method acquire_restore
     lp_native_method recursion_count
-
-
-cdef class LockInfo:
-    """What the profile says about one profiled lock: its kind, creation site and name."""
-    cdef readonly str kind
-    cdef readonly object created_code
-    cdef readonly int created_offset
-    cdef readonly str module
-    cdef public object name
-    cdef public int name_attempts
+    int try_kind  # how acquire is tried without blocking (LP_TRY_*)
 
 
 cdef class _LockWrapper:
@@ -37,6 +28,8 @@ cdef class _LockWrapper:
     cdef int64_t _acquired_at
     # RLock only: the depth of the tracked hold (0: none).
     cdef long _depth
+    # The threads blocked in acquire() now, for the blocking hold of the release that ends it.
+    cdef lp_blocking _blocking
     cdef object __weakref__
 
 
@@ -50,3 +43,8 @@ cdef class LockFactory:
     cdef Recorder _recorder
     cdef object _excludes
     cdef dict _decisions
+
+
+# For the other profiled primitives (_primitives.pyx).
+cdef LockInfo new_lock_info(str kind, object excludes, dict decisions)
+cdef int name_lock(object target, LockInfo info) except -1

@@ -1,13 +1,16 @@
 # cython: language_level=3, always_allow_keywords=False, auto_pickle=False
 """Profiled Lock and RLock: wrappers around the native locks with a C fast path.
 
-An operation that the sampler does not capture costs one flag test, one counter add and the
-native method's own C function, called directly. A captured acquire reads the clock around the
-native call and hands the wait to the Recorder; its release reads the clock once more and adds
-the hold to the same table entry. The lock methods are installed at import from the native
-type's own method table, so each wrapper has exactly the native type's methods and docstrings
-on the running Python, and acquire() takes the caller's arguments as they are, so every
-argument error is the native lock's own.
+While profiling runs, an acquire first tries the native lock without blocking (its own C
+function, prebuilt arguments). When that succeeds the acquire was uncontended: its wait is zero
+by definition, no clock is read, and only the capture sampler's check follows. When it fails the
+acquire is contended: the caller's own blocking call is timed and always counted (see
+_recorder.pyx for how it is sampled). A release reads the clock only when it ends a captured
+hold or when threads are blocked on the lock (its blocking hold). After stop() every operation
+is the native C function behind one flag test. The lock methods are installed at import from
+the native type's own method table, so each wrapper has exactly the native type's methods and
+docstrings on the running Python, and arguments reach the native method as they were given, so
+every argument error is the native lock's own.
 """
 
 import _thread
@@ -19,14 +22,18 @@ from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef,
-    lp_current_frame, lp_frame_code, lp_frame_globals, lp_frame_lasti,
-    lp_call, lp_call0, lp_call_vector, lp_descr_doc, lp_monotonic_ns, lp_native_method,
-    lp_native_method_resolve, lp_type_set_method,
+    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS,
+    LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
+    lp_call_vector, lp_lock_try_direct, lp_native_layout_matches, lp_rlock_try_direct,
+    lp_try_acquire,
+    lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
+    lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
+    lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
+    lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
 )
-from lockprof._recorder cimport Recorder
+from lockprof._recorder cimport LockInfo, Recorder
 
-from lockprof import _resolve
+from lockprof._recorder import LockInfo  # the Python name too: lockprof._lock.LockInfo
 
 cdef NativeOps LOCK_OPS
 cdef NativeOps RLOCK_OPS
@@ -34,27 +41,11 @@ cdef type NATIVE_LOCK = _thread.LockType
 cdef type NATIVE_RLOCK = _thread.RLock
 # How often a lock's variable name is looked for before it is left unnamed.
 cdef int NAME_ATTEMPTS = 3
-
-
-cdef class LockInfo:
-
-    def __cinit__(self, str kind, object created_code, int created_offset, str module):
-        self.kind = kind
-        self.created_code = created_code
-        self.created_offset = created_offset
-        self.module = module
-        self.name = None
-        self.name_attempts = 0
-
-    @property
-    def site(self):
-        """'path/to/module.py:42', where the lock was created."""
-        return _resolve.site(self.created_code, self.created_offset)
-
-    @property
-    def display_name(self):
-        """'path/to/module.py:42:variable', the lock's name in profiles."""
-        return _resolve.lock_display_name(self)
+# An acquire whose arguments are of types the wrapper does not read (a blocking flag that is
+# not a bool or int, a timeout that is not an int or float) cannot be tried first: its native
+# call is timed, and counted as contended when it waited at least this long, far above what an
+# uncontended native acquire takes.
+cdef int64_t UNCLEAR_CONTENDED_NS = 20000
 
 
 @cython.no_gc_clear  # __dealloc__ needs _recorder alive: its table owns _hold_entry
@@ -73,6 +64,9 @@ cdef class _LockWrapper:
         self._info = info
         self._hold_entry = NULL
         self._depth = 0
+        self._blocking.waiters = 0
+        self._blocking.since = 0
+        self._blocking.carry = 0
         self._recorder = recorder if recorder is not None else INERT_RECORDER
 
     def __dealloc__(self):
@@ -120,22 +114,27 @@ cdef class ProfiledRLock(_LockWrapper):
 # ------------------------------------------------------------------ the fast paths
 # The native lock is passed as a borrowed PyObject*: no reference counting on the hot path.
 
-cdef inline bint _should_capture(_LockWrapper self) noexcept:
-    return self._recorder.active and self._recorder.sampler.should_capture()
-
-
 cdef inline object _lock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    if _should_capture(self):
-        return _timed_acquire(self, args, nargs, kwnames)
-    return lp_call_vector(&LOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+    if not self._recorder.active:
+        return _plain_acquire(self, args, nargs, kwnames)
+    return _profiled_acquire(self, args, nargs, kwnames)
+
+
+cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """The native acquire, without its argument parsing when it has no arguments and the lock
+    is free (the direct attempt is what the native call would do first)."""
+    if (nargs == 0 and kwnames == NULL and self._ops.try_kind != LP_TRY_BY_METHOD
+            and lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped)):
+        return True
+    return lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
 
 
 cdef inline object _lock_release(_LockWrapper self):
-    if self._hold_entry == NULL:
+    if self._hold_entry == NULL and not lp_blocking_pending(&self._blocking):
         return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
     cdef int64_t released_at = lp_monotonic_ns()
     result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
-    _end_hold(self, released_at, True)
+    _released(self, released_at, True)
     return result
 
 
@@ -153,11 +152,8 @@ cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
             self._depth += 1
         return result
     if not self._recorder.active:
-        return lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
-    if self._recorder.sampler.should_capture():
-        result = _timed_acquire(self, args, nargs, kwnames)
-    else:
-        result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        return _plain_acquire(self, args, nargs, kwnames)
+    result = _profiled_acquire(self, args, nargs, kwnames)
     if result is True:
         self._depth = 1
     return result
@@ -170,28 +166,69 @@ cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
 cdef inline object _rlock_release(_LockWrapper self):
     if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
-    cdef bint ends_hold = self._depth == 1 and self._hold_entry != NULL
-    cdef int64_t released_at = lp_monotonic_ns() if ends_hold else 0
+    cdef bint outermost = self._depth == 1
+    cdef bint has_events = outermost and (self._hold_entry != NULL or lp_blocking_pending(&self._blocking))
+    cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
     self._depth -= 1
-    if ends_hold:
-        _end_hold(self, released_at, True)
+    if has_events:
+        _released(self, released_at, True)
     return result
 
 
-# ------------------------------------------------------------------ the captured paths
+# ------------------------------------------------------------------ the profiled paths
 
-cdef object _timed_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef int64_t start = lp_monotonic_ns()
-    result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
-    cdef int64_t end = lp_monotonic_ns()
+cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """An acquire while profiling runs: tried first when it may block, timed when contended."""
+    cdef int kind = LP_ACQUIRE_BLOCKING
+    if nargs != 0 or kwnames != NULL:
+        kind = lp_classify_acquire(args, nargs, kwnames)
+    if kind == LP_ACQUIRE_BLOCKING:
+        if not lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped):
+            return _contended_acquire(self, args, nargs, kwnames, True)
+        result = True
+    elif kind == LP_ACQUIRE_NONBLOCKING:  # never waits: nothing to time
+        result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        if result is not True:
+            return result
+    else:
+        return _contended_acquire(self, args, nargs, kwnames, False)
+    if self._recorder.sampler.should_capture():
+        _start_hold(self, self._recorder.record_acquire(self._info), lp_monotonic_ns())
+    return result
+
+
+cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
+                               bint contended):
+    """The caller's own acquire call, timed, with this thread counted among the waiters.
+    contended is False for arguments the wrapper could not read: the wait decides."""
+    cdef lp_entry* entry = NULL
+    cdef int64_t start = lp_monotonic_ns(), end = 0
+    lp_blocking_enter(&self._blocking, start)
+    result = None
+    try:
+        result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+    finally:
+        end = lp_monotonic_ns()
+        contended = contended or end - start >= UNCLEAR_CONTENDED_NS
+        lp_blocking_leave(&self._blocking, contended, result is True, end)
+    cdef int64_t wait_ns = end - start
+    if not self._recorder.active:
+        return result
     if result is True:
-        _start_hold(self, end - start, end)
+        capture = self._recorder.sampler.should_capture()
+        if contended:
+            entry = self._recorder.record_wait(self._info, wait_ns, False, capture)
+        elif capture:
+            entry = self._recorder.record_acquire(self._info)
+        if capture:
+            _start_hold(self, entry, end)
+    elif result is False and contended:  # a blocking acquire that ran out of time
+        self._recorder.record_wait(self._info, wait_ns, True, False)
     return result
 
 
-cdef inline void _start_hold(_LockWrapper self, int64_t wait_ns, int64_t acquired_at):
-    entry = self._recorder.record_acquire(self._info, wait_ns)
+cdef inline void _start_hold(_LockWrapper self, lp_entry* entry, int64_t acquired_at) noexcept:
     # The swap runs no Python code, so no other thread sees it half done.
     previous = self._hold_entry
     self._hold_entry = entry
@@ -202,24 +239,40 @@ cdef inline void _start_hold(_LockWrapper self, int64_t wait_ns, int64_t acquire
         previous.pending -= 1
 
 
-cdef inline int _end_hold(_LockWrapper self, int64_t released_at, bint name_lock) except -1:
-    entry = self._hold_entry
-    self._hold_entry = NULL
-    self._recorder.record_release(entry, released_at - self._acquired_at)
-    # After the native release, so outside the user's critical section.
-    if name_lock and self._info is not None and self._info.name is None and self._info.name_attempts < NAME_ATTEMPTS:
-        _name_lock(self)
+cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -1:
+    """After the native release: end the captured hold, and count the blocking hold."""
+    cdef int64_t blocked_ns = 0
+    cdef lp_entry* entry = self._hold_entry
+    if entry != NULL:
+        self._hold_entry = NULL
+        self._recorder.record_release(entry, released_at - self._acquired_at)
+    if lp_blocking_pending(&self._blocking):
+        blocked_ns = lp_blocking_release(&self._blocking, released_at)
+        if blocked_ns > 0 and self._recorder.active:
+            self._recorder.record_blocking_hold(self._info, blocked_ns)
+    # After the native release, so outside the user's critical section; a lock is named once
+    # it matters: a captured hold, or a hold that blocked others.
+    if naming and (entry != NULL or blocked_ns > 0):
+        name_lock(self, self._info)
     return 0
 
 
-cdef int _name_lock(_LockWrapper self) except -1:
-    self._info.name_attempts += 1
+cdef int name_lock(object target, LockInfo info) except -1:
+    """Look for the variable bound to target (or to its owner: a Condition holding its own
+    lock) from the running frame and its caller, once of NAME_ATTEMPTS; never raises into the
+    caller's lock operation."""
+    if info is None or info.name is not None or info.name_attempts >= NAME_ATTEMPTS:
+        return 0
+    info.name_attempts += 1
     try:
+        owner = info.owner() if info.owner is not None else None
+        if owner is not None:
+            target = owner
         current = lp_current_frame()
         frame = <object>current if current != NULL else None
-        self._info.name = _find_lock_name(self, frame)
+        info.name = _find_lock_name(target, frame)
     except Exception:
-        pass  # a lock without a name is still profiled; never fail the user's release
+        pass  # a lock without a name is still profiled; never fail the user's operation
     return 0
 
 
@@ -235,7 +288,12 @@ cdef object _MISSING = object()
 cdef object _find_lock_name(object lock, object frame):
     """The variable or attribute `lock` is bound to, seen from the frame that released it and
     its caller: a local, an attribute of the method's first argument (instance dict or
-    __slots__), or a module global."""
+    __slots__), or a module global. Frames of the lock's own methods (a Condition's __exit__,
+    asyncio's __aexit__), whose first argument is the lock, are passed over first."""
+    for _ in range(3):
+        if frame is None or not _is_method_of(frame, lock):
+            break
+        frame = frame.f_back
     for _ in range(2):
         if frame is None:
             return None
@@ -244,6 +302,13 @@ cdef object _find_lock_name(object lock, object frame):
             return name
         frame = frame.f_back
     return None
+
+
+cdef bint _is_method_of(object frame, object lock) except -1:
+    code = frame.f_code
+    if code.co_argcount == 0:
+        return False
+    return frame.f_locals.get(code.co_varnames[0], _MISSING) is lock
 
 
 cdef object _name_in_frame(object lock, object frame):
@@ -343,6 +408,8 @@ cdef object wrapper_at_fork_reinit(object self, PyObject* unused):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     result = lp_call0(&wrapper._ops.at_fork_reinit, <PyObject*>wrapper._wrapped)
     wrapper._depth = 0
+    wrapper._blocking.waiters = 0  # in a fork child no other thread waits
+    wrapper._blocking.carry = 0
     if wrapper._hold_entry != NULL:
         wrapper._hold_entry.pending -= 1  # the hold died with the fork
         wrapper._hold_entry = NULL
@@ -361,31 +428,63 @@ cdef object rlock_release_save(object self, PyObject* unused):
     cdef int64_t released_at = lp_monotonic_ns()
     result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
     wrapper._depth = 0
-    if wrapper._hold_entry != NULL:
-        _end_hold(wrapper, released_at, False)
+    _released(wrapper, released_at, False)
     return result
 
 cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
-    # Condition.wait() re-acquiring after the notify: profiled like an outermost acquire.
+    # Condition.wait() re-acquiring after the notify: profiled like an outermost acquire. The
+    # state is (count, owner); for the usual owner, the current thread, a successful attempt
+    # without blocking plus count - 1 nested acquires is exactly what the native call does.
     cdef _LockWrapper wrapper = <_LockWrapper>self
-    cdef int64_t start, end
-    if not _should_capture(wrapper):
-        result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
+    cdef PyObject* native = <PyObject*>wrapper._wrapped
+    cdef long count = _restored_depth(args)
+    if not wrapper._recorder.active or kwds != NULL or not _restores_own_hold(args):
+        result = lp_call(&RLOCK_OPS.acquire_restore, native, args, kwds)
+    elif lp_try_acquire(&RLOCK_OPS.acquire, RLOCK_OPS.try_kind, native):
+        for _ in range(count - 1):
+            lp_call0(&RLOCK_OPS.acquire, native)
+        result = None
+        if wrapper._recorder.sampler.should_capture():
+            _start_hold(wrapper, wrapper._recorder.record_acquire(wrapper._info), lp_monotonic_ns())
     else:
-        start = lp_monotonic_ns()
-        result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>wrapper._wrapped, args, kwds)
-        end = lp_monotonic_ns()
-        _start_hold(wrapper, end - start, end)
-    wrapper._depth = _restored_depth(args)
+        result = _contended_restore(wrapper, args)
+    wrapper._depth = count
     return result
+
+
+cdef object _contended_restore(_LockWrapper self, object args):
+    cdef lp_entry* entry
+    cdef int64_t start = lp_monotonic_ns(), end = 0
+    lp_blocking_enter(&self._blocking, start)
+    acquired = False
+    try:
+        result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>self._wrapped, args, NULL)
+        acquired = True
+    finally:
+        end = lp_monotonic_ns()
+        lp_blocking_leave(&self._blocking, True, acquired, end)
+    if self._recorder.active:
+        capture = self._recorder.sampler.should_capture()
+        entry = self._recorder.record_wait(self._info, end - start, False, capture)
+        if capture:
+            _start_hold(self, entry, end)
+    return result
+
+
+cdef bint _restores_own_hold(object args):
+    """Whether args is ((count, owner),) as Condition passes it back: exact ints, at least one
+    level, owned by this thread. Anything else goes to the native method as it is."""
+    if type(args) is not tuple or len(args) != 1:
+        return False
+    state = args[0]
+    if type(state) is not tuple or len(state) != 2 or type(state[0]) is not int or type(state[1]) is not int:
+        return False
+    return 1 <= state[0] <= 0x7FFFFFFF and state[1] == lp_thread_ident()
 
 
 cdef long _restored_depth(object args):
     # _acquire_restore((count, owner)) puts back count levels.
-    try:
-        return max(1, int(args[0][0]))
-    except Exception:
-        return 1
+    return args[0][0] if _restores_own_hold(args) else 1
 
 
 # ------------------------------------------------------------------ installation
@@ -455,6 +554,46 @@ cdef int _install_methods() except -1:
     return 0
 
 
+cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
+    """Use the direct non-blocking attempt for this native type if it behaves, seen through the
+    native methods, exactly like the native acquire; otherwise the method call."""
+    ops.try_kind = LP_TRY_BY_METHOD
+    if not lp_native_layout_matches(<PyTypeObject*>native, kind):
+        return 0
+    try:
+        if kind == LP_TRY_LOCK:
+            lock = _thread.allocate_lock()
+            ok = lp_lock_try_direct(<PyObject*>lock) == 1 and lock.locked()
+            ok = ok and lp_lock_try_direct(<PyObject*>lock) == 0
+            lock.release()  # the native release accepts the hold
+            ok = ok and not lock.locked()
+        else:
+            lock = _thread.RLock()
+            ok = lp_rlock_try_direct(<PyObject*>lock) == 1 and lock._is_owned()
+            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1
+            ok = ok and getattr(lock, "_recursion_count", lambda: 1)() == 1
+            lock.release()
+            ok = ok and not lock._is_owned()
+    except Exception:
+        ok = False
+    if ok:
+        ops.try_kind = kind
+    return 0
+
+
+def direct_try_kinds():
+    """The lock kinds ('lock', 'rlock') whose acquire is tried without a method call here."""
+    kinds = []
+    if LOCK_OPS.try_kind != LP_TRY_BY_METHOD:
+        kinds.append("lock")
+    if RLOCK_OPS.try_kind != LP_TRY_BY_METHOD:
+        kinds.append("rlock")
+    return tuple(kinds)
+
+
+lp_contention_init()
+_choose_try(&LOCK_OPS, NATIVE_LOCK, LP_TRY_LOCK)
+_choose_try(&RLOCK_OPS, NATIVE_RLOCK, LP_TRY_RLOCK)
 from lockprof._sampler import CaptureSampler
 # The recorder of locks built directly (ProfiledLock(native)), never active.
 cdef Recorder INERT_RECORDER = Recorder(CaptureSampler(0.0), 1, 1)
@@ -462,6 +601,25 @@ _install_methods()
 
 
 # ------------------------------------------------------------------ creation
+
+cdef LockInfo new_lock_info(str kind, object excludes, dict decisions):
+    """The LockInfo of a lock created now by the running Python frame, or None when that frame's
+    module is excluded. decisions caches excludes() per module name."""
+    cdef PyObject* frame = lp_current_frame()
+    if frame == NULL:
+        return None
+    module = lp_frame_globals(frame).get("__name__")
+    excluded = decisions.get(module)
+    if excluded is None:
+        excluded = bool(excludes(module))
+        if len(decisions) >= 4096:
+            decisions.clear()
+        decisions[module] = excluded
+    if excluded:
+        return None
+    return LockInfo.__new__(LockInfo, kind, lp_frame_code(frame), lp_frame_lasti(frame),
+                            module if isinstance(module, str) else None)
+
 
 cdef class LockFactory:
     """What threading.Lock / threading.RLock is while profiling runs.
@@ -506,20 +664,9 @@ cdef class LockFactory:
         native = self._innermost(*args, **kwargs) if (args or kwargs) else self._make_native()
         if not self._recorder.active or type(native) is not self._native_type:
             return native  # stopped, or the original made something we do not wrap
-        cdef PyObject* frame = lp_current_frame()
-        if frame == NULL:
+        info = new_lock_info(self.kind, self._excludes, self._decisions)
+        if info is None:
             return native
-        module = lp_frame_globals(frame).get("__name__")
-        excluded = self._decisions.get(module)
-        if excluded is None:
-            excluded = bool(self._excludes(module))
-            if len(self._decisions) >= 4096:
-                self._decisions.clear()
-            self._decisions[module] = excluded
-        if excluded:
-            return native
-        info = LockInfo.__new__(LockInfo, self.kind, lp_frame_code(frame),
-                                lp_frame_lasti(frame), module if isinstance(module, str) else None)
         # Spelled per type so that Cython calls the type's allocator directly.
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)

@@ -5,14 +5,17 @@
  *   - calling a native lock method's C function directly, dispatching on its calling convention;
  *   - walking the Python stack as (code object, instruction offset) pairs;
  *   - the bounded event table: an open-addressing hash table of malloc'd entries.
- * Everything here runs with the GIL held and allocates no Python object, so it can neither run
- * Python code nor trigger the garbage collector.
+ * Everything here runs with the GIL held. What runs inside a lock operation's own path (the
+ * clock, the attempt, the stack walk, the table) allocates no Python object, so it can neither
+ * run Python code nor trigger the garbage collector; only a call with arguments passed on to a
+ * native method of the tuple-and-dict convention builds them, as the interpreter would.
  */
 #ifndef LOCKPROF_LOCKCORE_H
 #define LOCKPROF_LOCKCORE_H
 
 #include <Python.h>
 #include <frameobject.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -265,6 +268,257 @@ static inline PyObject *lp_call_vector(const lp_native_method *m, PyObject *self
     return result;
 }
 
+/* ---------------------------------------------------------- contention
+ * An acquire is contended when it cannot take the lock at once. The wrapper first calls the
+ * native acquire with blocking=False (prebuilt arguments, no allocation); only when that fails
+ * does it read the clock and make the caller's own blocking call. The native blocking acquire
+ * starts with the same non-blocking attempt, so the lock behaves exactly as it does natively.
+ */
+
+static PyObject *lp_try_args = NULL;        /* (False,) */
+static PyObject *lp_str_blocking = NULL;    /* "blocking" */
+static PyObject *lp_str_timeout = NULL;     /* "timeout" */
+
+/* 0 on success; called once at import. */
+static inline int lp_contention_init(void)
+{
+    if (lp_try_args == NULL && (lp_try_args = PyTuple_Pack(1, Py_False)) == NULL)
+        return -1;
+    if (lp_str_blocking == NULL && (lp_str_blocking = PyUnicode_InternFromString("blocking")) == NULL)
+        return -1;
+    if (lp_str_timeout == NULL && (lp_str_timeout = PyUnicode_InternFromString("timeout")) == NULL)
+        return -1;
+    return 0;
+}
+
+/* m(self, False): a non-blocking attempt. */
+static inline PyObject *lp_call_try(const lp_native_method *m, PyObject *self)
+{
+    PyObject *const *args = &PyTuple_GET_ITEM(lp_try_args, 0);
+    switch (m->kind) {
+    case LP_CALL_VARARGS: return m->meth(self, lp_try_args);
+    case LP_CALL_VARARGS_KW: return ((PyCFunctionWithKeywords)(void (*)(void))m->meth)(self, lp_try_args, NULL);
+    case LP_CALL_FAST: return ((lp_fastcall_fn)(void (*)(void))m->meth)(self, args, 1);
+    case LP_CALL_FAST_KW: return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, args, 1, NULL);
+    default: return lp_call_generic(m, self, lp_try_args, NULL);
+    }
+}
+
+/* The non-blocking attempt without a method call. CPython 3.9 to 3.13 lay their lock objects
+ * out as below (Modules/_threadmodule.c); the attempt does what the native acquire does when
+ * it succeeds at once: take the underlying lock without waiting, then mark the object held.
+ * It skips the argument parsing of a call with blocking=False, which costs as much as the rest
+ * of the acquire. lp_direct_try_verify() checks the layout at import against the native
+ * methods; where it does not match (another version or build), the method call is used. */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock_lock;
+    PyObject *in_weakreflist;
+    char locked;
+} lp_native_lock;
+
+#if PY_VERSION_HEX >= 0x030D0000
+typedef unsigned long long lp_thread_owner; /* PyThread_ident_t */
+#else
+typedef unsigned long lp_thread_owner;
+#endif
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock rlock_lock;
+    lp_thread_owner rlock_owner;
+    unsigned long rlock_count;
+    PyObject *in_weakreflist;
+} lp_native_rlock;
+
+enum { LP_TRY_BY_METHOD = 0, LP_TRY_LOCK, LP_TRY_RLOCK };
+
+#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define LP_DIRECT_TRY_POSSIBLE 1
+#else
+#define LP_DIRECT_TRY_POSSIBLE 0
+#endif
+
+/* 1: acquired; 0: held by another thread; -1 (RLock): held by this thread, a nested acquire
+ * the native method must count. */
+static inline int lp_lock_try_direct(PyObject *lock)
+{
+    lp_native_lock *l = (lp_native_lock *)lock;
+    if (PyThread_acquire_lock_timed(l->lock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    l->locked = 1;
+    return 1;
+}
+
+static inline int lp_rlock_try_direct(PyObject *rlock)
+{
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    lp_thread_owner me = (lp_thread_owner)PyThread_get_thread_ident();
+    if (r->rlock_count > 0)
+        return r->rlock_owner == me ? -1 : 0;
+    if (PyThread_acquire_lock_timed(r->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    r->rlock_owner = me;
+    r->rlock_count = 1;
+    return 1;
+}
+
+/* The attempt by try_kind: 1 acquired, 0 not, -1 with an exception set. */
+static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)
+{
+    if (try_kind == LP_TRY_LOCK)
+        return lp_lock_try_direct(self);
+    if (try_kind == LP_TRY_RLOCK) {
+        int r = lp_rlock_try_direct(self);
+        if (r >= 0)
+            return r;
+    }
+    PyObject *result = lp_call_try(acquire, self);
+    if (result == NULL)
+        return -1;
+    int acquired = result == Py_True;
+    Py_DECREF(result);
+    return acquired;
+}
+
+/* Whether a native type has the layout above: its size and weakref slot first, so the direct
+ * attempt below never runs on an object it would misread. */
+static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
+{
+    if (!LP_DIRECT_TRY_POSSIBLE)
+        return 0;
+    if (try_kind == LP_TRY_LOCK)
+        return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_lock)
+               && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_lock, in_weakreflist);
+    return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_rlock)
+           && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist);
+}
+
+/* What acquire(*args, **kwargs) asks for, judged without running any code of the caller's
+ * objects: only exact bools and ints (blocking) and ints and floats (timeout) are read. */
+enum {
+    LP_ACQUIRE_BLOCKING,     /* blocks until acquired or timed out: try first, then time the wait */
+    LP_ACQUIRE_NONBLOCKING,  /* never waits: the native call with the caller's arguments */
+    LP_ACQUIRE_UNCLEAR,      /* arguments of other types, or invalid: the native call decides */
+};
+
+/* 1 for a timeout the native call accepts and may wait for, 0 for a zero timeout (a
+ * non-blocking attempt), -1 for anything else (the native call raises, or reads it its way). */
+static inline int lp_timeout_kind(PyObject *timeout)
+{
+    double seconds;
+    if (PyLong_CheckExact(timeout)) {
+        int overflow;
+        long long value = PyLong_AsLongLongAndOverflow(timeout, &overflow);
+        if (overflow || (value == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return -1;
+        }
+        seconds = (double)value;
+    }
+    else if (PyFloat_Check(timeout)) {
+        seconds = PyFloat_AS_DOUBLE(timeout);
+    }
+    else {
+        return -1;
+    }
+    if (seconds == 0.0)
+        return 0;
+    /* -1 is "no timeout"; other negatives, NaN and huge values make the native call raise (its
+     * bound, PY_TIMEOUT_MAX, is far above a year on every platform). */
+    return (seconds == -1.0 || (seconds > 0.0 && seconds <= 31536000.0)) ? 1 : -1;
+}
+
+static inline int lp_classify_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *blocking = NULL, *timeout = NULL;
+    Py_ssize_t nkw = kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 2)
+        return LP_ACQUIRE_UNCLEAR;
+    if (nargs >= 1)
+        blocking = args[0];
+    if (nargs == 2)
+        timeout = args[1];
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (name == lp_str_blocking && blocking == NULL)
+            blocking = args[nargs + i];
+        else if (name == lp_str_timeout && timeout == NULL)
+            timeout = args[nargs + i];
+        else
+            return LP_ACQUIRE_UNCLEAR; /* not interned, unknown or repeated: native decides */
+    }
+    if (blocking != NULL) {
+        if (!(PyBool_Check(blocking) || PyLong_CheckExact(blocking)))
+            return LP_ACQUIRE_UNCLEAR;
+        if (PyObject_IsTrue(blocking) == 0) /* runs no Python code for exact bools and ints */
+            return LP_ACQUIRE_NONBLOCKING;
+    }
+    if (timeout != NULL) {
+        int kind = lp_timeout_kind(timeout);
+        if (kind < 0)
+            return LP_ACQUIRE_UNCLEAR;
+        if (kind == 0)
+            return LP_ACQUIRE_NONBLOCKING;
+    }
+    return LP_ACQUIRE_BLOCKING;
+}
+
+/* Threads (or asyncio tasks) blocked on one lock right now, so that the release that ends
+ * their wait can be told for how long its hold blocked them (its "blocking hold"). */
+typedef struct {
+    int waiters;
+    int64_t since; /* when the current stretch of blocking began: a first waiter's start, or
+                    * the last release, after which the remaining waiters wait on the next hold */
+    int64_t carry; /* blocked time of waiters that gave up, not yet credited to a release */
+} lp_blocking;
+
+static inline void lp_blocking_enter(lp_blocking *b, int64_t now)
+{
+    if (b->waiters++ == 0)
+        b->since = now;
+}
+
+/* A waiter is done. One that gave up after really waiting (a timeout, an exception from a
+ * signal handler, a cancelled task) was still blocked by the holder: its time is carried to
+ * the holder's release. */
+static inline void lp_blocking_leave(lp_blocking *b, int waited, int acquired, int64_t now)
+{
+    b->waiters--;
+    if (b->waiters == 0 && waited && !acquired) {
+        b->carry += now - b->since;
+        b->since = now;
+    }
+}
+
+static inline int lp_blocking_pending(const lp_blocking *b)
+{
+    return b->waiters != 0 || b->carry != 0;
+}
+
+/* At a release: the blocked time to credit to it (0 for none). */
+static inline int64_t lp_blocking_release(lp_blocking *b, int64_t released_at)
+{
+    int64_t blocked = b->carry;
+    if (b->waiters != 0) {
+        blocked += released_at - b->since;
+        b->since = released_at;
+    }
+    b->carry = 0;
+    return blocked;
+}
+
+/* xorshift64*: the random draws of wait-proportional sampling. The GIL serialises callers. */
+static inline uint64_t lp_random(uint64_t *state)
+{
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 0x2545F4914F6CDD1DULL;
+}
+
 /* ------------------------------------------------------ method installation
  * The wrapper types expose exactly the method set of the native type on the running Python
  * (for example RLock._recursion_count only where the native RLock has it), so methods are
@@ -392,7 +646,7 @@ static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
 }
 
 /* ------------------------------------------------------------- event table
- * Captured events are summed per key (lock, thread, task, stack). Entries are malloc'd with the
+ * Captured events are summed per key (lock, thread, task, stack, outcome). Entries are malloc'd with the
  * frames inline and hold strong references to the lock's info object, the task name and the code
  * objects. The slot array never grows: once max_entries keys exist, events for new keys are
  * counted as dropped, so memory is bounded however long the program runs. An entry whose
@@ -407,15 +661,27 @@ typedef struct lp_entry {
     unsigned long thread_native_id;
     Py_ssize_t task_id; /* 0: not in a task */
     PyObject *task_name; /* NULL when not in a task */
+    /* Sampled at capture_pct, raw counts (the collector upscales them). */
     int64_t acquire_count;
-    int64_t acquire_wait_ns;
     int64_t release_count;
     int64_t release_hold_ns;
+    /* Sampled in proportion to their length, already weighted (unbiased estimates). */
+    double contended_count;
+    int64_t acquire_wait_ns;
+    int64_t blocking_hold_ns;
+    int64_t condition_wait_ns; /* Condition.wait() waiting for a notify, not for the lock */
+    int timed_out; /* part of the key: these waits ended in a timeout */
     int pending;
     int nframes;
     int omitted;
     lp_frame_ref frames[1]; /* nframes of them */
 } lp_entry;
+
+static inline int lp_entry_is_idle(const lp_entry *e)
+{
+    return e->acquire_count == 0 && e->release_count == 0 && e->contended_count == 0.0
+           && e->acquire_wait_ns == 0 && e->blocking_hold_ns == 0 && e->condition_wait_ns == 0;
+}
 
 typedef struct {
     lp_entry **slots;
@@ -434,6 +700,7 @@ typedef struct {
     const lp_frame_ref *frames;
     int nframes;
     int omitted;
+    int timed_out;
 } lp_key;
 
 static inline int lp_table_init(lp_table *t, size_t max_entries)
@@ -463,6 +730,7 @@ static uint64_t lp_key_hash(const lp_key *k)
     h = lp_mix(h, (uint64_t)k->thread_id);
     h = lp_mix(h, (uint64_t)k->task_id);
     h = lp_mix(h, (uint64_t)k->omitted);
+    h = lp_mix(h, (uint64_t)k->timed_out);
     for (int i = 0; i < k->nframes; i++) {
         h = lp_mix(h, (uint64_t)(uintptr_t)k->frames[i].code);
         h = lp_mix(h, (uint64_t)(uint32_t)k->frames[i].lasti);
@@ -473,7 +741,8 @@ static uint64_t lp_key_hash(const lp_key *k)
 static int lp_entry_matches(const lp_entry *e, uint64_t hash, const lp_key *k)
 {
     if (e->hash != hash || e->lock_info != k->lock_info || e->thread_id != k->thread_id
-        || e->task_id != k->task_id || e->nframes != k->nframes || e->omitted != k->omitted)
+        || e->task_id != k->task_id || e->nframes != k->nframes || e->omitted != k->omitted
+        || e->timed_out != k->timed_out)
         return 0;
     for (int i = 0; i < k->nframes; i++) {
         if (e->frames[i].code != k->frames[i].code || e->frames[i].lasti != k->frames[i].lasti)
@@ -498,6 +767,7 @@ static lp_entry *lp_entry_new(uint64_t hash, const lp_key *k)
     Py_XINCREF(e->task_name);
     e->nframes = k->nframes;
     e->omitted = k->omitted;
+    e->timed_out = k->timed_out;
     for (int i = 0; i < k->nframes; i++) {
         e->frames[i] = k->frames[i];
         Py_INCREF(e->frames[i].code);
@@ -556,7 +826,7 @@ static inline size_t lp_table_evict_idle(lp_table *t, lp_entry **evicted)
         if (e == NULL)
             continue;
         t->slots[i] = NULL;
-        if (e->pending == 0 && e->acquire_count == 0 && e->release_count == 0)
+        if (e->pending == 0 && lp_entry_is_idle(e))
             evicted[removed++] = e;
         else
             live[--live_end] = e;
@@ -571,6 +841,72 @@ static inline size_t lp_table_evict_idle(lp_table *t, lp_entry **evicted)
     }
     t->count = kept;
     return removed;
+}
+
+/* ------------------------------------------------------------- long waits
+ * The longest waits of a period, kept as they happened (not sampled) in a fixed array: a slot
+ * holds strong references to the lock's info, the task name and the waiter's innermost code
+ * objects. */
+
+#define LP_LONG_WAITS 10
+#define LP_LONG_WAIT_FRAMES 8
+
+typedef struct {
+    int64_t wait_ns; /* 0: an empty slot */
+    PyObject *lock_info;
+    unsigned long thread_id;
+    Py_ssize_t task_id;
+    PyObject *task_name;
+    int timed_out;
+    int nframes;
+    lp_frame_ref frames[LP_LONG_WAIT_FRAMES];
+} lp_long_wait;
+
+/* The slot a wait of wait_ns would replace (an empty one or the shortest), or NULL when every
+ * kept wait is at least as long. */
+static inline lp_long_wait *lp_long_wait_slot(lp_long_wait *slots, int64_t wait_ns)
+{
+    lp_long_wait *shortest = &slots[0];
+    for (int i = 1; i < LP_LONG_WAITS; i++) {
+        if (slots[i].wait_ns < shortest->wait_ns)
+            shortest = &slots[i];
+    }
+    return wait_ns > shortest->wait_ns ? shortest : NULL;
+}
+
+static inline void lp_long_wait_clear(lp_long_wait *w)
+{
+    PyObject *lock_info = w->lock_info, *task_name = w->task_name;
+    PyObject *codes[LP_LONG_WAIT_FRAMES];
+    int n = w->nframes;
+    for (int i = 0; i < n; i++)
+        codes[i] = w->frames[i].code;
+    memset(w, 0, sizeof(*w));
+    /* Released once the slot is empty: a release may run code that reads the slots. */
+    Py_XDECREF(lock_info);
+    Py_XDECREF(task_name);
+    for (int i = 0; i < n; i++)
+        Py_DECREF(codes[i]);
+}
+
+/* Fills an empty slot; takes new references. */
+static inline void lp_long_wait_fill(lp_long_wait *w, int64_t wait_ns, PyObject *lock_info,
+                                     unsigned long thread_id, Py_ssize_t task_id, PyObject *task_name,
+                                     int timed_out, const lp_frame_ref *frames, int nframes)
+{
+    w->wait_ns = wait_ns;
+    w->lock_info = lock_info;
+    Py_INCREF(lock_info);
+    w->thread_id = thread_id;
+    w->task_id = task_id;
+    w->task_name = task_name;
+    Py_XINCREF(task_name);
+    w->timed_out = timed_out;
+    w->nframes = nframes < LP_LONG_WAIT_FRAMES ? nframes : LP_LONG_WAIT_FRAMES;
+    for (int i = 0; i < w->nframes; i++) {
+        w->frames[i] = frames[i];
+        Py_INCREF(frames[i].code);
+    }
 }
 
 #endif /* LOCKPROF_LOCKCORE_H */

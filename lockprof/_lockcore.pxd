@@ -31,6 +31,32 @@ cdef extern from "_lockcore.h":
                           Py_ssize_t nargs, PyObject* kwnames)
     int lp_type_set_method(PyTypeObject* type, PyMethodDef* defn) except -1
 
+    int lp_contention_init() except -1
+    object lp_call_try(const lp_native_method* m, PyObject* self)
+    enum:
+        LP_ACQUIRE_BLOCKING
+        LP_ACQUIRE_NONBLOCKING
+        LP_ACQUIRE_UNCLEAR
+    enum:
+        LP_TRY_BY_METHOD
+        LP_TRY_LOCK
+        LP_TRY_RLOCK
+    int lp_try_acquire(const lp_native_method* acquire, int try_kind, PyObject* self) except -1
+    int lp_lock_try_direct(PyObject* lock)
+    int lp_rlock_try_direct(PyObject* rlock)
+    bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
+    int lp_classify_acquire(PyObject** args, Py_ssize_t nargs, PyObject* kwnames) noexcept
+    uint64_t lp_random(uint64_t* state) noexcept
+
+    ctypedef struct lp_blocking:
+        int waiters
+        int64_t since
+        int64_t carry
+    void lp_blocking_enter(lp_blocking* b, int64_t now) noexcept
+    void lp_blocking_leave(lp_blocking* b, int waited, int acquired, int64_t now) noexcept
+    bint lp_blocking_pending(const lp_blocking* b) noexcept
+    int64_t lp_blocking_release(lp_blocking* b, int64_t released_at) noexcept
+
     ctypedef struct lp_frame_ref:
         PyObject* code
         int lasti
@@ -48,9 +74,13 @@ cdef extern from "_lockcore.h":
         Py_ssize_t task_id
         PyObject* task_name
         int64_t acquire_count
-        int64_t acquire_wait_ns
         int64_t release_count
         int64_t release_hold_ns
+        double contended_count
+        int64_t acquire_wait_ns
+        int64_t blocking_hold_ns
+        int64_t condition_wait_ns
+        int timed_out
         int pending
         int nframes
         int omitted
@@ -72,8 +102,28 @@ cdef extern from "_lockcore.h":
         const lp_frame_ref* frames
         int nframes
         int omitted
+        int timed_out
 
     int lp_table_init(lp_table* t, size_t max_entries)
     lp_entry* lp_table_upsert(lp_table* t, const lp_key* k)
     size_t lp_table_evict_idle(lp_table* t, lp_entry** evicted)
     void lp_entry_free(lp_entry* e)
+    bint lp_entry_is_idle(const lp_entry* e)
+
+    enum:
+        LP_LONG_WAITS
+        LP_LONG_WAIT_FRAMES
+    ctypedef struct lp_long_wait:
+        int64_t wait_ns
+        PyObject* lock_info
+        unsigned long thread_id
+        Py_ssize_t task_id
+        PyObject* task_name
+        int timed_out
+        int nframes
+        lp_frame_ref frames[8]
+    lp_long_wait* lp_long_wait_slot(lp_long_wait* slots, int64_t wait_ns)
+    void lp_long_wait_clear(lp_long_wait* w)
+    void lp_long_wait_fill(lp_long_wait* w, int64_t wait_ns, PyObject* lock_info,
+                           unsigned long thread_id, Py_ssize_t task_id, PyObject* task_name,
+                           int timed_out, const lp_frame_ref* frames, int nframes)

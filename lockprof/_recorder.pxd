@@ -1,18 +1,52 @@
 # cython: language_level=3
 
-from libc.stdint cimport int64_t
-from lockprof._lockcore cimport lp_entry, lp_table
+from libc.stdint cimport int64_t, uint64_t
+from lockprof._lockcore cimport lp_entry, lp_frame_ref, lp_long_wait, lp_table
 from lockprof._sampler cimport CaptureSampler
+
+
+cdef class LockInfo:
+    """What the profile says about one profiled lock: its kind, creation site and name, and its
+    exact contention counters for the current period."""
+    cdef readonly str kind
+    cdef readonly object created_code
+    cdef readonly int created_offset
+    cdef readonly str module
+    cdef public object name
+    cdef public int name_attempts
+    cdef int64_t contended
+    cdef int64_t wait_ns
+    cdef int64_t max_wait_ns
+    cdef int64_t timeouts
+    cdef bint listed  # in its Recorder's list of locks contended this period
+    # A weak reference to what the program holds in a variable when that is not the lock
+    # itself (a Condition holding its own lock), for naming; None otherwise.
+    cdef public object owner
+
+
+cdef struct Context:
+    # Who runs a lock operation; task_name is borrowed from a reference the caller keeps.
+    unsigned long thread_id
+    unsigned long thread_native_id
+    Py_ssize_t task_id
+    void* task_name
 
 
 cdef class Recorder:
     cdef readonly CaptureSampler sampler
     cdef readonly int max_frames
+    # A contended wait (or blocking hold) at least this long is always captured with its
+    # stack; a shorter one with probability duration / interval.
+    cdef readonly int64_t wait_sample_interval
     # Checked first by every profiled lock operation: False after stop(), so the locks created
     # while profiling run at native speed without being unwrapped.
     cdef public bint active
     cdef lp_table _table
     cdef bint _draining
+    cdef uint64_t _random_state
+    cdef list _contended_locks  # the LockInfos with contention counted this period
+    cdef int64_t _untracked[4]  # contended, wait, max wait, timeouts of locks beyond the list
+    cdef lp_long_wait _long_waits[10]  # LP_LONG_WAITS
     cdef dict _thread_names
     cdef unsigned long _seen_threads[64]
     cdef dict _modules
@@ -20,9 +54,21 @@ cdef class Recorder:
     cdef object _asyncio_task_getter
     cdef object _c_task_get_name  # asyncio's C Task.get_name, or None
 
-    cdef lp_entry* record_acquire(self, object lock_info, int64_t wait_ns) noexcept
+    cdef lp_entry* record_acquire(self, LockInfo info) noexcept
+    cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire) noexcept
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept
+    cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept
+    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept
+    cdef lp_entry* _sampled_entry(self, LockInfo info, int64_t duration_ns) noexcept
+    cdef bint _sampled(self, int64_t duration_ns) noexcept
+    cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
+    cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
+                          int depth, bint timed_out) noexcept
+    cdef object _context(self, Context* context)
     cdef void _note_thread(self, unsigned long thread_id) noexcept
     cdef object _current_task(self)
     cdef object _task_name(self, object task)
     cdef object _drain(self)
+    cdef list _drain_lock_totals(self)
+    cdef list _drain_long_waits(self)
+    cdef dict _drain_thread_names(self)

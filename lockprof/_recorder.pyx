@@ -1,11 +1,17 @@
 # cython: language_level=3
-"""The recorder: turns a captured lock operation into counts in the bounded event table.
+"""The recorder: turns lock operations into counts in the bounded event table.
 
-Only captured operations come here. A captured acquire walks the stack (code object and
-instruction offset per frame), reads the thread and asyncio task, and adds the wait to the table
-entry for (lock, thread, task, stack); the lock keeps a pointer to that entry so that its release
-adds the hold time to the same entry without walking the stack again. Names, files and line
-numbers are resolved later, by drain()'s caller, outside any lock operation.
+Three kinds of events come here, each with its own sampling rule:
+- an acquire sampled at capture_pct (the sampler's choice), whose release adds the hold time to
+  the same table entry without walking the stack again;
+- every contended wait: counted exactly on its lock (no stack), and captured with its stack
+  with probability wait / wait_sample_interval (always when at least the interval), weighted
+  so the totals stay unbiased; the longest waits of the period are also kept as they were;
+- a release that ended a hold while other threads were blocked: the blocked part of the hold,
+  sampled like a wait, on the releaser's stack.
+The stack is walked as (code object, instruction offset) per frame; names, files and line
+numbers are resolved later, by drain()'s caller, outside any lock operation. Nothing here runs
+the caller's code or allocates a Python object that the garbage collector tracks.
 """
 
 import sys
@@ -13,44 +19,83 @@ from types import MethodDescriptorType
 
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint64_t
+from libc.string cimport memcpy, memset
 
 from lockprof._lockcore cimport (
-    lp_capture_stack, lp_entry, lp_entry_free, lp_frame_ref, lp_key, lp_thread_ident,
-    lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert, lp_thread_native_id,
+    LP_LONG_WAIT_FRAMES, LP_LONG_WAITS,
+    lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_ref, lp_key,
+    lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
+    lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
+    lp_thread_ident, lp_thread_native_id,
 )
 from lockprof._sampler cimport CaptureSampler
+
+from lockprof import _resolve
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
 
 # The deepest stack a Recorder can be asked to keep (the config allows 1..512).
 DEF MAX_FRAMES_LIMIT = 512
+# The most locks whose exact contention counters one period keeps apart; the contention of
+# further locks is summed under no name.
+DEF MAX_CONTENDED_LOCKS = 65536
 
 if lp_register_atfork() != 0:
     raise OSError("lockprof: pthread_atfork failed")
 
 
+cdef class LockInfo:
+
+    def __cinit__(self, str kind, object created_code, int created_offset, str module):
+        self.kind = kind
+        self.created_code = created_code
+        self.created_offset = created_offset
+        self.module = module
+        self.name = None
+        self.name_attempts = 0
+        self.owner = None
+
+    @property
+    def site(self):
+        """'path/to/module.py:42', where the lock was created."""
+        return _resolve.site(self.created_code, self.created_offset)
+
+    @property
+    def display_name(self):
+        """'path/to/module.py:42:variable', the lock's name in profiles."""
+        return _resolve.lock_display_name(self)
+
+
 cdef class Recorder:
     """Shared by every lock one collector creates; lives as long as the collector."""
 
-    def __cinit__(self, CaptureSampler sampler not None, int max_frames=64, Py_ssize_t max_entries=4096):
+    def __cinit__(self, CaptureSampler sampler not None, int max_frames=64, Py_ssize_t max_entries=4096,
+                  int64_t wait_sample_interval=1000000):
         if max_frames < 1 or max_frames > MAX_FRAMES_LIMIT:
             raise ValueError(f"max_frames must be an integer between 1 and {MAX_FRAMES_LIMIT}, got {max_frames}")
         if max_entries < 1:
             raise ValueError(f"max_entries must be a positive integer, got {max_entries}")
+        if wait_sample_interval < 1:
+            raise ValueError(f"wait_sample_interval must be a positive number of nanoseconds, got {wait_sample_interval}")
         if lp_table_init(&self._table, <size_t>max_entries) != 0:
             raise MemoryError()
         self.sampler = sampler
         self.max_frames = max_frames
+        self.wait_sample_interval = wait_sample_interval
         self.active = False
+        self._random_state = <uint64_t>lp_monotonic_ns() * 0x9E3779B97F4A7C15ULL | 1
+        self._contended_locks = []
         self._thread_names = {}
         self._modules = sys.modules
 
     def __dealloc__(self):
         cdef size_t i
+        cdef int w
         cdef lp_entry* e
+        for w in range(LP_LONG_WAITS):
+            lp_long_wait_clear(&self._long_waits[w])
         if self._table.slots == NULL:
             return
         for i in range(self._table.mask + 1):
@@ -60,42 +105,57 @@ cdef class Recorder:
         PyMem_RawFree(self._table.slots)
         self._table.slots = NULL
 
-    cdef lp_entry* record_acquire(self, object lock_info, int64_t wait_ns) noexcept:
-        """Count one acquire that waited wait_ns; the entry (or NULL when dropped) is pending
-        until record_release. Never raises, and runs no user code: the caller is inside the user's lock operation."""
+    # -------------------------------------------------------------- events
+    # Called from inside the user's lock operations: they never raise and run no user code.
+
+    cdef lp_entry* record_acquire(self, LockInfo info) noexcept:
+        """Count an acquire chosen by the sampler; the entry (or NULL when dropped) is pending
+        until record_release."""
         cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
         cdef int depth = 0
-        cdef lp_key key
-        cdef lp_entry* entry
-        cdef object task = None
-        cdef object task_name = None
+        cdef Context context
         # The walk comes first, before any call below can push frames of its own.
-        key.nframes = lp_capture_stack(frames, self.max_frames, &depth)
-        key.omitted = depth - key.nframes
-        key.frames = frames
-        key.lock_info = <PyObject*>lock_info
-        key.thread_id = lp_thread_ident()
-        key.thread_native_id = lp_thread_native_id()
-        key.task_id = 0
-        key.task_name = NULL
-        self._note_thread(key.thread_id)
-        try:
-            task = self._current_task()
-            if task is not None:
-                task_name = self._task_name(task)
-        except Exception:
-            task = None
-        if task is not None:
-            key.task_id = <Py_ssize_t><PyObject*>task
-            if task_name is not None:
-                key.task_name = <PyObject*>task_name
-        # From here on nothing can run Python code: the table update is atomic under the GIL.
-        entry = lp_table_upsert(&self._table, &key)
+        cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
+        task_name = self._context(&context)
+        entry = self._entry(info, &context, frames, nframes, depth, False)
         if entry != NULL:
             entry.acquire_count += 1
-            entry.acquire_wait_ns += wait_ns
             entry.pending += 1
         return entry
+
+    cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire) noexcept:
+        """Count a contended wait. With count_acquire (the sampler chose this acquire, which got
+        the lock) the acquire is counted too and the entry returned is pending, as from
+        record_acquire; otherwise the result is NULL."""
+        cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
+        cdef int depth = 0, nframes = 0
+        cdef Context context
+        cdef lp_entry* entry = NULL
+        cdef bint sampled = self._sampled(wait_ns)
+        cdef lp_long_wait* slot = lp_long_wait_slot(self._long_waits, wait_ns)
+        self._count_contention(info, wait_ns, timed_out)
+        if not (sampled or count_acquire or slot != NULL):
+            return NULL
+        nframes = lp_capture_stack(frames, self.max_frames if (sampled or count_acquire) else LP_LONG_WAIT_FRAMES, &depth)
+        task_name = self._context(&context)
+        if sampled or count_acquire:
+            entry = self._entry(info, &context, frames, nframes, depth, timed_out)
+        if entry != NULL:
+            if sampled:
+                if wait_ns >= self.wait_sample_interval:
+                    entry.contended_count += 1.0
+                    entry.acquire_wait_ns += wait_ns
+                else:  # captured with probability wait / interval: weight interval / wait
+                    entry.contended_count += <double>self.wait_sample_interval / <double>wait_ns
+                    entry.acquire_wait_ns += self.wait_sample_interval
+            if count_acquire:
+                entry.acquire_count += 1
+                entry.pending += 1
+        if slot != NULL:
+            lp_long_wait_clear(slot)
+            lp_long_wait_fill(slot, wait_ns, <PyObject*>info, context.thread_id, context.task_id,
+                              <PyObject*>context.task_name, timed_out, frames, nframes)
+        return entry if count_acquire else NULL
 
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept:
         """End the hold that record_acquire started; counted only while profiling is active."""
@@ -103,6 +163,94 @@ cdef class Recorder:
         if self.active:
             entry.release_count += 1
             entry.release_hold_ns += hold_ns
+
+    cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept:
+        """A release ended a hold during which other threads were blocked for blocked_ns (the
+        time from the first of them starting to wait); sampled like a wait, on this stack."""
+        entry = self._sampled_entry(info, blocked_ns)
+        if entry != NULL:
+            entry.blocking_hold_ns += blocked_ns if blocked_ns >= self.wait_sample_interval else self.wait_sample_interval
+
+    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept:
+        """Condition.wait() waited wait_ns for a notify (its lock released meanwhile); sampled
+        like a wait, on this stack, apart from lock contention."""
+        entry = self._sampled_entry(info, wait_ns)
+        if entry != NULL:
+            entry.condition_wait_ns += wait_ns if wait_ns >= self.wait_sample_interval else self.wait_sample_interval
+
+    cdef lp_entry* _sampled_entry(self, LockInfo info, int64_t duration_ns) noexcept:
+        """The entry for this stack when a duration is chosen by proportional sampling, else NULL."""
+        cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
+        cdef int depth = 0
+        cdef Context context
+        if not self._sampled(duration_ns):
+            return NULL
+        cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
+        task_name = self._context(&context)
+        return self._entry(info, &context, frames, nframes, depth, False)
+
+    cdef bint _sampled(self, int64_t duration_ns) noexcept:
+        if duration_ns >= self.wait_sample_interval:
+            return True
+        if duration_ns <= 0:
+            return False
+        return <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>self.wait_sample_interval) < duration_ns
+
+    cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept:
+        cdef int64_t* counters
+        if not info.listed:
+            if len(self._contended_locks) >= MAX_CONTENDED_LOCKS:
+                counters = self._untracked
+                counters[0] += 1
+                counters[1] += wait_ns
+                if wait_ns > counters[2]:
+                    counters[2] = wait_ns
+                counters[3] += timed_out
+                return
+            self._contended_locks.append(info)  # a list resize allocates no tracked object
+            info.listed = True
+        info.contended += 1
+        info.wait_ns += wait_ns
+        if wait_ns > info.max_wait_ns:
+            info.max_wait_ns = wait_ns
+        info.timeouts += timed_out
+
+    cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
+                          int depth, bint timed_out) noexcept:
+        cdef lp_key key
+        key.lock_info = <PyObject*>info
+        key.frames = frames
+        key.nframes = nframes
+        key.omitted = depth - nframes
+        key.thread_id = context.thread_id
+        key.thread_native_id = context.thread_native_id
+        key.task_id = context.task_id
+        key.task_name = <PyObject*>context.task_name
+        key.timed_out = timed_out
+        # The table update runs no Python code: atomic under the GIL.
+        return lp_table_upsert(&self._table, &key)
+
+    cdef object _context(self, Context* context):
+        """Fill context for the running thread and task; returns the task name, which the
+        caller keeps alive while context borrows it."""
+        cdef object task = None
+        cdef object task_name = None
+        context.thread_id = lp_thread_ident()
+        context.thread_native_id = lp_thread_native_id()
+        context.task_id = 0
+        context.task_name = NULL
+        self._note_thread(context.thread_id)
+        try:
+            task = self._current_task()
+            if task is not None:
+                task_name = self._task_name(task)
+        except Exception:
+            task = None
+        if task is not None:
+            context.task_id = <Py_ssize_t><PyObject*>task
+            if task_name is not None:
+                context.task_name = <void*>task_name
+        return task_name
 
     cdef void _note_thread(self, unsigned long thread_id) noexcept:
         # A direct-mapped cache of the threads already named this period keeps the dict lookups
@@ -132,12 +280,20 @@ cdef class Recorder:
             asyncio = self._modules.get("asyncio")  # not imported: no task to look for
             if asyncio is None:
                 return None
-            self._asyncio_loop_getter = asyncio.events._get_running_loop
-            self._asyncio_task_getter = asyncio.current_task
-            get_name = vars(asyncio.Task).get("get_name")
+            # All three, or none yet: asyncio's own import creates locks before it has them.
+            namespace = PyObject_GenericGetDict(asyncio, NULL)
+            events = namespace.get("events")
+            task_getter = namespace.get("current_task")
+            task_type = namespace.get("Task")
+            loop_getter = PyObject_GenericGetDict(events, NULL).get("_get_running_loop") if events is not None else None
+            if loop_getter is None or task_getter is None or task_type is None:
+                return None
+            get_name = vars(task_type).get("get_name")
             # Only the C Task's own get_name() is called inside a lock operation: an override is
             # user code, which may take locks (a deadlock) or let other threads run.
             self._c_task_get_name = get_name if type(get_name) is MethodDescriptorType else None
+            self._asyncio_task_getter = task_getter
+            self._asyncio_loop_getter = loop_getter
         loop = self._asyncio_loop_getter()
         if loop is None:
             return None
@@ -149,19 +305,27 @@ cdef class Recorder:
         return None
 
     def drain(self):
-        """Take the counts gathered since the last drain and reset them.
+        """Take what was gathered since the last drain and reset it.
 
-        Returns (records, dropped, thread_names): records are tuples
-        (lock_info, frames, omitted, thread_id, thread_native_id, task_id, task_name,
-        acquire_count, acquire_wait_ns, release_count, release_hold_ns), raw (not upscaled);
-        frames is a tuple of (code, offset) pairs, leaf first; dropped counts the events the
-        full table had no room for; thread_names maps the thread ids seen to their names.
+        Returns (records, lock_totals, long_waits, dropped, thread_names):
+        - records: tuples (lock_info, frames, omitted, thread_id, thread_native_id, task_id,
+          task_name, timed_out, acquire_count, release_count, release_hold_ns,
+          contended_count, acquire_wait_ns, blocking_hold_ns, condition_wait_ns); the first
+          three counts are raw (sampled at capture_pct), the last four already weighted; frames is a tuple of
+          (code, offset) pairs, leaf first;
+        - lock_totals: exact (lock_info, contended, wait_ns, max_wait_ns, timeouts) per lock
+          contended, lock_info None for the sum over locks beyond the tracking limit;
+        - long_waits: (wait_ns, lock_info, thread_id, task_id, task_name, timed_out, frames),
+          longest first;
+        - dropped: the events the full table had no room for;
+        - thread_names: the names of the threads seen, by thread id.
         """
         if self._draining:
             raise RuntimeError("Recorder.drain() is already running")
         self._draining = True
         try:
-            return self._drain()
+            records, dropped = self._drain()
+            return records, self._drain_lock_totals(), self._drain_long_waits(), dropped, self._drain_thread_names()
         finally:
             self._draining = False
 
@@ -170,26 +334,25 @@ cdef class Recorder:
         cdef size_t evicted_count
         cdef lp_entry* e
         cdef lp_entry** taken
-        cdef int64_t* values
+        cdef lp_entry* values
         cdef int k
         # Phase 1, no Python allocation: copy out and zero the counters of the active entries,
         # marking them pending so nothing evicts them while phase 2 reads their frames.
         taken = <lp_entry**>PyMem_RawMalloc((count + 1) * sizeof(lp_entry*))
-        values = <int64_t*>PyMem_RawMalloc((count + 1) * 4 * sizeof(int64_t))
+        values = <lp_entry*>PyMem_RawMalloc((count + 1) * sizeof(lp_entry))
         if taken == NULL or values == NULL:
             PyMem_RawFree(taken)
             PyMem_RawFree(values)
             raise MemoryError()
         for i in range(self._table.mask + 1):
             e = self._table.slots[i]
-            if e == NULL or (e.acquire_count == 0 and e.release_count == 0):
+            if e == NULL or lp_entry_is_idle(e):
                 continue
             taken[n] = e
-            values[4 * n] = e.acquire_count
-            values[4 * n + 1] = e.acquire_wait_ns
-            values[4 * n + 2] = e.release_count
-            values[4 * n + 3] = e.release_hold_ns
-            e.acquire_count = e.acquire_wait_ns = e.release_count = e.release_hold_ns = 0
+            values[n] = e[0]  # the counters (the copied frames array is never read)
+            e.acquire_count = e.release_count = e.release_hold_ns = 0
+            e.contended_count = 0.0
+            e.acquire_wait_ns = e.blocking_hold_ns = e.condition_wait_ns = 0
             e.pending += 1
             n += 1
         dropped = self._table.dropped
@@ -205,7 +368,10 @@ cdef class Recorder:
                     <object>e.lock_info, frames, e.omitted, e.thread_id, e.thread_native_id,
                     e.task_id if e.task_id != 0 else None,
                     <object>e.task_name if e.task_name != NULL else None,
-                    values[4 * i], values[4 * i + 1], values[4 * i + 2], values[4 * i + 3],
+                    bool(e.timed_out), values[i].acquire_count, values[i].release_count,
+                    values[i].release_hold_ns, values[i].contended_count,
+                    values[i].acquire_wait_ns, values[i].blocking_hold_ns,
+                    values[i].condition_wait_ns,
                 ))
         finally:
             for i in range(n):
@@ -220,11 +386,60 @@ cdef class Recorder:
                 for i in range(evicted_count):
                     lp_entry_free(taken[i])
                 PyMem_RawFree(taken)
+        return records, dropped
+
+    cdef list _drain_lock_totals(self):
+        cdef LockInfo info
+        cdef int64_t contended, wait_ns, max_wait_ns, timeouts
+        locks = self._contended_locks
+        self._contended_locks = []
+        totals = []
+        for item in locks:
+            info = <LockInfo>item
+            # Read and reset with no allocation in between: a lock operation run by the
+            # garbage collector during this loop counts into the next period.
+            contended, wait_ns, max_wait_ns, timeouts = info.contended, info.wait_ns, info.max_wait_ns, info.timeouts
+            info.contended = info.wait_ns = info.max_wait_ns = info.timeouts = 0
+            info.listed = False
+            if contended:
+                totals.append((info, contended, wait_ns, max_wait_ns, timeouts))
+        if self._untracked[0]:
+            untracked = (None, self._untracked[0], self._untracked[1], self._untracked[2], self._untracked[3])
+            memset(self._untracked, 0, sizeof(self._untracked))
+            totals.append(untracked)
+        return totals
+
+    cdef list _drain_long_waits(self):
+        cdef lp_long_wait taken[LP_LONG_WAITS]
+        cdef int i, k
+        # Moved out whole, then read: the slots are empty for waits recorded meanwhile.
+        memcpy(taken, self._long_waits, sizeof(taken))
+        memset(self._long_waits, 0, sizeof(self._long_waits))
+        waits = []
+        try:
+            for i in range(LP_LONG_WAITS):
+                if taken[i].wait_ns == 0:
+                    continue
+                frames = tuple([(<object>taken[i].frames[k].code, taken[i].frames[k].lasti)
+                                for k in range(taken[i].nframes)])
+                waits.append((
+                    taken[i].wait_ns, <object>taken[i].lock_info, taken[i].thread_id,
+                    taken[i].task_id if taken[i].task_id != 0 else None,
+                    <object>taken[i].task_name if taken[i].task_name != NULL else None,
+                    bool(taken[i].timed_out), frames,
+                ))
+        finally:
+            for i in range(LP_LONG_WAITS):
+                lp_long_wait_clear(&taken[i])
+        waits.sort(key=_wait_length, reverse=True)
+        return waits
+
+    cdef dict _drain_thread_names(self):
         thread_names = self._thread_names
         self._thread_names = {}
         for i in range(64):
             self._seen_threads[i] = 0
-        return records, dropped, thread_names
+        return thread_names
 
     @property
     def entry_count(self):
@@ -234,3 +449,7 @@ cdef class Recorder:
     @property
     def max_entries(self):
         return self._table.max_entries
+
+
+def _wait_length(wait):
+    return wait[0]

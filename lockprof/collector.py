@@ -1,27 +1,40 @@
-"""The lock collector: patches threading.Lock and threading.RLock while it runs.
+"""The lock collector: patches the lock classes of threading and asyncio while it runs.
 
 It implements the collector protocol a host profiler drives (see docs/collector-protocol.md):
 start(), stop() and snapshot(). The compiled core does the per-operation work; this module only
-installs and removes the factories and turns the core's raw counts into a Snapshot.
+installs and removes the factories and profiled classes and turns the core's raw counts into a
+Snapshot.
 """
 
 from __future__ import annotations
 
 import _thread
+import sys
 import threading
 import time
-from typing import Any, Dict, Iterable, Optional, Tuple, Union
+import weakref
+from types import ModuleType
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import _resolve
 from lockprof._lock import LockFactory
+from lockprof._primitives import ProfiledClass, profiled_class
 from lockprof._recorder import Recorder
 from lockprof._sampler import CaptureSampler
 from lockprof.config import Config
 from lockprof.filters import ModuleFilter
-from lockprof.profile import LockSample, Snapshot
+from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
-# The threading attributes the collector replaces, with the kind of lock each makes.
-PATCHED = (("Lock", "lock"), ("RLock", "rlock"))
+# The attributes the collector replaces, per module, with the lock kind each makes. Lock and
+# RLock of threading are factory functions (or C types): a compiled factory replaces them; the
+# others are Python classes: a profiled subclass replaces them. asyncio's Lock comes before its
+# Condition, whose own lock is made from it.
+PATCHED = {
+    "threading": (("Lock", "lock"), ("RLock", "rlock"), ("Semaphore", "semaphore"),
+                  ("BoundedSemaphore", "bounded-semaphore"), ("Condition", "condition")),
+    "asyncio": (("Lock", "asyncio-lock"), ("Semaphore", "asyncio-semaphore"),
+                ("BoundedSemaphore", "asyncio-bounded-semaphore"), ("Condition", "asyncio-condition")),
+}
 
 # The most distinct (lock, stack, thread, task) keys kept between two snapshots; events for
 # further keys are counted as dropped. About 1 KiB per key at 64 frames.
@@ -54,11 +67,14 @@ class LockCollector:
         self.max_frames = config.max_frames
         self.exclude_modules = config.exclude_modules
         self.wait_sample_interval = config.wait_sample_interval
-        self._recorder = Recorder(CaptureSampler(config.capture_pct), config.max_frames, max_entries)
+        self._recorder = Recorder(CaptureSampler(config.capture_pct), config.max_frames, max_entries,
+                                  config.wait_sample_interval)
         self._filter = ModuleFilter(config.exclude_modules)
         self._state_lock = _thread.allocate_lock()  # always native: the profiler's own lock
-        self._originals: Dict[str, Any] = {}
-        self._factories: Dict[str, LockFactory] = {}
+        # (module, attribute, what it held before, what we installed), in patch order.
+        self._patches: List[Tuple[ModuleType, str, Any, Any]] = []
+        self._import_hook: Optional[_PatchOnImport] = None
+        self._initializing: List[ModuleType] = []  # found half-imported at start(): patched later
         self._period_start_ns = time.time_ns()
         self._thread_names: Dict[int, str] = {}
 
@@ -67,52 +83,113 @@ class LockCollector:
         return self._recorder.active
 
     def start(self) -> None:
-        """Make threading.Lock and threading.RLock create profiled locks."""
+        """Make threading's and asyncio's lock classes create profiled locks (asyncio's when it
+        is imported, if it is not yet)."""
         with self._state_lock:
             if self._recorder.active:
                 return
-            for attribute, kind in PATCHED:
-                original = getattr(threading, attribute)
-                factory = LockFactory(original, kind, self._recorder, self._filter.excludes)
-                self._originals[attribute] = original
-                self._factories[attribute] = factory
-                setattr(threading, attribute, factory)
-            self._period_start_ns = time.time_ns()
             self._recorder.active = True
+            try:
+                self._import_hook = _PatchOnImport(PATCHED, self._patch_imported)
+                sys.meta_path.insert(0, self._import_hook)
+                for name in PATCHED:
+                    module = sys.modules.get(name)
+                    if module is None:
+                        continue
+                    if _initializing(module):
+                        # Imported right now by another thread: its names are not all there
+                        # yet, and the import hook came too late for it; snapshot() patches it.
+                        self._initializing.append(module)
+                    else:
+                        self._patch(module)
+            except BaseException:
+                self._unpatch()
+                raise
+            self._period_start_ns = time.time_ns()
 
-    def stop(self) -> None:
-        """Restore what threading held before start(); profiled locks go native-speed."""
+    def _patch(self, module: ModuleType) -> None:
+        installed: Dict[str, Any] = {}
+        for attribute, kind in PATCHED[module.__name__]:
+            original = getattr(module, attribute, None)
+            if kind in ("lock", "rlock"):
+                if original is None:
+                    continue
+                replacement = LockFactory(original, kind, self._recorder, self._filter.excludes)
+            elif isinstance(original, type):
+                replacement = profiled_class(original, kind, self._recorder, self._filter.excludes,
+                                             lock_class=installed.get("Lock") if kind == "asyncio-condition" else None)
+                replacement._lp_replaced = original
+            else:
+                continue  # replaced by something that is not a class: left as it is
+            installed[attribute] = replacement
+            self._patches.append((module, attribute, original, replacement))
+            setattr(module, attribute, replacement)
+
+    def _patch_imported(self, module: ModuleType) -> None:
+        """A patched module imported (again, or reloaded) while running: patch what it holds."""
         with self._state_lock:
             if not self._recorder.active:
                 return
-            self._recorder.active = False
-            for attribute, original in self._originals.items():
-                # Restore only our own patch: if something patched on top of it, leave that.
-                if getattr(threading, attribute, None) is self._factories[attribute]:
-                    # Collectors stopped out of order: skip factories of stopped collectors.
-                    while isinstance(original, LockFactory) and not original.active:
-                        original = original.original
-                    setattr(threading, attribute, original)
-            self._originals.clear()
-            self._factories.clear()
+            # A reload runs the module again in the same object: its names hold new originals.
+            self._patches = [patch for patch in self._patches
+                             if patch[0] is not module or getattr(module, patch[1], None) is patch[3]]
+            if all(patched is not module for patched, *_ in self._patches):
+                self._patch(module)
+
+    def stop(self) -> None:
+        """Restore what the modules held before start(); profiled locks go native-speed."""
+        with self._state_lock:
+            if self._recorder.active:
+                self._unpatch()
+
+    def _unpatch(self) -> None:
+        self._recorder.active = False
+        if self._import_hook is not None and self._import_hook in sys.meta_path:
+            sys.meta_path.remove(self._import_hook)
+        self._import_hook = None
+        for module, attribute, original, installed in reversed(self._patches):
+            # Restore only our own patch: if something patched on top of it, leave that.
+            if getattr(module, attribute, None) is installed:
+                # Collectors stopped out of order: skip what stopped collectors installed.
+                while _installed_by_stopped_collector(original):
+                    original = _replaced_by(original)
+                setattr(module, attribute, original)
+        self._patches.clear()
+        self._initializing.clear()
 
     def snapshot(self) -> Snapshot:
         """What was collected since the previous snapshot (or start), and reset it."""
         with self._state_lock:
-            records, dropped, thread_names = self._recorder.drain()
+            if self._initializing and self._recorder.active:
+                waiting, self._initializing = self._initializing, []
+                for module in waiting:
+                    if _initializing(module):
+                        self._initializing.append(module)
+                    elif all(patched is not module for patched, *_ in self._patches):
+                        self._patch(module)
+            records, lock_totals, long_waits, dropped, thread_names = self._recorder.drain()
             start_ns, end_ns = self._period_start_ns, time.time_ns()
             self._period_start_ns = end_ns
         self._thread_names.update(thread_names)
-        samples = [self._sample(record) for record in records]
+        snapshot = Snapshot(
+            samples=[self._sample(record) for record in records],
+            start_ns=start_ns,
+            end_ns=end_ns,
+            capture_pct=self.capture_pct,
+            wait_sample_interval_ns=self.wait_sample_interval,
+            lock_totals=[_lock_totals(totals) for totals in lock_totals],
+            long_waits=[self._long_wait(wait) for wait in long_waits],
+            dropped_events=dropped,
+        )
         self._forget_dead_threads()
-        return Snapshot(samples, start_ns, end_ns, self.capture_pct, dropped_events=dropped)
+        return snapshot
 
     def _sample(self, record: Tuple[Any, ...]) -> LockSample:
-        (info, frames, omitted, thread_id, native_id, task_id, task_name,
-         acquires, wait_ns, releases, hold_ns) = record
-        # Each captured event stands for 100 / capture_pct events: upscale so totals estimate
-        # the real ones.
-        scale = 100.0 / self.capture_pct
+        (info, frames, omitted, thread_id, native_id, task_id, task_name, timed_out,
+         acquires, releases, hold_ns, contended, wait_ns, blocking_hold_ns, condition_wait_ns) = record
+        # Each acquire the sampler captured stands for 100 / capture_pct of them: upscale so
+        # totals estimate the real ones. Waits and blocking holds come weighted already.
+        scale = 100.0 / self.capture_pct if self.capture_pct > 0 else 0.0
         return LockSample(
             lock_name=info.display_name,
             lock_kind=info.kind,
@@ -123,9 +200,27 @@ class LockCollector:
             task_id=task_id,
             task_name=task_name,
             acquire_count=round(acquires * scale),
-            acquire_wait_ns=round(wait_ns * scale),
             release_count=round(releases * scale),
             release_hold_ns=round(hold_ns * scale),
+            contended_count=round(contended),
+            acquire_wait_ns=wait_ns,
+            blocking_hold_ns=blocking_hold_ns,
+            condition_wait_ns=condition_wait_ns,
+            timed_out=timed_out,
+            lock_info=info,
+        )
+
+    def _long_wait(self, wait: Tuple[Any, ...]) -> LongWait:
+        wait_ns, info, thread_id, task_id, task_name, timed_out, frames = wait
+        return LongWait(
+            lock_name=info.display_name,
+            wait_ns=wait_ns,
+            thread_id=thread_id,
+            thread_name=self._thread_name(thread_id),
+            task_id=task_id,
+            task_name=task_name,
+            frames=_resolve.resolve_frames(frames, 0),
+            timed_out=timed_out,
             lock_info=info,
         )
 
@@ -151,6 +246,89 @@ class LockCollector:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LockCollector {state} capture_pct={self.capture_pct} max_frames={self.max_frames}>"
+
+
+def _installed_by_stopped_collector(obj: Any) -> bool:
+    if isinstance(obj, LockFactory):
+        return not obj.active
+    if isinstance(obj, ProfiledClass) and "_lp_replaced" in vars(obj):
+        return not obj._lp_recorder.active
+    return False
+
+
+def _replaced_by(obj: Any) -> Any:
+    """What a collector's factory or class replaced when it was installed."""
+    return obj.original if isinstance(obj, LockFactory) else vars(obj)["_lp_replaced"]
+
+
+def _initializing(module: ModuleType) -> bool:
+    return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+class _PatchOnImport:
+    """A sys.meta_path finder that runs `patch(module)` right after one of `names` is imported
+    (asyncio imported after start(), threading imported or reloaded again), before the importer
+    sees it. It holds the collector weakly: a module's spec keeps its loader for good."""
+
+    def __init__(self, names: Iterable[str], patch: Callable[[ModuleType], None]) -> None:
+        self._names = frozenset(names)
+        self._patch = weakref.WeakMethod(patch)  # type: ignore[arg-type]
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname not in self._names:
+            return None
+        for finder in sys.meta_path:  # the others' answer, a new spec even for a reload
+            find = getattr(finder, "find_spec", None)
+            if finder is self or isinstance(finder, _PatchOnImport) or find is None:
+                continue
+            spec = find(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return None
+        spec.loader = _PatchingLoader(spec.loader, self._patch)
+        return spec
+
+
+class _PatchingLoader:
+    def __init__(self, loader: Any, patch: "weakref.WeakMethod[Callable[[ModuleType], None]]") -> None:
+        self._loader = loader
+        self._patch = patch
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        self._loader.exec_module(module)
+        patch = self._patch()
+        if patch is not None:
+            patch(module)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._loader, name)
+
+
+# The name of the exact contention of the locks beyond the core's per-period tracking limit.
+UNTRACKED_LOCKS = "<other locks>"
+
+
+def _lock_totals(totals: Tuple[Any, ...]) -> LockTotals:
+    info, contended, wait_ns, max_wait_ns, timeouts = totals
+    if info is None:
+        site = Frame(UNTRACKED_LOCKS, "", 0)
+        return LockTotals(UNTRACKED_LOCKS, "", site, contended, wait_ns, max_wait_ns, timeouts)
+    return LockTotals(info.display_name, info.kind, lock_site(info), contended, wait_ns,
+                      max_wait_ns, timeouts, lock_info=info)
+
+
+def lock_site(info: Any) -> Frame:
+    """The frame of a lock's creation, named after the lock (how profiles show its totals)."""
+    if info.created_code is None:
+        return Frame(info.display_name, "", 0)
+    created = _resolve.frame_at(info.created_code, info.created_offset)
+    return Frame(info.display_name, created.filename, created.line)
 
 
 def collector_from_config(config: Config) -> Optional[LockCollector]:

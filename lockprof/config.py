@@ -38,9 +38,9 @@ import sys
 import tempfile
 import warnings
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
-__all__ = ["Config", "LockprofConfigWarning"]
+__all__ = ["Config", "LockprofConfigWarning", "SettingInfo", "parse_setting", "settings"]
 
 
 class LockprofConfigWarning(UserWarning):
@@ -285,6 +285,23 @@ class _Setting:
                      _safe_repr(default)))
             return _UNSET
 
+    def from_option(self, text: str) -> Any:
+        """A command-line value, written as in the environment; ValueError saying what is allowed."""
+        try:
+            return self.check(self.from_text(text.strip()))
+        except _Invalid as exc:
+            # Unlike a variable, an option is typed by hand: reject it whole, no partial value.
+            got = exc.got if exc.got is not None else _safe_repr(text)
+            raise ValueError("must be %s, got %s" % (self.env_allowed or self.allowed, got)) from None
+
+    def to_text(self, value: Any) -> str:
+        """The environment-variable text that from_environ reads back as value."""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return str(value)
+
 
 _MODULE_ITEM = "a dotted Python identifier path like 'django' or 'django.db.models'"
 
@@ -317,12 +334,15 @@ _SETTINGS: Tuple[_Setting, ...] = (
         "output", "DD_PROFILING_OUTPUT_PPROF",
         "a non-empty path prefix (str or os.PathLike) without NUL characters",
         _check_output, _text_as_is,
+        env_allowed="a non-empty path prefix without NUL characters",
     ),
     _Setting(
         "wait_sample_interval", "DD_PROFILING_LOCK_WAIT_SAMPLE_INTERVAL",
         "a duration from 1 ns to 60 s: an int of nanoseconds or a str such as '250us', "
         "'1.5ms' or '2s' (units ns, us, ms, s)",
         _check_duration_ns, _duration_from_text,
+        env_allowed="a duration from 1 ns to 60 s: a number of nanoseconds, or a number with "
+        "a unit ns, us, ms or s ('250us', '1.5ms')",
     ),
 )
 
@@ -413,6 +433,36 @@ class Config:
             if value is not _UNSET:
                 values[setting.name] = value
         return cls(**values)
+
+    def to_environ(self) -> Dict[str, str]:
+        """The DD_PROFILING_* variables that make from_env() return these settings (for child
+        processes of `lockprof run --subprocesses`)."""
+        return {s.env_var: s.to_text(getattr(self, s.name)) for s in _SETTINGS}
+
+
+class SettingInfo(NamedTuple):
+    name: str  # the Config field
+    env_var: str
+    allowed: str  # what the variable's text may be
+    default: str  # the default, as the variable would give it
+
+
+def settings() -> Tuple[SettingInfo, ...]:
+    """What describes each setting to people (--help), in Config field order."""
+    defaults = _field_defaults()
+    return tuple(SettingInfo(s.name, s.env_var, s.env_allowed or s.allowed,
+                             s.to_text(defaults[s.name])) for s in _SETTINGS)
+
+
+def parse_setting(name: str, text: str) -> Any:
+    """The value of setting `name` given as text, as in its environment variable.
+
+    Raises ValueError saying what is allowed (for command-line options, which are strict:
+    a partly valid module list is rejected whole).
+    """
+    if name not in _BY_NAME:
+        raise ValueError("name must be one of %s, got %s" % (", ".join(_BY_NAME), _safe_repr(name)))
+    return _BY_NAME[name].from_option(text)
 
 
 def _field_defaults() -> Dict[str, Any]:

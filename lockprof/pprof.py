@@ -11,8 +11,9 @@ import os
 import tempfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Container, Dict, Iterator, List, Optional, Set, Tuple, Union
+from typing import Container, Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple, Union
 
+from lockprof._term import Progress
 from lockprof.profile import Frame, LockSample, LockTotals, Snapshot
 
 __all__ = [
@@ -24,15 +25,18 @@ __all__ = [
     "DecodedProfile",
     "DecodedSample",
     "ProfileFormatError",
+    "ProfileReadError",
     "ValueType",
     "decode",
     "encode",
+    "read_profile",
+    "read_profiles",
     "write_atomic",
 ]
 
 # (type, unit) of Sample.value[i], in the order encode() writes the values. Samples with a
-# stack carry the estimates of the first six; one stackless sample per lock (its only frame is
-# the lock's creation site, named after the lock) carries the exact totals of the last two.
+# stack carry the estimates of the first seven; one stackless sample per lock (its only frame
+# is the lock's creation site, named after the lock) carries the exact totals of the last two.
 SAMPLE_TYPES = (
     ("lock-acquire", "count"),  # acquires, sampled at capture_pct
     ("lock-acquire-wait", "nanoseconds"),  # contended waits, sampled in proportion to length
@@ -40,6 +44,7 @@ SAMPLE_TYPES = (
     ("lock-release", "count"),  # releases ending a hold sampled at capture_pct
     ("lock-release-hold", "nanoseconds"),
     ("lock-blocking-hold", "nanoseconds"),  # hold time while other threads were blocked
+    ("lock-condition-wait", "nanoseconds"),  # Condition.wait() waiting for a notify
     ("lock-contended-total", "count"),  # exact, per lock
     ("lock-wait-total", "nanoseconds"),  # exact, per lock
 )
@@ -74,6 +79,11 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 class ProfileFormatError(ValueError):
     """The bytes given to decode() are not a well-formed pprof profile."""
+
+
+class ProfileReadError(ValueError):
+    """A profile file could not be read or is not a profile; the message is one line that
+    names the file and the problem (what the commands print before exiting with status 2)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,7 +179,7 @@ class _ProfileBuilder:
         if s.timed_out:
             labels.append((OUTCOME_LABEL, TIMED_OUT))
         values = [s.acquire_count, s.acquire_wait_ns, s.contended_count, s.release_count,
-                  s.release_hold_ns, s.blocking_hold_ns, 0, 0]
+                  s.release_hold_ns, s.blocking_hold_ns, s.condition_wait_ns, 0, 0]
         return (
             _packed_field(_SAMPLE_LOCATION_ID, [self.location(f) for f in s.frames])
             + _packed_field(_SAMPLE_VALUE, values)
@@ -177,7 +187,7 @@ class _ProfileBuilder:
         )
 
     def totals(self, t: LockTotals) -> bytes:
-        values = [0, 0, 0, 0, 0, 0, t.contended_count, t.wait_ns]
+        values = [0, 0, 0, 0, 0, 0, 0, t.contended_count, t.wait_ns]
         return (
             _packed_field(_SAMPLE_LOCATION_ID, [self.location(t.site)])
             + _packed_field(_SAMPLE_VALUE, values)
@@ -388,7 +398,9 @@ class _Message:
 def _ungzip(data: bytes) -> bytes:
     try:
         return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as e:  # BadGzipFile is an OSError
+    except EOFError:
+        raise ProfileFormatError("truncated gzip data (the compressed stream ends early)") from None
+    except (OSError, zlib.error) as e:  # BadGzipFile is an OSError
         raise ProfileFormatError(f"bad gzip data: {e}") from None
 
 
@@ -502,6 +514,36 @@ def decode(data: bytes) -> DecodedProfile:
         comments=[string(i, "Profile.comment") for i in profile.repeated(_PROFILE_COMMENT)],
         default_sample_type=string(default_index, "Profile.default_sample_type") or None,
     )
+
+
+def read_profile(path: str) -> DecodedProfile:
+    """Read and decode the profile file at path (gzip-compressed or not, from lockprof or any
+    other pprof writer); any problem raises ProfileReadError naming the file."""
+    if os.path.isdir(path):
+        raise ProfileReadError(f"{path}: is a directory, not a profile file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise ProfileReadError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ProfileReadError(f"{path}: cannot read it: {e.strerror or e}") from None
+    if not data:
+        raise ProfileReadError(f"{path}: empty file, not a profile")
+    try:
+        return decode(data)
+    except ProfileFormatError as e:
+        raise ProfileReadError(f"{path}: not a pprof profile: {e}") from None
+
+
+def read_profiles(paths: Sequence[str], progress_to: Optional[TextIO] = None) -> List[DecodedProfile]:
+    """read_profile() of each path, counting progress on progress_to when it is a terminal."""
+    profiles = []
+    with Progress(progress_to, "reading profiles", len(paths)) as progress:
+        for done, path in enumerate(paths):
+            progress.update(done)
+            profiles.append(read_profile(path))
+    return profiles
 
 
 # ---------------------------------------------------------------------------------------------

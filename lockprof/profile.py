@@ -43,6 +43,8 @@ class LockSample:
     # Releases that ended a hold while other threads were blocked on the lock: the part of the
     # hold during which at least one thread waited, sampled like the waits.
     blocking_hold_ns: int = 0
+    # Condition.wait() waiting for a notify (the lock released meanwhile), sampled like waits.
+    condition_wait_ns: int = 0
     # The waits of this key ended in a timeout, not with the lock.
     timed_out: bool = False
     # The core's LockInfo, while the sample is in-process: a lock is named at its first captured
@@ -57,6 +59,7 @@ class LockSample:
         self.contended_count += other.contended_count
         self.acquire_wait_ns += other.acquire_wait_ns
         self.blocking_hold_ns += other.blocking_hold_ns
+        self.condition_wait_ns += other.condition_wait_ns
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import dataclasses
 import os
 import threading
 import time
@@ -19,16 +20,42 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import pprof
 from lockprof._version import __version__
-from lockprof.collector import LockCollector, collector_from_config
+from lockprof.collector import LockCollector, collector_from_config, lock_site
 from lockprof.config import Config
-from lockprof.profile import Frame, LockSample, Snapshot
+from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
+
+
+# The longest waits a period's profile reports.
+LONG_WAITS_KEPT = 10
+
+
+def _lock_key(item: Any) -> Any:
+    """A sample's or totals' lock: by identity while in-process, since a lock's name can appear
+    later; by name once decoded."""
+    return id(item.lock_info) if item.lock_info is not None else item.lock_name
+
+
+def _merged_by_name(totals: Iterable[LockTotals]) -> List[LockTotals]:
+    """One LockTotals per lock name (locks made on one line under one name are one lock in the
+    profile), refreshing names found since the counts were collected; most waited first."""
+    by_name: Dict[str, LockTotals] = {}
+    for item in totals:
+        if item.lock_info is not None:
+            item.lock_name = item.lock_info.display_name
+            item.site = lock_site(item.lock_info)
+        merged = by_name.get(item.lock_name)
+        if merged is None:
+            by_name[item.lock_name] = dataclasses.replace(item)
+        else:
+            merged.merge(item)
+    return sorted(by_name.values(), key=lambda t: t.wait_ns, reverse=True)
 
 
 class LockprofExportWarning(UserWarning):
     """A profile could not be written; profiling goes on and the next export retries."""
 
 
-# The same lock, stack, thread, task and outcome: the lock by identity, since its name can appear later.
+# The same lock, stack, thread, task and outcome.
 _SampleKey = Tuple[Any, Tuple[Frame, ...], int, Optional[int], bool]
 
 
@@ -65,6 +92,8 @@ class Profiler:
         self._pending_lock = _thread.allocate_lock()
         self._export_lock = _thread.allocate_lock()  # one export at a time: sequence numbers
         self._pending: Dict[_SampleKey, LockSample] = {}
+        self._pending_totals: Dict[Any, LockTotals] = {}  # by LockInfo identity, like samples
+        self._pending_long_waits: List[LongWait] = []
         self._pending_dropped = 0
         self._period_start_ns = time.time_ns()
         self._sequence = 0
@@ -133,13 +162,19 @@ class Profiler:
             with self._pending_lock:
                 self._pending_dropped += snapshot.dropped_events
                 for sample in snapshot.samples:
-                    lock = id(sample.lock_info) if sample.lock_info is not None else sample.lock_name
-                    key = (lock, sample.frames, sample.thread_id, sample.task_id, sample.timed_out)
+                    key = (_lock_key(sample), sample.frames, sample.thread_id, sample.task_id, sample.timed_out)
                     merged = self._pending.get(key)
                     if merged is None:
                         self._pending[key] = sample
                     else:
                         merged.merge(sample)
+                for totals in snapshot.lock_totals:
+                    merged_totals = self._pending_totals.setdefault(_lock_key(totals), totals)
+                    if merged_totals is not totals:
+                        merged_totals.merge(totals)
+                waits = self._pending_long_waits + snapshot.long_waits
+                waits.sort(key=lambda wait: wait.wait_ns, reverse=True)
+                self._pending_long_waits = waits[:LONG_WAITS_KEPT]
 
     def snapshot(self) -> Snapshot:
         """Everything collected since the last export, without resetting it."""
@@ -151,14 +186,24 @@ class Profiler:
         with self._pending_lock:
             end_ns = time.time_ns()
             samples = list(self._pending.values())
-            for sample in samples:
-                if sample.lock_info is not None:  # named since it was collected, perhaps
-                    sample.lock_name = sample.lock_info.display_name
-            comments = [f"lockprof {__version__}", f"capture_pct={self.config.capture_pct}"]
+            lock_totals = _merged_by_name(self._pending_totals.values())
+            long_waits = list(self._pending_long_waits)
+            for named in (*samples, *long_waits):
+                if named.lock_info is not None:  # named since it was collected, perhaps
+                    named.lock_name = named.lock_info.display_name
+            comments = [
+                f"lockprof {__version__}",
+                f"capture_pct={self.config.capture_pct}",
+                f"wait_sample_interval_ns={self.config.wait_sample_interval}",
+            ]
             snapshot = Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
+                                wait_sample_interval_ns=self.config.wait_sample_interval,
+                                lock_totals=lock_totals, long_waits=long_waits,
                                 dropped_events=self._pending_dropped, comments=comments)
             if reset:
                 self._pending = {}
+                self._pending_totals = {}
+                self._pending_long_waits = []
                 self._pending_dropped = 0
                 self._period_start_ns = end_ns
         return snapshot

@@ -638,3 +638,51 @@ def test_replace_validates():
 def test_config_equality_and_hash():
     assert Config(exclude_modules=["a"]) == Config(exclude_modules=("a",))
     assert hash(Config(exclude_modules="a")) == hash(Config(exclude_modules=["a"]))
+
+
+# --- settings as text: command-line options and child processes' environment -----------------
+
+
+def test_settings_lists_every_field_with_its_variable():
+    listed = config_module.settings()
+    assert [(s.name, s.env_var) for s in listed] == [(field, var) for var, field in ALL_VARS.items()]
+    assert {s.name: s.default for s in listed} == {
+        "lock_enabled": "true", "capture_pct": "1.0", "max_frames": "64", "exclude_modules": "",
+        "upload_interval": "60.0", "output": DEFAULT_OUTPUT, "wait_sample_interval": "1000000"}
+
+
+@pytest.mark.parametrize("name,text,value", [
+    ("lock_enabled", "off", False), ("capture_pct", " 12.5 ", 12.5), ("max_frames", "3", 3),
+    ("exclude_modules", "a, b.c,,a", ("a", "b.c")), ("upload_interval", "0.5", 0.5),
+    ("output", "~/x", os.path.expanduser("~/x")), ("wait_sample_interval", "1.5ms", 1_500_000),
+])
+def test_parse_setting(name, text, value):
+    assert config_module.parse_setting(name, text) == value
+
+
+@pytest.mark.parametrize("name,text,message", [
+    ("lock_enabled", "maybe", "must be a boolean (true/false, 1/0, yes/no or on/off), got 'maybe'"),
+    ("capture_pct", "101", "must be a number between 0 and 100, got '101'"),
+    ("max_frames", "1.5", "must be an integer between 1 and 512, got '1.5'"),
+    ("exclude_modules", "ok,not-ok", "got invalid module name(s) 'not-ok'"),  # rejected whole
+    ("output", " ", "must be a non-empty path prefix"),
+    ("wait_sample_interval", "2min", "must be a duration from 1 ns to 60 s: a number of nanoseconds"),
+    ("colour", "red", "name must be one of lock_enabled, capture_pct"),
+])
+def test_parse_setting_rejects_bad_text_saying_what_is_allowed(name, text, message):
+    with pytest.raises(ValueError) as info:
+        config_module.parse_setting(name, text)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("config", [
+    Config(),
+    Config(lock_enabled=False, capture_pct=0.1 + 0.2, max_frames=512, exclude_modules="a,b.c",
+           upload_interval=1e-3, output="/tmp/out dir/p", wait_sample_interval="250us"),
+])
+def test_to_environ_round_trips(config):
+    environ = config.to_environ()
+    assert set(environ) == set(ALL_VARS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every value must read back cleanly
+        assert Config.from_env(environ) == config

@@ -91,7 +91,8 @@ def test_round_trip_values_stacks_and_metadata():
     assert profile.sample_types == [ValueType(t, u) for t, u in SAMPLE_TYPES]
     assert [t.type for t in profile.sample_types] == [
         "lock-acquire", "lock-acquire-wait", "lock-contended-acquire", "lock-release",
-        "lock-release-hold", "lock-blocking-hold", "lock-contended-total", "lock-wait-total",
+        "lock-release-hold", "lock-blocking-hold", "lock-condition-wait", "lock-contended-total",
+        "lock-wait-total",
     ]
     assert profile.default_sample_type == "lock-acquire-wait"
     assert profile.period_type == ValueType("lock-acquire", "count")
@@ -104,7 +105,8 @@ def test_round_trip_values_stacks_and_metadata():
     for decoded, original in zip(profile.samples, snap.samples):
         assert decoded.values == [
             original.acquire_count, original.acquire_wait_ns, original.contended_count,
-            original.release_count, original.release_hold_ns, original.blocking_hold_ns, 0, 0,
+            original.release_count, original.release_hold_ns, original.blocking_hold_ns,
+            original.condition_wait_ns, 0, 0,
         ]
         assert decoded.frames == list(original.frames)  # leaf first
 
@@ -123,7 +125,7 @@ def test_timed_out_waits_totals_and_long_waits_round_trip():
     assert stack_sample.values[profile.value_index("lock-contended-acquire")] == 2
     assert stack_sample.values[profile.value_index("lock-contended-total")] == 0
     assert totals_sample.frames == [site]
-    assert totals_sample.values == [0, 0, 0, 0, 0, 0, 9, 7_000_000]
+    assert totals_sample.values == [0, 0, 0, 0, 0, 0, 0, 9, 7_000_000]
     assert totals_sample.labels == {"lock name": "db_lock", "lock kind": "lock",
                                     MAX_WAIT_LABEL: 3_000_000, TIMEOUTS_LABEL: 2}
     assert profile.comments[2] == (
@@ -260,7 +262,7 @@ MALFORMED = [
     ("group wire type", b"\x0b", "bad wire type 3"),
     ("field number 0", b"\x00\x00", "field number 0"),
     ("bad gzip", b"\x1f\x8bnot gzip at all", "bad gzip"),
-    ("truncated gzip", encode(make_snapshot())[:-10], "bad gzip"),
+    ("truncated gzip", encode(make_snapshot())[:-10], "truncated gzip data"),
     ("no string table", vfield(9, 1), "string_table"),
     ("string_table[0] not empty", lfield(6, b"x"), "string_table"),
     ("string table as varint", vfield(6, 0), "expected length-delimited"),
@@ -390,7 +392,8 @@ def run_pprof(go: str, args: List[str], tmp_path) -> str:
     return proc.stdout
 
 
-def test_go_pprof_reads_encoded_profile(tmp_path):
+def require_go() -> str:
+    """The go command, else skip the test (fail it when LOCKPROF_REQUIRE_GO=1, as in CI)."""
     go = find_go()
     if go is None:
         reason = (
@@ -400,9 +403,15 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
         if os.environ.get("LOCKPROF_REQUIRE_GO") == "1":
             pytest.fail(f"LOCKPROF_REQUIRE_GO=1 but {reason}")
         pytest.skip(reason)
+    return go
 
+
+def test_go_pprof_reads_encoded_profile(tmp_path):
+    go = require_go()
     path = tmp_path / "lock.pprof"
-    write_atomic(str(path), encode(make_snapshot()))
+    totals = LockTotals("app/db.py:12:db_lock", "lock", Frame("app/db.py:12:db_lock", "/app/db.py", 12),
+                        contended_count=9, wait_ns=7_000_000, max_wait_ns=3_000_000, timeouts=2)
+    write_atomic(str(path), encode(make_snapshot(lock_totals=[totals])))
     function_names = ["Lock.acquire", "worker", "main"]
 
     raw = run_pprof(go, ["-raw", str(path)], tmp_path)
@@ -416,3 +425,9 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
     assert "Type: lock-acquire-wait" in top
     for name in function_names:
         assert name in top
+
+    # The exact per-lock totals: one sample per lock, at its creation site, named after it.
+    top = run_pprof(go, ["-top", "-sample_index=lock-wait-total", str(path)], tmp_path)
+    assert "Type: lock-wait-total" in top and "app/db.py:12:db_lock" in top and "7ms" in top
+    tags = run_pprof(go, ["-tags", "-sample_index=lock-contended-total", str(path)], tmp_path)
+    assert "max wait" in tags and "3ms" in tags

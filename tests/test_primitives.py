@@ -1,0 +1,686 @@
+"""Semaphore, BoundedSemaphore and Condition of threading, and Lock, Semaphore, BoundedSemaphore
+and Condition of asyncio: profiled as their own lock kinds, and behaving as natively."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import types
+
+import pytest
+
+import lockprof
+from lockhelpers import JOIN, MS, hold_in_thread
+from lockprof import LockCollector
+from lockprof._lock import ProfiledLock, ProfiledRLock
+
+ORIGINAL = {name: getattr(threading, name) for name in ("Semaphore", "BoundedSemaphore", "Condition")}
+ORIGINAL_ASYNCIO = {name: getattr(asyncio, name) for name in ("Lock", "Semaphore", "BoundedSemaphore", "Condition")}
+THREADING_KINDS = {"Semaphore": "semaphore", "BoundedSemaphore": "bounded-semaphore", "Condition": "condition"}
+ASYNCIO_KINDS = {"Lock": "asyncio-lock", "Semaphore": "asyncio-semaphore",
+                 "BoundedSemaphore": "asyncio-bounded-semaphore", "Condition": "asyncio-condition"}
+
+try:
+    import uvloop
+except ImportError:  # not on Windows
+    uvloop = None
+
+
+@pytest.fixture(autouse=True)
+def classes_restored():
+    yield
+    for name, original in ORIGINAL.items():
+        assert getattr(threading, name) is original, f"threading.{name} left patched"
+    for name, original in ORIGINAL_ASYNCIO.items():
+        assert getattr(asyncio, name) is original, f"asyncio.{name} left patched"
+
+
+def samples_named(snapshot, prefix):
+    """Samples of the primitive whose name starts with `prefix` ('test_primitives.py:42')."""
+    return [s for s in snapshot.samples if s.lock_name.startswith(prefix)]
+
+
+def site_of(obj):
+    return obj._lp_info.site
+
+
+def totals_named(snapshot, prefix):
+    found = [t for t in snapshot.lock_totals if t.lock_name.startswith(prefix)]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+# ------------------------------------------------------------------ threading
+
+
+@pytest.mark.parametrize("name", sorted(THREADING_KINDS))
+def test_threading_primitive_is_profiled_as_its_own_kind(collector, name):
+    obj = getattr(threading, name)()
+    assert type(obj) is not ORIGINAL[name] and isinstance(obj, ORIGINAL[name])
+    assert type(obj).__name__ == name and type(obj).__module__ == "threading"
+    for _ in range(3):
+        with obj:
+            pass
+    samples = samples_named(collector.snapshot(), site_of(obj))
+    assert samples and {s.lock_kind for s in samples} == {THREADING_KINDS[name]}
+    assert sum(s.acquire_count for s in samples) == 3
+    assert sum(s.release_count for s in samples) == 3
+    # The leaf may be the standard class's own method (Condition.__enter__ in threading.py).
+    assert all(__file__ in (f.filename for f in s.frames[:2]) for s in samples)
+
+
+def test_internal_locks_are_not_counted_twice(collector):
+    sem = threading.Semaphore()
+    cond = threading.Condition()
+    assert type(sem._cond) is ORIGINAL["Condition"]  # made inside threading: native
+    assert type(cond._lock) is ProfiledRLock and cond._lock.lock_info is cond._lp_info
+    with sem:
+        pass
+    with cond:
+        pass
+    snap = collector.snapshot()
+    kinds = sorted(s.lock_kind for s in snap.samples)
+    assert kinds == ["condition", "semaphore"], kinds
+
+
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_return_values_and_errors_are_native(collector, name):
+    for factory in (ORIGINAL[name], getattr(threading, name)):
+        sem = factory(1)
+        assert sem.acquire() is True
+        assert sem.acquire(False) is False
+        assert sem.acquire(blocking=False) is False
+        assert sem.acquire(timeout=0.01) is False
+        assert sem.acquire(True, 0.01) is False
+        with pytest.raises(ValueError, match="can't specify timeout for non-blocking acquire"):
+            sem.acquire(False, 1)
+        sem.release()
+        assert sem.acquire(timeout=1) is True
+        sem.release(1)
+    with pytest.raises(ValueError, match="semaphore initial value must be >= 0"):
+        getattr(threading, name)(-1)
+
+
+def test_bounded_semaphore_over_release_raises(collector):
+    sem = threading.BoundedSemaphore(2)
+    with sem:
+        pass
+    with pytest.raises(ValueError, match="Semaphore released too many times"):
+        sem.release()
+    assert sem.acquire(False) and sem.acquire(False) and not sem.acquire(False)
+
+
+def semaphore_waiter(sem):
+    start = time.perf_counter_ns()
+    with sem:
+        return time.perf_counter_ns() - start
+
+
+def test_semaphore_wait_is_contention(make_collector):
+    collector = make_collector()
+    sem = threading.Semaphore(1)
+    holder = hold_in_thread(sem, seconds=0.1)
+    waited = semaphore_waiter(sem)
+    holder.join(JOIN)
+    snap = collector.snapshot()
+    totals = totals_named(snap, site_of(sem))
+    assert totals.lock_kind == "semaphore" and totals.contended_count == 1
+    assert 0.8 * waited <= totals.wait_ns <= waited
+    (wait,) = [s for s in samples_named(snap, site_of(sem)) if s.contended_count]
+    assert wait.frames[0].name.endswith("semaphore_waiter")
+    assert snap.long_waits[0].wait_ns == totals.wait_ns
+
+
+def test_semaphore_timeout_is_a_timed_out_wait(make_collector):
+    collector = make_collector()
+    sem = threading.Semaphore(0)
+    assert sem.acquire(timeout=0.02) is False
+    assert sem.acquire(timeout=0) is False  # cannot wait: not a wait
+    assert sem.acquire(False) is False
+    totals = totals_named(collector.snapshot(), site_of(sem))
+    assert totals.contended_count == 1 and totals.timeouts == 1 and totals.wait_ns >= 19 * MS
+
+
+@pytest.mark.parametrize("lock_kind", [None, "Lock", "RLock", "native Lock", "native RLock"])
+def test_condition_protocol_with_any_lock(collector, lock_kind):
+    if lock_kind is None:
+        lock = None
+    elif lock_kind.startswith("native"):
+        lock = (threading._allocate_lock if lock_kind.endswith(" Lock") else threading._CRLock)()
+    else:
+        lock = getattr(threading, lock_kind)()
+    cond = threading.Condition(lock)
+    items = []
+
+    def producer():
+        for i in range(5):
+            time.sleep(0.002)
+            with cond:
+                items.append(i)
+                cond.notify()
+        with cond:
+            items.append(None)
+            cond.notify_all()
+
+    t = threading.Thread(target=producer)
+    t.start()
+    seen = []
+    with cond:
+        while True:
+            assert cond.wait_for(lambda: items, timeout=JOIN)
+            item = items.pop(0)
+            if item is None:
+                break
+            seen.append(item)
+    t.join(JOIN)
+    assert seen == list(range(5))
+    with cond:
+        assert cond.wait(0.001) is False  # timed out
+        cond.notify_all()  # no waiters: a no-op
+    with pytest.raises(RuntimeError):
+        cond.notify()  # not acquired
+    with pytest.raises(RuntimeError):
+        cond.wait(0.001)
+
+
+def notified_waiter(cond):
+    with cond:
+        return cond.wait(JOIN)
+
+
+def test_condition_wait_is_its_own_sample_type(make_collector):
+    collector = make_collector()
+    cond = threading.Condition()
+
+    def notifier():
+        time.sleep(0.3)
+        with cond:
+            cond.notify()
+
+    t = threading.Thread(target=notifier)
+    t.start()
+    assert notified_waiter(cond) is True
+    t.join(JOIN)
+    snap = collector.snapshot()
+    (wait,) = [s for s in samples_named(snap, site_of(cond)) if s.condition_wait_ns]
+    assert 250 * MS <= wait.condition_wait_ns <= 10_000 * MS
+    assert wait.frames[0].name.endswith("notified_waiter") and wait.lock_kind == "condition"
+    totals = totals_named(snap, site_of(cond))
+    # The 300 ms waiting for the notify are not contention (the re-acquire took next to none).
+    assert totals is None or totals.wait_ns < 250 * MS
+
+
+def test_condition_is_named_after_its_variable(collector):
+    worker_cond = threading.Condition()
+    for _ in range(3):
+        with worker_cond:
+            pass
+    names = {s.lock_name for s in samples_named(collector.snapshot(), site_of(worker_cond))}
+    assert names == {f"{site_of(worker_cond)}:worker_cond"}
+
+
+def test_subclasses_work_and_are_profiled(collector):
+    class Pool(threading.Semaphore):
+        def __init__(self, size):
+            super().__init__(size)
+            self.size = size
+
+    class Box(threading.Condition):
+        pass
+
+    pool = Pool(2)
+    assert isinstance(pool, threading.Semaphore) and isinstance(pool, ORIGINAL["Semaphore"])
+    with pool:
+        with pool:
+            assert pool.acquire(False) is False
+    box = Box()
+    with box:
+        box.notify()
+    kinds = {s.lock_kind for s in collector.snapshot().samples}
+    assert {"semaphore", "condition"} <= kinds
+
+
+def test_subclass_defined_before_profiling_stays_native():
+    class Pool(threading.Semaphore):
+        pass
+
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    try:
+        pool = Pool(1)
+        with pool:
+            pass
+        assert collector.snapshot().samples == []
+    finally:
+        collector.stop()
+
+
+def test_isinstance_union_and_class_attributes(collector):
+    before = ORIGINAL["Semaphore"]()
+    assert isinstance(before, threading.Semaphore)  # made before start(): still an instance
+    assert issubclass(ORIGINAL["BoundedSemaphore"], threading.Semaphore)
+    assert not isinstance(threading.Lock(), threading.Semaphore)
+    if sys.version_info >= (3, 10):
+        assert isinstance(before, threading.Semaphore | None)
+        assert isinstance(threading.Condition(), threading.Condition | None)
+        assert not isinstance(1, threading.Semaphore | None)
+
+    class Holder:
+        semaphore_class = threading.Semaphore
+        condition_class = threading.Condition
+
+        def make(self):
+            return self.semaphore_class(3), self.condition_class()
+
+    sem, cond = Holder().make()  # not turned into methods
+    assert sem.acquire(False) and isinstance(cond, ORIGINAL["Condition"])
+
+
+@pytest.mark.parametrize("name", sorted(THREADING_KINDS))
+def test_pickling_fails_and_copying_works_as_natively(collector, name):
+    # Threading primitives hold locks, which never pickle: natively a TypeError or, at
+    # protocols 0 and 1, a PicklingError. While profiling the PicklingError can come first, from
+    # the patched name of a standard class inside (a Semaphore's own Condition).
+    profiled = getattr(threading, name)()
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        with pytest.raises((TypeError, pickle.PicklingError)):
+            pickle.dumps(profiled, protocol)
+    with pytest.raises(TypeError):
+        copy.deepcopy(profiled)
+    shallow = copy.copy(profiled)  # shares the internal lock, as a native copy does
+    assert {k for k in vars(shallow) if not k.startswith("_lp_")} == {
+        k for k in vars(profiled) if not k.startswith("_lp_")}
+    assert shallow._lp_info is None  # a copy is not profiled, and works
+    with shallow:
+        pass
+
+
+def test_excluded_module_gets_the_original_class(make_collector):
+    collector = make_collector(exclude_modules=["excluded_app"])
+    module = types.ModuleType("excluded_app")
+    exec("import threading\nSEM = threading.Semaphore(2)\nCOND = threading.Condition()\n", module.__dict__)
+    assert type(module.SEM) is ORIGINAL["Semaphore"] and type(module.COND) is ORIGINAL["Condition"]
+    with module.SEM:
+        pass
+    assert collector.snapshot().samples == []
+
+
+def test_capture_pct_zero_keeps_contention_only(make_collector):
+    collector = make_collector(capture_pct=0)
+    sem = threading.Semaphore(1)
+    for _ in range(10):
+        with sem:
+            pass
+    holder = hold_in_thread(sem, seconds=0.1)
+    semaphore_waiter(sem)
+    holder.join(JOIN)
+    snap = collector.snapshot()
+    assert sum(s.acquire_count for s in samples_named(snap, site_of(sem))) == 0
+    assert totals_named(snap, site_of(sem)).contended_count == 1
+
+
+def test_after_stop_objects_keep_working_and_new_ones_are_native():
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    sem, cond = threading.Semaphore(), threading.Condition()
+    collector.stop()
+    assert threading.Semaphore is ORIGINAL["Semaphore"]
+    with sem:
+        pass
+    with cond:
+        cond.notify_all()
+    assert type(threading.Semaphore()) is ORIGINAL["Semaphore"]
+    assert collector.snapshot().samples == []
+
+
+def test_two_collectors_stopped_out_of_order_restore_the_originals():
+    first, second = LockCollector(), LockCollector()
+    first.start()
+    second.start()
+    first.stop()
+    assert threading.Semaphore is not ORIGINAL["Semaphore"]  # the second one's, still running
+    second.stop()
+    assert threading.Semaphore is ORIGINAL["Semaphore"]
+
+
+# ------------------------------------------------------------------ asyncio
+
+
+def run(coroutine_function, loop_kind="asyncio"):
+    if loop_kind == "uvloop":
+        if uvloop is None:
+            pytest.skip("uvloop is not installed (no Windows build)")
+        loop = uvloop.new_event_loop()
+        try:
+            return loop.run_until_complete(coroutine_function())
+        finally:
+            loop.close()
+    return asyncio.run(coroutine_function())
+
+
+LOOPS = ["asyncio", "uvloop"]
+
+
+@pytest.mark.parametrize("name", sorted(ASYNCIO_KINDS))
+def test_asyncio_primitive_is_profiled_as_its_own_kind(collector, name):
+    async def main():
+        obj = getattr(asyncio, name)()
+        assert isinstance(obj, ORIGINAL_ASYNCIO[name]) and type(obj) is not ORIGINAL_ASYNCIO[name]
+        for _ in range(3):
+            async with obj:
+                pass
+        return obj
+
+    obj = run(main)
+    samples = samples_named(collector.snapshot(), site_of(obj))
+    assert samples and {s.lock_kind for s in samples} == {ASYNCIO_KINDS[name]}
+    assert sum(s.acquire_count for s in samples) == 3
+    assert all(s.task_name for s in samples)
+
+
+async def hold_for(lock, seconds, started):
+    async with lock:
+        started.set()
+        await asyncio.sleep(seconds)
+
+
+async def wait_for_lock(lock, started):
+    await started.wait()
+    start = time.monotonic_ns()
+    async with lock:
+        return time.monotonic_ns() - start
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_asyncio_waiter_and_holder_each_on_their_own_task(make_collector, loop_kind):
+    collector = make_collector()
+
+    async def main():
+        lock = asyncio.Lock()
+        started = asyncio.Event()
+        holder = asyncio.ensure_future(hold_for(lock, 0.2, started))
+        waiter = asyncio.ensure_future(wait_for_lock(lock, started))
+        _, waited = await asyncio.gather(holder, waiter)
+        return lock, waited
+
+    lock, waited = run(main, loop_kind)
+    snap = collector.snapshot()
+    samples = samples_named(snap, site_of(lock))
+    (wait,) = [s for s in samples if s.contended_count]
+    (blocking,) = [s for s in samples if s.blocking_hold_ns]
+    assert 180 * MS <= wait.acquire_wait_ns <= waited
+    # The leaf is asyncio's __aenter__ (for the wait) or __aexit__ (for the release).
+    assert wait.frames[1].name.endswith("wait_for_lock")
+    assert 180 * MS <= blocking.blocking_hold_ns <= 10_000 * MS
+    assert blocking.frames[1].name.endswith("hold_for")
+    assert wait.task_id is not None and blocking.task_id is not None and wait.task_id != blocking.task_id
+    assert totals_named(snap, site_of(lock)).contended_count == 1
+
+
+def test_asyncio_two_waiters_are_timed_separately(make_collector):
+    collector = make_collector(capture_pct=100)
+
+    async def timed_acquire(lock, hold_s):
+        start = time.monotonic_ns()
+        async with lock:
+            waited = time.monotonic_ns() - start
+            await asyncio.sleep(hold_s)
+        return waited
+
+    async def main():
+        lock = asyncio.Lock()
+        first = asyncio.create_task(timed_acquire(lock, 0.1), name="first")
+        await asyncio.sleep(0)  # first holds the lock
+        second = asyncio.create_task(timed_acquire(lock, 0.05), name="second")
+        await asyncio.sleep(0.02)
+        third = asyncio.create_task(timed_acquire(lock, 0.0), name="third")
+        return lock, await asyncio.gather(first, second, third)
+
+    lock, (_, second_waited, third_waited) = run(main)
+    snap = collector.snapshot()
+    waits = {s.task_name: s.acquire_wait_ns for s in samples_named(snap, site_of(lock)) if s.contended_count}
+    holds = {s.task_name: s.release_hold_ns for s in samples_named(snap, site_of(lock)) if s.release_count}
+    assert abs(waits["second"] - second_waited) < 5 * MS and second_waited >= 90 * MS
+    # third waits at least for second's whole hold (when it starts depends on the timers)
+    assert abs(waits["third"] - third_waited) < 5 * MS and third_waited >= 50 * MS
+    # Each hold is its own task's: third's does not include its wait.
+    assert holds["first"] >= 95 * MS and holds["second"] >= 45 * MS
+    assert holds["third"] < third_waited
+
+
+@pytest.mark.parametrize("loop_kind", LOOPS)
+def test_asyncio_semaphores_and_condition(make_collector, loop_kind):
+    collector = make_collector(capture_pct=100)
+
+    async def main():
+        sem = asyncio.BoundedSemaphore(1)
+        async with sem:
+            assert sem.locked()
+        with pytest.raises(ValueError):
+            sem.release()
+        cond = asyncio.Condition()
+
+        async def notifier():
+            await asyncio.sleep(0.05)
+            async with cond:
+                cond.notify_all()
+
+        task = asyncio.ensure_future(notifier())
+        async with cond:
+            await cond.wait()
+        await task
+        async with cond:
+            assert await cond.wait_for(lambda: True)
+        return sem, cond
+
+    sem, cond = run(main, loop_kind)
+    snap = collector.snapshot()
+    assert {s.lock_kind for s in samples_named(snap, site_of(sem))} == {"asyncio-bounded-semaphore"}
+    waits = [s for s in samples_named(snap, site_of(cond)) if s.condition_wait_ns]
+    assert len(waits) == 1 and 40 * MS <= waits[0].condition_wait_ns <= 10_000 * MS
+    assert {s.lock_kind for s in samples_named(snap, site_of(cond))} == {"asyncio-condition"}
+    assert totals_named(snap, site_of(cond)) is None  # waiting for the notify is not contention
+
+
+def test_asyncio_subclass_pickle_and_isinstance(collector):
+    class MyLock(asyncio.Lock):
+        pass
+
+    async def main():
+        lock = MyLock()
+        async with lock:
+            assert lock.locked()
+        return lock
+
+    lock = run(main)
+    assert isinstance(lock, asyncio.Lock) and isinstance(lock, ORIGINAL_ASYNCIO["Lock"])
+
+    async def make():  # inside a loop: 3.9's asyncio objects bind the running loop
+        return ORIGINAL_ASYNCIO["Lock"](), asyncio.Lock(), asyncio.Semaphore(3)
+
+    native_lock, profiled_lock, profiled_semaphore = run(make)
+    assert isinstance(native_lock, asyncio.Lock)
+    for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+        try:
+            pickle.dumps(native_lock, protocol)
+        except Exception as error:  # 3.9: the lock holds its event loop, which does not pickle
+            with pytest.raises(type(error)):
+                pickle.dumps(profiled_lock, protocol)
+            continue
+        data = pickle.dumps(profiled_lock, protocol)
+        assert b"_lp_" not in data
+        restored = pickle.loads(data)
+        assert type(restored) is ORIGINAL_ASYNCIO["Lock"] and not restored.locked()
+    sem = copy.copy(profiled_semaphore)
+    assert type(sem) is ORIGINAL_ASYNCIO["Semaphore"] and sem._value == 3
+
+
+def test_asyncio_imported_after_start_is_patched(tmp_path):
+    script = textwrap.dedent("""
+        import sys, threading
+        assert "asyncio" not in sys.modules
+        from lockprof import LockCollector
+        collector = LockCollector(capture_pct=100)
+        collector.start()
+        import asyncio
+        original = asyncio.locks.Lock
+        assert asyncio.Lock is not original and issubclass(asyncio.Lock, original)
+        async def main():
+            lock = asyncio.Lock()
+            async with lock:
+                pass
+        asyncio.run(main())
+        kinds = {s.lock_kind for s in collector.snapshot().samples}
+        collector.stop()
+        assert asyncio.Lock is original, asyncio.Lock
+        assert "asyncio-lock" in kinds, kinds
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(lockprof.__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=str(tmp_path), env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+# ------------------------------------------------------------------ regressions (review)
+
+
+def test_asyncio_semaphore_released_outside_the_loop(collector):
+    async def main():
+        sem = asyncio.Semaphore(1)
+        await sem.acquire()  # captured at 100%
+        return sem
+
+    sem = run(main)
+    sem.release()  # no running loop: as natively, no error
+    assert sem._value == 1
+
+
+def test_semaphore_permit_released_by_another_thread_ends_no_hold(make_collector):
+    collector = make_collector(capture_pct=50)  # captures every second acquire
+    sem = threading.Semaphore(1)
+    sem.acquire()
+    sem.release()
+    sem.acquire()  # captured
+    releaser = threading.Thread(target=sem.release)  # the permit goes back from elsewhere
+    releaser.start()
+    releaser.join(JOIN)
+    time.sleep(0.1)
+    sem.acquire()  # not captured
+    sem.release()  # must not end the captured acquire's hold
+    holds = [s.release_hold_ns for s in samples_named(collector.snapshot(), site_of(sem)) if s.release_count]
+    assert holds == []
+
+
+@pytest.mark.parametrize("lock_kind", ["default", "Lock"])
+def test_condition_waits_ending_after_stop_are_not_recorded(lock_kind):
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    cond = threading.Condition() if lock_kind == "default" else threading.Condition(threading.Lock())
+    blocker = threading.Event()
+
+    def notify_after_stop():
+        blocker.wait(JOIN)
+        with cond:
+            cond.notify()
+            time.sleep(0.02)  # the re-acquire waits, after stop()
+
+    t = threading.Thread(target=notify_after_stop)
+    t.start()
+    with cond:
+        collector.stop()
+        blocker.set()
+        assert cond.wait(JOIN)
+    t.join(JOIN)
+    snap = collector.snapshot()
+    assert snap.lock_totals == [] and all(s.condition_wait_ns == 0 for s in snap.samples)
+
+
+def test_reloaded_threading_stays_patched_and_is_restored(tmp_path):
+    script = textwrap.dedent("""
+        import importlib, threading, weakref, gc
+        from lockprof import LockCollector
+        from lockprof._lock import ProfiledLock
+        collector = LockCollector()
+        collector.start()
+        importlib.reload(threading)
+        assert type(threading.Lock()) is ProfiledLock, threading.Lock
+        semaphore_after_reload = threading.Semaphore
+        collector.stop()
+        assert type(threading.Lock()) is not ProfiledLock
+        assert threading.Semaphore is not semaphore_after_reload
+        ref = weakref.ref(collector)
+        del collector
+        gc.collect()
+        assert ref() is None, "the import hook keeps a stopped collector alive"
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(lockprof.__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=str(tmp_path), env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_a_patched_name_that_is_not_a_class_is_left_alone(monkeypatch):
+    def semaphore_function(value=1):  # some library replaced it
+        return ORIGINAL["Semaphore"](value)
+
+    monkeypatch.setattr(threading, "Semaphore", semaphore_function)
+    collector = LockCollector()
+    collector.start()
+    try:
+        assert threading.Semaphore is semaphore_function
+        assert type(threading.Condition()) is not ORIGINAL["Condition"]  # the rest is patched
+    finally:
+        collector.stop()
+    assert threading.Semaphore is semaphore_function
+
+
+def test_subclasses_keep_their_own_pickling_and_metaclass(collector):
+    import abc
+
+    class Abstract(threading.Semaphore, abc.ABC):  # natively fine: a common metaclass exists
+        pass
+
+    class Stateful(asyncio.Lock):
+        def __reduce__(self):
+            return (str, ("reduced",))
+
+    assert isinstance(Abstract(), ORIGINAL["Semaphore"])
+
+    async def make():
+        return Stateful()
+
+    assert pickle.loads(pickle.dumps(run(make))) == "reduced"
+
+    class Plain(asyncio.Lock):
+        pass
+
+    async def make_plain():
+        return Plain()
+
+    assert type(copy.copy(run(make_plain))) is Plain  # a local class copies as itself, as natively
+
+
+def test_rlock_acquire_restore_with_odd_states_is_native(collector):
+    lock = threading.RLock()
+    native = threading._CRLock()
+    me = threading.get_ident()
+    for state in ((1.5, me), (True, me)):
+        outcomes = []
+        for candidate in (native, lock):
+            try:
+                candidate._acquire_restore(state)
+            except Exception as error:  # noqa: BLE001 - compared below
+                outcomes.append((type(error), str(error)))
+            else:
+                outcomes.append(candidate._is_owned())
+                candidate._release_save()
+        assert outcomes[0] == outcomes[1], state
