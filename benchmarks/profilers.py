@@ -5,23 +5,37 @@ ddtrace" mean the same setup everywhere:
 
 * lockprof: lockprof.Profiler at its defaults (the DD_PROFILING_* environment variables apply),
   writing its profiles under the given directory;
-* ddtrace: ddtrace's own Lock and RLock collectors (the kinds lockprof profiles) at ddtrace's
-  default capture_pct, recording into its profile writer (ddup), which writes files under the
-  given directory and never uploads. No tracer, agent or other collector is involved.
+* ddtrace: ddtrace's own lock collectors for the kinds lockprof profiles (threading's Lock,
+  RLock, Semaphore, BoundedSemaphore and Condition, asyncio's Lock, Semaphore, BoundedSemaphore
+  and Condition) at ddtrace's default capture_pct, recording into its profile writer (ddup),
+  which writes files under the given directory and never uploads. No tracer, agent or other
+  collector is involved.
 
-When lockprof profiles more kinds of primitive, add ddtrace's matching collectors to
+When lockprof profiles another kind of primitive, add ddtrace's matching collector to
 DDTRACE_COLLECTORS so both profile the same things.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib
 import importlib.metadata
 import os
 from typing import Callable, Dict, List, Optional
 
 PROFILERS = ("none", "lockprof", "ddtrace")
-DDTRACE_COLLECTORS = ("ThreadingLockCollector", "ThreadingRLockCollector")
+# (module under ddtrace.profiling.collector, collector class)
+DDTRACE_COLLECTORS = (
+    ("threading", "ThreadingLockCollector"),
+    ("threading", "ThreadingRLockCollector"),
+    ("threading", "ThreadingSemaphoreCollector"),
+    ("threading", "ThreadingBoundedSemaphoreCollector"),
+    ("threading", "ThreadingConditionCollector"),
+    ("asyncio", "AsyncioLockCollector"),
+    ("asyncio", "AsyncioSemaphoreCollector"),
+    ("asyncio", "AsyncioBoundedSemaphoreCollector"),
+    ("asyncio", "AsyncioConditionCollector"),
+)
 
 
 def ddtrace_version() -> Optional[str]:
@@ -89,12 +103,12 @@ def _start_lockprof(output_dir: str) -> Session:
 
 def _start_ddtrace(output_dir: str) -> Session:
     from ddtrace.internal.datadog.profiling import ddup
-    from ddtrace.profiling.collector import threading as dd_threading
 
     prefix = os.path.join(output_dir, "ddtrace")
     ddup.config(service="lockprof-benchmark", output_filename=prefix)
     ddup.start()
-    collectors = [getattr(dd_threading, name)() for name in DDTRACE_COLLECTORS]
+    collectors = [getattr(importlib.import_module(f"ddtrace.profiling.collector.{module}"), name)()
+                  for module, name in DDTRACE_COLLECTORS]
     for collector in collectors:
         collector.start()
 
@@ -103,5 +117,5 @@ def _start_ddtrace(output_dir: str) -> Session:
             collector.stop()
         ddup.upload()  # writes the profile file
 
-    settings = {"capture_pct": collectors[0].capture_pct, "collectors": list(DDTRACE_COLLECTORS)}
+    settings = {"capture_pct": collectors[0].capture_pct, "collectors": [name for _, name in DDTRACE_COLLECTORS]}
     return Session("ddtrace", output_dir, stop, f"{prefix}.{os.getpid()}.*.pprof", settings)

@@ -40,13 +40,17 @@ _profiled_types: Dict[type, bool] = {}
 
 
 def is_profiled(primitive: Any) -> bool:
-    """Whether a profiler wrapped this object (its type comes from a profiler's package).
-    Decided once per type: reading a compiled type's __module__ builds a new string each time,
-    which would cost the profiled runs more than the native ones."""
+    """Whether a profiler wrapped this object: its type, or a class it derives from, comes from
+    a profiler's package (lockprof profiles Lock and RLock with its own types, and the other
+    primitives with subclasses that keep the standard class's name and module). Decided once
+    per type: reading a compiled type's __module__ builds a new string each time, which would
+    cost the profiled runs more than the native ones."""
     kind = type(primitive)
     profiled = _profiled_types.get(kind)
     if profiled is None:
-        profiled = _profiled_types[kind] = kind.__module__.split(".")[0] in PROFILER_PACKAGES
+        profiled = any(str(getattr(klass, "__module__", "")).split(".")[0] in PROFILER_PACKAGES
+                       for klass in kind.__mro__)
+        _profiled_types[kind] = profiled
     return profiled
 
 
