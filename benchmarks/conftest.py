@@ -51,3 +51,39 @@ def profiling():
     for collector in reversed(started):
         collector.stop()
     assert threading.Lock is NATIVE_LOCK and threading.RLock is NATIVE_RLOCK
+
+
+@pytest.fixture(scope="session")
+def ddtrace_writer(tmp_path_factory):
+    """ddtrace's profile writer (ddup), configured once per session to write files into a
+    temporary directory; the ddtrace tests are skipped when ddtrace is not installed."""
+    pytest.importorskip("ddtrace", reason="ddtrace is not installed (benchmarks/requirements.txt)")
+    from ddtrace.internal.datadog.profiling import ddup
+
+    ddup.config(service="lockprof-benchmarks", output_filename=str(tmp_path_factory.mktemp("ddtrace") / "ddtrace"))
+    ddup.start()
+    return ddup
+
+
+@pytest.fixture
+def ddtrace_collectors(ddtrace_writer):
+    """Start ddtrace's collector for one kind: ``ddtrace_collectors("Lock", 1.0)`` returns it
+    running; every collector started is stopped at teardown, and its data written out."""
+    from ddtrace.internal.service import ServiceStatus
+    from ddtrace.profiling.collector import threading as dd_threading
+
+    classes = {"Lock": dd_threading.ThreadingLockCollector, "RLock": dd_threading.ThreadingRLockCollector}
+    started = []
+
+    def start(kind: str, capture_pct: float):
+        collector = classes[kind](capture_pct=capture_pct)
+        collector.start()
+        started.append(collector)
+        return collector
+
+    yield start
+    for collector in reversed(started):
+        if collector.status == ServiceStatus.RUNNING:  # its stop() refuses a stopped collector
+            collector.stop()
+    ddtrace_writer.upload()
+    assert threading.Lock is NATIVE_LOCK and threading.RLock is NATIVE_RLOCK

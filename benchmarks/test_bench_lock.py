@@ -2,7 +2,7 @@
 
     cd /tmp && pytest /path/to/lockprof/benchmarks --benchmark-only
 
-Nothing here asserts a timing: the published overhead figures come from bench_overhead.py
+Nothing here asserts a timing: the published overhead figures come from measure_lock_overhead.py
 (docs/overhead.md). Each lock benchmark runs its statement 10 times per call (one call = 10
 acquire/release pairs, 10 with-blocks or 10 creations), so the call overhead of the benchmark
 loop stays small; divide the reported times by 10 for one operation. Compare the rows of one
@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from bench_overhead import frame_depth  # benchmarks/ is on sys.path under pytest
+from measure_lock_overhead import frame_depth  # benchmarks/ is on sys.path under pytest
 from lockprof import pprof
 from lockprof.profile import Frame, LockSample, Snapshot
 
@@ -34,7 +34,9 @@ PAIR = "l.acquire(); l.release()"
 WITH = "with l:\n        pass"
 CREATE = "l()"
 
-VARIANTS = {"native": None, "pct0": 0.0, "pct1": 1.0, "pct100": 100.0}
+# The seeds' rows: native, capture_pct 0/1/100 (the collector running), a lock made while
+# profiling and used after stop(), a lock made after stop().
+VARIANTS = {"native": None, "pct0": 0.0, "pct1": 1.0, "pct100": 100.0, "after_stop": 1.0, "made_after_stop": 1.0}
 
 
 def unrolled(stmt: str, obj, module: str = MODULE):
@@ -46,14 +48,20 @@ def unrolled(stmt: str, obj, module: str = MODULE):
     return namespace["op"]
 
 
-def make_lock(kind: str, variant: str, profiling):
-    """(lock, collector): a native lock (collector None), or a lock made by threading while a
-    collector at that capture_pct runs (it keeps running until the test's teardown)."""
+def make_lock(kind: str, variant: str, start):
+    """(lock, collector) for a variant, made through threading.<kind> with start(capture_pct)
+    returning a running collector (lockprof's or another profiler's); native: collector None.
+    Collectors of the capture_pct variants keep running until the test's teardown."""
+    native_factory = NATIVE_LOCK if kind == "Lock" else NATIVE_RLOCK
     if variant == "native":
-        return (NATIVE_LOCK if kind == "Lock" else NATIVE_RLOCK)(), None
-    collector = profiling(capture_pct=VARIANTS[variant])
+        return native_factory(), None
+    collector = start(VARIANTS[variant])
     lock = getattr(threading, kind)()
-    assert type(lock).__name__ == f"Profiled{kind}"
+    if variant in ("after_stop", "made_after_stop"):
+        collector.stop()
+        if variant == "made_after_stop":
+            lock = getattr(threading, kind)()
+            assert type(lock) is type(native_factory())
     return lock, collector
 
 
@@ -79,13 +87,33 @@ def captured_depths(snapshot: Snapshot) -> dict:
 def test_lock_operation(benchmark, profiling, kind, form, variant):
     """10 x `l.acquire(); l.release()` or 10 x `with l: pass`, at pytest's own stack depth
     (deep: a captured operation walks every frame, see extra_info captured_stack_depths)."""
-    lock, collector = make_lock(kind, variant, profiling)
+    lock, collector = make_lock(kind, variant, lambda pct: profiling(capture_pct=pct))
+    if variant in CAPTURING:
+        assert type(lock).__name__ == f"Profiled{kind}"
     op = unrolled(PAIR if form == "pair" else WITH, lock)
     benchmark.group = f"{kind} {form} x{UNROLL}"
     benchmark.extra_info["operations_per_call"] = UNROLL
     benchmark(op)
     if variant == "pct100":
         benchmark.extra_info["captured_stack_depths"] = captured_depths(collector.snapshot())
+
+
+CAPTURING = ("pct0", "pct1", "pct100", "after_stop")
+
+
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "native"])
+@pytest.mark.parametrize("form", ["pair", "with"])
+@pytest.mark.parametrize("kind", ["Lock", "RLock"])
+def test_ddtrace_lock_operation(benchmark, ddtrace_collectors, kind, form, variant):
+    """The same statements on Datadog's lock collector (ddtrace, benchmarks/requirements.txt),
+    in the same groups as lockprof's rows. Skipped when ddtrace is not installed."""
+    lock, _ = make_lock(kind, variant, lambda pct: ddtrace_collectors(kind, pct))
+    if variant in CAPTURING:
+        assert type(lock).__module__.startswith("ddtrace.")
+    op = unrolled(PAIR if form == "pair" else WITH, lock)
+    benchmark.group = f"{kind} {form} x{UNROLL}"
+    benchmark.extra_info["operations_per_call"] = UNROLL
+    benchmark(op)
 
 
 # ------------------------------------------------------------------------ creation
@@ -166,7 +194,7 @@ class _ShallowThread(threading.Thread):
 def test_captured_pair_at_depth_10(benchmark, profiling, kind, variant):
     """10 x `l.acquire(); l.release()` made from a 10-frame stack, every operation captured
     (pct100) or native. Runs in a fresh thread, whose stack is shallow, unlike pytest's."""
-    lock, collector = make_lock(kind, variant, profiling)
+    lock, collector = make_lock(kind, variant, lambda pct: profiling(capture_pct=pct))
     leaf = unrolled(PAIR, lock)
     target = at_depth(DEPTH, leaf)
     benchmark.group = f"{kind} pair x{UNROLL} from a {DEPTH}-frame stack"
@@ -253,3 +281,14 @@ def test_pprof_encode_10k_samples(benchmark):
     data = benchmark.pedantic(pprof.encode, args=(snapshot,), rounds=5, warmup_rounds=1)
     benchmark.extra_info["bytes"] = len(data)
     assert len(pprof.decode(data).samples) == ENCODE_SAMPLES
+
+
+def test_export_10k_samples(benchmark, tmp_path):
+    """Writing a 10k-sample profile as Profiler.export() does: encode, then write_atomic()
+    (temporary file, fsync, rename)."""
+    snapshot = large_snapshot()
+    path = str(tmp_path / "large.pprof")
+    benchmark.extra_info["samples"] = len(snapshot.samples)
+    benchmark.pedantic(lambda: pprof.write_atomic(path, pprof.encode(snapshot)), rounds=5, warmup_rounds=1)
+    with open(path, "rb") as f:
+        assert len(pprof.decode(f.read()).samples) == ENCODE_SAMPLES

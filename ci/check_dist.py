@@ -45,6 +45,8 @@ def check_sdist(path: str) -> list:
     needed = ["pyproject.toml", "setup.py", "LICENSE", "README.md", "lockprof/_lockcore.h", "lockprof/_lockcore.pxd",
               "lockprof/_bootstrap/sitecustomize.py"]
     needed += [f"lockprof/{m}.{ext}" for m in COMPILED for ext in ("pyx", "pxd", "pyi")]
+    # The benchmarks run from an unpacked sdist: their data files come along with the scripts.
+    needed += ["benchmarks/requirements.txt", "benchmarks/lock_profiler_stress/config.yaml", "benchmarks/run_all.sh"]
     problems += [f"sdist: missing {name}" for name in needed if name not in names]
     if not any(name.startswith("tests/") for name in names):
         problems.append("sdist: no tests")

@@ -14,6 +14,6 @@ bin="$work/venv/bin"; [ -d "$bin" ] || bin="$work/venv/Scripts"  # Windows venvs
 (cd "$root" && "$bin/python" -m pip install -q ".[test]")  # relative: Windows' bash rewrites /paths
 (cd "$work" && "$bin/python" "$root/examples/contention.py")
 "$bin/pytest" "$root/tests" -q -p no:cacheprovider
-"$bin/python" "$root/benchmarks/bench_overhead.py" --quick
+"$bin/python" "$root/benchmarks/measure_lock_overhead.py" --quick
 "$bin/python" "$root/benchmarks/bench_contended.py" --quick
 "$bin/python" "$root/benchmarks/bench_primitives.py" --quick

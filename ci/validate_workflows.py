@@ -54,7 +54,7 @@ ALLOWED_ACTIONS = {
 }
 # A run: step that does any of this tests or builds, so it must go through the CI scripts.
 TESTING = re.compile(r"\b(pytest|unittest|tox|nox|pip3? install|-m pip|-m build|setup\.py|"
-                     r"check_dist\.py|bench_overhead|examples/)", re.IGNORECASE)
+                     r"check_dist\.py|benchmarks/|examples/)", re.IGNORECASE)
 SCRIPT_CALL = re.compile(r"(^|[;&|\s])bash ci/(test|dist)\.sh\b")
 
 problems: list = []

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# A short smoke run of every benchmark, so that none of them rots: lockprof installed from the
+# source tree with benchmarks/requirements.txt (ddtrace, PyYAML, Flask, gunicorn) into a fresh
+# virtual environment made with PYTHON, then each benchmark at a tiny size. No timing is checked;
+# a benchmark that crashes, or a lockprof profile that fails its validation, fails the run.
+# Needs wrk (Debian: apt-get install wrk) for the service benchmark.
+# Usage: ci/bench_smoke.sh PYTHON          (used by .ci/run, once, with the newest CPython)
+set -euo pipefail
+python=${1:?usage: ci/bench_smoke.sh PYTHON}
+root=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+"$python" -m venv "$work/venv"
+bin="$work/venv/bin"
+"$bin/python" -m pip install -q --upgrade pip
+(cd "$root" && "$bin/python" -m pip install -q . -r benchmarks/requirements.txt)
+cd "$work"  # outside the source tree: the installed, compiled lockprof is what runs
+echo "-- measure_lock_overhead.py --quick --compare ddtrace"
+"$bin/python" "$root/benchmarks/measure_lock_overhead.py" --quick --compare ddtrace --json "$work/overhead.json"
+echo "-- pytest-benchmark suite, each benchmark run once"
+"$bin/python" -m pytest "$root/benchmarks" -q -p no:cacheprovider --benchmark-disable
+echo "-- lock_profiler_stress/run.py, every configuration at 2% of its size"
+"$bin/python" "$root/benchmarks/lock_profiler_stress/run.py" "$work/stress" --scale 0.02 --repeat 1
+echo "-- service/run.py, one short round per profiler"
+"$bin/python" "$root/benchmarks/service/run.py" "$work/service" --duration 2 --warmup 1 --rounds 1
