@@ -423,14 +423,17 @@ class _AsyncioCondition(_Profiled):
 
     def __init__(self, lock=None, **kwargs):
         base = type(self)._lp_original
+        base.__init__(self, lock, **kwargs)  # its own checks and errors, its own lock
         info = self._lp_info
         lock_class = type(self)._lp_lock_class
         if info is not None and lock is None and lock_class is not None:
-            lock = object.__new__(lock_class)
-            lock_class._lp_original.__init__(lock, **kwargs)
-            _init_state(lock, info)
+            # The lock it made itself is replaced by a profiled one, with the same arguments.
+            own = object.__new__(lock_class)
+            lock_class._lp_original.__init__(own, **kwargs)
+            _init_state(own, info)
             (<LockInfo>info).owner = weakref.ref(self)
-        base.__init__(self, lock, **kwargs)
+            self._lock = own
+            self.locked, self.acquire, self.release = own.locked, own.acquire, own.release
 
     async def wait(self):
         base = type(self)._lp_original
