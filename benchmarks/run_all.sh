@@ -24,6 +24,7 @@ mkdir -p "$results"
 results=$(cd "$results" && pwd)
 commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git -C "$root" status --porcelain 2>/dev/null | grep -q . && echo " (uncommitted changes)" || true)
+failed=()
 
 for python in "$@"; do
     version=$("$python" -c 'import platform; print(platform.python_version())')
@@ -38,15 +39,23 @@ for python in "$@"; do
     cd "$out"  # outside the source tree: the installed, compiled lockprof is what runs
     for part in $parts; do
         echo "-- $part ($(date -u +%H:%M:%S))"
+        # A part that fails (a crashed run, a profile that fails its check) is reported at the
+        # end; the other parts and interpreters still run.
         case $part in
             overhead) "$venv/bin/python" "$root/benchmarks/measure_lock_overhead.py" --compare ddtrace \
-                          --json "$out/overhead.json" | tee "$out/overhead.txt" ;;
+                          --json "$out/overhead.json" | tee "$out/overhead.txt" || failed+=("$version $part") ;;
             pytest) "$venv/bin/python" -m pytest "$root/benchmarks" -p no:cacheprovider --benchmark-only \
-                        --benchmark-json "$out/pytest.json" | tee "$out/pytest.txt" ;;
-            stress) "$venv/bin/python" "$root/benchmarks/lock_profiler_stress/run.py" "$out/stress" --repeat 5 ;;
-            service) "$venv/bin/python" "$root/benchmarks/service/run.py" "$out/service" --rounds 3 --duration 20 ;;
+                        --benchmark-json "$out/pytest.json" | tee "$out/pytest.txt" || failed+=("$version $part") ;;
+            stress) "$venv/bin/python" "$root/benchmarks/lock_profiler_stress/run.py" "$out/stress" --repeat 5 \
+                        || failed+=("$version $part") ;;
+            service) "$venv/bin/python" "$root/benchmarks/service/run.py" "$out/service" --rounds 3 --duration 20 \
+                         || failed+=("$version $part") ;;
             *) echo "unknown part $part (overhead, pytest, stress, service)" >&2; exit 2 ;;
         esac
     done
 done
 echo "== done: $results/<version>/ (overhead.txt, pytest.txt, stress/summary.md, service/service.md)"
+if [ ${#failed[@]} -gt 0 ]; then
+    printf '== FAILED: %s\n' "${failed[@]}"
+    exit 1
+fi

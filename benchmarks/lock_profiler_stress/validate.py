@@ -15,11 +15,13 @@ from typing import Dict, List
 
 from lockprof import pprof, report
 
-# The profile's exact per-lock wait totals must lie within these bounds: at least LOWER x the
-# measured waits over 1 ms (they surely blocked; the scenario's timing may also hold a wait for
-# the GIL around the call, hence not 1.0), at most UPPER x everything the scenario measured (its
-# timing encloses lockprof's) plus SLACK_NS. Measured, the two agree within a few percent.
-EXACT_BOUNDS = (0.5, 1.05)
+# The profile's exact per-lock wait totals must lie within these bounds, give or take SLACK_NS:
+# at most UPPER x everything the scenario measured (its timing encloses lockprof's), at least
+# LOWER x the scenario's measured waits over 1 ms. Where threads really wait on the locks the two
+# agree within a few percent, but the scenario's timing also catches waits for the GIL around
+# the call, which with tens of CPU-bound threads (high_frequency) made its waits over 1 ms up to
+# four times the lock waits: the lower bound only catches a profile that lost most of them.
+EXACT_BOUNDS = (0.1, 1.05)
 SLACK_NS = 1_000_000
 # Fewer captures than this expected (profiled acquires x capture_pct / 100): events may
 # legitimately be absent, and their checks say so instead of failing.
@@ -96,9 +98,9 @@ def validate(result: Dict) -> List[Check]:
     profiled_wait = sum(row.wait_ns for row in rows)
     detail = (f"measured {measured['wait_ns'] / 1e6:.1f} ms in {measured['acquires']} acquires, "
               f"{measured['wait_over_1ms_ns'] / 1e6:.1f} ms of it over 1 ms")
-    low = EXACT_BOUNDS[0] * measured["wait_over_1ms_ns"]
+    low = EXACT_BOUNDS[0] * measured["wait_over_1ms_ns"] - SLACK_NS
     high = EXACT_BOUNDS[1] * measured["wait_ns"] + SLACK_NS
     checks.append(Check("wait totals match the measured waits", low <= profiled_wait <= high,
                         f"profile {profiled_wait / 1e6:.1f} ms (exact per-lock totals); {detail}; "
-                        f"allowed {low / 1e6:.1f} to {high / 1e6:.1f} ms"))
+                        f"allowed {max(0.0, low) / 1e6:.1f} to {high / 1e6:.1f} ms"))
     return checks
