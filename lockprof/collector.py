@@ -112,7 +112,7 @@ class LockCollector:
                 self._unpatch()
                 raise
             self._period_start_ns = time.time_ns()
-            _CREATED.add(self)
+            call_after_fork_in_child(self)
 
     def _patch(self, module: ModuleType) -> None:
         installed: Dict[str, Any] = {}
@@ -262,13 +262,19 @@ class LockCollector:
         return f"<LockCollector {state} capture_pct={self.capture_pct} max_frames={self.max_frames}>"
 
 
-# The collectors started at least once, for the fork handler (weakly held).
-_CREATED: "weakref.WeakSet[LockCollector]" = weakref.WeakSet()
+# What has an _after_fork_in_child() to run in a fork child: collectors and profilers that
+# were started (weakly held: a forgotten one is not kept alive for it).
+_FORK_AWARE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def call_after_fork_in_child(obj: Any) -> None:
+    """Have obj._after_fork_in_child() run in every fork child of this process."""
+    _FORK_AWARE.add(obj)
 
 
 def _after_fork_in_child() -> None:
-    for collector in list(_CREATED):
-        collector._after_fork_in_child()
+    for obj in list(_FORK_AWARE):
+        obj._after_fork_in_child()
 
 
 if hasattr(os, "register_at_fork"):

@@ -15,13 +15,12 @@ import dataclasses
 import os
 import time
 import warnings
-import weakref
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import pprof
 from lockprof._lock import original_thread_attribute
 from lockprof._version import __version__
-from lockprof.collector import LockCollector, collector_from_config, lock_site
+from lockprof.collector import LockCollector, call_after_fork_in_child, collector_from_config, lock_site
 from lockprof.config import Config
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
@@ -50,19 +49,6 @@ def _merged_by_name(totals: Iterable[LockTotals]) -> List[LockTotals]:
         else:
             merged.merge(item)
     return sorted(by_name.values(), key=lambda t: t.wait_ns, reverse=True)
-
-
-# The running profilers, for the fork handler (weakly: a forgotten profiler is not kept).
-_RUNNING: "weakref.WeakSet[Profiler]" = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for profiler in list(_RUNNING):
-        profiler._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # The exporter runs on an OS thread of its own with native locks, whatever threading and
@@ -165,7 +151,7 @@ class Profiler:
                 collector.start()
             self._start_exporter()
             atexit.register(self._stop_at_exit)
-            _RUNNING.add(self)
+            call_after_fork_in_child(self)
 
     def _start_exporter(self) -> None:
         self._exporter = _Exporter(self.export, self.config.upload_interval)
@@ -196,7 +182,6 @@ class Profiler:
             self._exporter.stop()
             self._exporter = None
             atexit.unregister(self._stop_at_exit)
-            _RUNNING.discard(self)
         return self.export() if flush else None
 
     def _stop_at_exit(self) -> None:
