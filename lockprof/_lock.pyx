@@ -15,10 +15,10 @@ every argument error is the native lock's own.
 
 import _thread
 import sys
-from types import GetSetDescriptorType, MemberDescriptorType
+from types import MemberDescriptorType
 
 cimport cython
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject, PyObject_GenericGetAttr, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
@@ -331,7 +331,7 @@ cdef object _name_in_frame(object lock, object frame):
     if local_name != NULL:
         return <object>local_name
     if first != NULL:
-        name = _attribute_holding(<object>first, lock)
+        name = _attribute_holding(<object>first, lock, frame.f_code.co_names)
         if name is not None:
             return name
     globals_ = frame.f_globals
@@ -346,8 +346,13 @@ cdef object _key_of(dict mapping, object value):
     return None
 
 
-cdef object _attribute_holding(object owner, object lock):
-    for klass in type(owner).__mro__:
+cdef object _attribute_holding(object owner, object lock, tuple names):
+    """The attribute of owner holding lock: a __slots__ entry, or one of `names` (the
+    attribute names the releasing code uses) stored on the instance. The instance's storage is
+    read in place: asking for its __dict__ would, on 3.11+, turn its inline attribute values
+    into a dict for good and slow every later attribute access of the object."""
+    mro = type(owner).__mro__
+    for klass in mro:
         klass_dict = vars(klass)
         slots = klass_dict.get("__slots__", ())
         if isinstance(slots, str):
@@ -366,12 +371,15 @@ cdef object _attribute_holding(object owner, object lock):
                     continue
                 if value is lock:
                     return slot
-        dict_descriptor = klass_dict.get("__dict__")
-        if type(dict_descriptor) is GetSetDescriptorType:
-            instance_dict = dict_descriptor.__get__(owner, klass)
-            if isinstance(instance_dict, dict):
-                return _key_of(<dict>instance_dict, lock)
-            return None
+    for name in names:
+        if type(name) is not str or any(name in vars(klass) for klass in mro):
+            continue  # a class attribute, property or descriptor: never run
+        try:
+            value = PyObject_GenericGetAttr(owner, name)  # the instance's own storage only
+        except AttributeError:
+            continue
+        if value is lock:
+            return name
     return None
 
 
