@@ -37,7 +37,8 @@ mkdir -p "$nocc"
 for tool in cc gcc clang c++ g++; do printf '#!/bin/sh\necho "no compiler here" >&2\nexit 1\n' > "$nocc/$tool"; chmod +x "$nocc/$tool"; done
 PATH="$nocc:$PATH" CC=false CXX=false "$wheel_bin/python" -m pip install -q --no-deps --only-binary=:all: "$wheel"
 if "$wheel_bin/python" -c "import Cython" 2>/dev/null; then echo "Cython must not be in the wheel environment"; exit 1; fi
-(cd "$work" && PATH="$nocc:$PATH" "$wheel_bin/python" -m pytest "$root/tests" -q -p no:cacheprovider)
+# The slow robustness runs (CPython's suites, the soak) ran per Python in ci/test.sh already.
+(cd "$work" && PATH="$nocc:$PATH" "$wheel_bin/python" -m pytest "$root/tests" -q -p no:cacheprovider -m "not slow")
 "$wheel_bin/lockprof" --version
 
 # The sdist: a plain pip install, which compiles the core from the shipped .pyx/.pxd/.h.
@@ -45,4 +46,4 @@ if "$wheel_bin/python" -c "import Cython" 2>/dev/null; then echo "Cython must no
 sdist_bin=$(venv_bin "$work/sdist-env")
 "$sdist_bin/python" -m pip install -q --upgrade pip
 "$sdist_bin/python" -m pip install -q "$sdist[test]"
-(cd "$work" && "$sdist_bin/python" -m pytest "$root/tests" -q -p no:cacheprovider)
+(cd "$work" && "$sdist_bin/python" -m pytest "$root/tests" -q -p no:cacheprovider -m "not slow")

@@ -36,13 +36,14 @@ cdef class _LockWrapper:
 cdef class LockFactory:
     cdef readonly object original
     cdef readonly str kind
-    cdef object _make_native
+    cdef object _make_native  # the C constructor the stock factory calls, or None
     cdef object _innermost  # the original, looking through other collectors' factories
     cdef type _wrapper_type
     cdef type _native_type
     cdef Recorder _recorder
     cdef object _excludes
     cdef dict _decisions
+    cdef bint _still_stock(self)
 
 
 # For the other profiled primitives (_primitives.pyx).

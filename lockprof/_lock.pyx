@@ -27,7 +27,7 @@ from lockprof._lockcore cimport (
     lp_call_vector, lp_lock_try_direct, lp_native_layout_matches, lp_rlock_try_direct,
     lp_try_acquire,
     lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
-    lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
+    lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release, lp_frame_local_name,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
 )
@@ -37,8 +37,24 @@ from lockprof._recorder import LockInfo  # the Python name too: lockprof._lock.L
 
 cdef NativeOps LOCK_OPS
 cdef NativeOps RLOCK_OPS
-cdef type NATIVE_LOCK = _thread.LockType
-cdef type NATIVE_RLOCK = _thread.RLock
+
+
+def original_thread_attribute(str name):
+    """_thread's attribute as CPython made it, also when gevent patched _thread before
+    lockprof was imported (gevent keeps the originals)."""
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None:
+        try:
+            return monkey.get_original("_thread", name)
+        except Exception:
+            pass
+    return getattr(_thread, name)
+
+
+cdef object ORIGINAL_ALLOCATE_LOCK = original_thread_attribute("allocate_lock")
+cdef type NATIVE_LOCK = type(ORIGINAL_ALLOCATE_LOCK())
+cdef type NATIVE_RLOCK = original_thread_attribute("RLock")
+native_rlock_type = NATIVE_RLOCK
 # How often a lock's variable name is looked for before it is left unnamed.
 cdef int NAME_ATTEMPTS = 3
 # An acquire whose arguments are of types the wrapper does not read (a blocking flag that is
@@ -282,7 +298,6 @@ cdef int name_lock(object target, LockInfo info) except -1:
 # either: only plain storage is read, never a property, a custom descriptor, __getattr__ or an
 # overridden items().
 
-cdef object _MISSING = object()
 
 
 cdef object _find_lock_name(object lock, object frame):
@@ -305,27 +320,20 @@ cdef object _find_lock_name(object lock, object frame):
 
 
 cdef bint _is_method_of(object frame, object lock) except -1:
-    code = frame.f_code
-    if code.co_argcount == 0:
-        return False
-    return frame.f_locals.get(code.co_varnames[0], _MISSING) is lock
+    cdef PyObject* first = NULL
+    lp_frame_local_name(<PyObject*>frame, <PyObject*>lock, &first)
+    return first == <PyObject*>lock
 
 
 cdef object _name_in_frame(object lock, object frame):
-    code = frame.f_code
-    local_values = frame.f_locals
-    if type(local_values) is dict:
-        name = _key_of(<dict>local_values, lock)
-    else:  # 3.13+: a FrameLocalsProxy, implemented in C
-        name = next((key for key, value in local_values.items() if value is lock), None)
-    if name is not None:
-        return name
-    if code.co_argcount > 0:
-        owner = local_values.get(code.co_varnames[0], _MISSING)
-        if owner is not _MISSING:
-            name = _attribute_holding(owner, lock)
-            if name is not None:
-                return name
+    cdef PyObject* first = NULL
+    cdef PyObject* local_name = lp_frame_local_name(<PyObject*>frame, <PyObject*>lock, &first)
+    if local_name != NULL:
+        return <object>local_name
+    if first != NULL:
+        name = _attribute_holding(<object>first, lock)
+        if name is not None:
+            return name
     globals_ = frame.f_globals
     return _key_of(<dict>globals_, lock) if isinstance(globals_, dict) else None
 
@@ -523,34 +531,34 @@ cdef int _install_methods() except -1:
     cdef int FASTKW = METH_FASTCALL | METH_KEYWORDS
     names = ("acquire", "release", "locked", "_at_fork_reinit", "_is_owned", "_release_save",
              "_acquire_restore", "_recursion_count")
-    _resolve_ops(&LOCK_OPS, _thread.LockType, names)
-    _resolve_ops(&RLOCK_OPS, _thread.RLock, names)
+    _resolve_ops(&LOCK_OPS, NATIVE_LOCK, names)
+    _resolve_ops(&RLOCK_OPS, NATIVE_RLOCK, names)
     # acquire and __enter__ (natively the same method, arguments included) use the vectorcall
     # convention, which the 3.11+ interpreter specialises and the native method's tuple-and-dict
     # convention does not; __exit__ ignores its arguments, so a `with` block builds no tuple. That is how
     # the wrapper can match or beat the native lock. Arguments reach the native method as the
     # interpreter would have passed them, so its checks and messages are unchanged.
     cdef PyMethodDef* m = LOCK_METHODS
-    _add_method(ProfiledLock, _thread.LockType, &m[0], "acquire", <void*>lock_acquire, FASTKW)
-    _add_method(ProfiledLock, _thread.LockType, &m[1], "acquire_lock", <void*>lock_acquire, FASTKW)
-    _add_method(ProfiledLock, _thread.LockType, &m[2], "__enter__", <void*>lock_acquire, FASTKW)
-    _add_method(ProfiledLock, _thread.LockType, &m[3], "release", <void*>lock_release, METH_NOARGS)
-    _add_method(ProfiledLock, _thread.LockType, &m[4], "release_lock", <void*>lock_release, METH_NOARGS)
-    _add_method(ProfiledLock, _thread.LockType, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL)
-    _add_method(ProfiledLock, _thread.LockType, &m[6], "locked", <void*>wrapper_locked, METH_NOARGS)
-    _add_method(ProfiledLock, _thread.LockType, &m[7], "locked_lock", <void*>wrapper_locked, METH_NOARGS)
-    _add_method(ProfiledLock, _thread.LockType, &m[8], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[0], "acquire", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[1], "acquire_lock", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[2], "__enter__", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[3], "release", <void*>lock_release, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[4], "release_lock", <void*>lock_release, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[6], "locked", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[7], "locked_lock", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[8], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
     m = RLOCK_METHODS
-    _add_method(ProfiledRLock, _thread.RLock, &m[0], "acquire", <void*>rlock_acquire, FASTKW)
-    _add_method(ProfiledRLock, _thread.RLock, &m[1], "__enter__", <void*>rlock_acquire, FASTKW)
-    _add_method(ProfiledRLock, _thread.RLock, &m[2], "release", <void*>rlock_release, METH_NOARGS)
-    _add_method(ProfiledRLock, _thread.RLock, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL)
-    _add_method(ProfiledRLock, _thread.RLock, &m[4], "locked", <void*>wrapper_locked, METH_NOARGS)
-    _add_method(ProfiledRLock, _thread.RLock, &m[5], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
-    _add_method(ProfiledRLock, _thread.RLock, &m[6], "_is_owned", <void*>rlock_is_owned, METH_NOARGS)
-    _add_method(ProfiledRLock, _thread.RLock, &m[7], "_release_save", <void*>rlock_release_save, METH_NOARGS)
-    _add_method(ProfiledRLock, _thread.RLock, &m[8], "_acquire_restore", <void*>rlock_acquire_restore, VARKW)
-    _add_method(ProfiledRLock, _thread.RLock, &m[9], "_recursion_count", <void*>rlock_recursion_count, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[0], "acquire", <void*>rlock_acquire, FASTKW)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[1], "__enter__", <void*>rlock_acquire, FASTKW)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[2], "release", <void*>rlock_release, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[4], "locked", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[5], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[6], "_is_owned", <void*>rlock_is_owned, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[7], "_release_save", <void*>rlock_release_save, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[8], "_acquire_restore", <void*>rlock_acquire_restore, VARKW)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[9], "_recursion_count", <void*>rlock_recursion_count, METH_NOARGS)
     return 0
 
 
@@ -562,13 +570,13 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
         return 0
     try:
         if kind == LP_TRY_LOCK:
-            lock = _thread.allocate_lock()
+            lock = ORIGINAL_ALLOCATE_LOCK()
             ok = lp_lock_try_direct(<PyObject*>lock) == 1 and lock.locked()
             ok = ok and lp_lock_try_direct(<PyObject*>lock) == 0
             lock.release()  # the native release accepts the hold
             ok = ok and not lock.locked()
         else:
-            lock = _thread.RLock()
+            lock = NATIVE_RLOCK()
             ok = lp_rlock_try_direct(<PyObject*>lock) == 1 and lock._is_owned()
             ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1
             ok = ok and getattr(lock, "_recursion_count", lambda: 1)() == 1
@@ -635,23 +643,23 @@ cdef class LockFactory:
             innermost = (<LockFactory>innermost).original
         if kind == "lock":
             self._wrapper_type = ProfiledLock
-            self._native_type = _thread.LockType
-            stock = innermost is _thread.allocate_lock or innermost is _thread.LockType
-            constructor = _thread.allocate_lock  # _thread.LockType is callable only on 3.13+
+            self._native_type = NATIVE_LOCK
+            stock = innermost is ORIGINAL_ALLOCATE_LOCK or innermost is NATIVE_LOCK
+            constructor = ORIGINAL_ALLOCATE_LOCK  # _thread.LockType is callable only on 3.13+
         elif kind == "rlock":
             self._wrapper_type = ProfiledRLock
-            self._native_type = _thread.RLock
+            self._native_type = NATIVE_RLOCK
             # threading.RLock is a Python function that returns _thread.RLock() when it can.
             stock = (getattr(innermost, "__module__", None) == "threading"
-                     and getattr(innermost, "__qualname__", None) == "RLock"
-                     and getattr(sys.modules.get("threading"), "_CRLock", None) is _thread.RLock)
-            constructor = _thread.RLock
+                     and getattr(innermost, "__qualname__", None) == "RLock")
+            constructor = NATIVE_RLOCK
         else:
             raise ValueError(f"kind must be 'lock' or 'rlock', got {kind!r}")
         # Something else's factory (gevent's, another profiler's) is always called, so what it
-        # does is kept; the stock one is bypassed for the C constructor it ends up calling.
+        # does is kept; the stock one is bypassed for the C constructor it ends up calling, as
+        # long as it still would (gevent patching later makes it call gevent's).
         # Another collector's factory is looked through: the last collector started profiles.
-        self._make_native = constructor if stock else innermost
+        self._make_native = constructor if stock else None
         self._innermost = innermost
         self.original = original
         self.kind = kind
@@ -661,7 +669,10 @@ cdef class LockFactory:
 
     def __call__(self, *args, **kwargs):
         # Arguments go to the original, which decides what they mean (and warns or raises).
-        native = self._innermost(*args, **kwargs) if (args or kwargs) else self._make_native()
+        if args or kwargs or self._make_native is None or not self._still_stock():
+            native = self._innermost(*args, **kwargs)
+        else:
+            native = self._make_native()
         if not self._recorder.active or type(native) is not self._native_type:
             return native  # stopped, or the original made something we do not wrap
         info = new_lock_info(self.kind, self._excludes, self._decisions)
@@ -671,6 +682,13 @@ cdef class LockFactory:
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)
         return ProfiledLock.__new__(ProfiledLock, native, info, self._recorder)
+
+    cdef bint _still_stock(self):
+        """Whether the stock factory still makes the C lock (not once gevent patched)."""
+        if self._native_type is NATIVE_LOCK:
+            return (<dict>_thread.__dict__).get("allocate_lock") is ORIGINAL_ALLOCATE_LOCK
+        threading = sys.modules.get("threading")
+        return threading is not None and (<dict>threading.__dict__).get("_CRLock") is NATIVE_RLOCK
 
     @property
     def active(self):
@@ -703,3 +721,13 @@ cdef class LockFactory:
 
     def __repr__(self):
         return f"<lockprof factory for {self.original!r}>"
+
+    def __reduce__(self):
+        # multiprocessing pickles threading.Lock itself for spawn and forkserver children (a
+        # Manager's registry): it unpickles as what threading holds in that process.
+        return _threading_factory, ("Lock" if self.kind == "lock" else "RLock",)
+
+
+def _threading_factory(name):
+    """threading.Lock or threading.RLock of this process (an unpickled LockFactory)."""
+    return getattr(sys.modules.get("threading") or __import__("threading"), name)

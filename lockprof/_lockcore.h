@@ -645,6 +645,46 @@ static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
     return n;
 }
 
+/* The name of the local variable of `frame` (a running frame object) bound to `target`,
+ * directly or through a closure cell, or NULL (borrowed); *first receives the value of its
+ * first argument, or NULL (borrowed). It reads the frame's own slots: frame.f_locals would,
+ * on 3.9 to 3.12, leave a dict on the frame that keeps every local alive after the program
+ * deletes it. */
+static inline PyObject *lp_cell_contents(PyObject *v)
+{
+    return (v != NULL && PyCell_Check(v)) ? PyCell_GET(v) : v;
+}
+
+static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, PyObject **first)
+{
+    PyCodeObject *co;
+    PyObject **slots;
+    Py_ssize_t n;
+#if PY_VERSION_HEX >= 0x030B0000
+    _PyInterpreterFrame *f = ((PyFrameObject *)frame)->f_frame;
+    co = (PyCodeObject *)lp_interpreter_frame_code(f);
+    slots = f->localsplus;
+    n = co->co_nlocalsplus;
+#define LP_LOCAL_NAME(i) PyTuple_GET_ITEM(co->co_localsplusnames, (i))
+#else
+    PyFrameObject *f = (PyFrameObject *)frame;
+    co = f->f_code;
+    slots = f->f_localsplus;
+    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
+    n = nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars);
+#define LP_LOCAL_NAME(i) ((i) < nlocals ? PyTuple_GET_ITEM(co->co_varnames, (i)) \
+                          : (i) < nlocals + ncells ? PyTuple_GET_ITEM(co->co_cellvars, (i) - nlocals) \
+                          : PyTuple_GET_ITEM(co->co_freevars, (i) - nlocals - ncells))
+#endif
+    *first = (co->co_argcount > 0 && n > 0) ? lp_cell_contents(slots[0]) : NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (lp_cell_contents(slots[i]) == target)
+            return LP_LOCAL_NAME(i);
+    }
+    return NULL;
+#undef LP_LOCAL_NAME
+}
+
 /* ------------------------------------------------------------- event table
  * Captured events are summed per key (lock, thread, task, stack, outcome). Entries are malloc'd with the
  * frames inline and hold strong references to the lock's info object, the task name and the code

@@ -66,6 +66,7 @@ cdef extern from "_lockcore.h":
     object lp_frame_code(PyObject* frame)
     int lp_frame_lasti(PyObject* frame)
     int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
+    PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
 
     ctypedef struct lp_entry:
         PyObject* lock_info

@@ -18,7 +18,6 @@ capture_pct, an acquire that has to wait is timed and always counted (Recorder.r
 a Condition's wait for a notify is its own sample type, never contention.
 """
 
-import _thread
 import abc
 import copyreg
 import sys
@@ -35,7 +34,7 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder
 
-from lockprof._lock import ProfiledRLock
+from lockprof._lock import ProfiledRLock, native_rlock_type
 
 # Captured holds a primitive keeps for acquirers that have not released yet; a permit released
 # by another thread than its acquirer leaves its hold unended, so the oldest are dropped.
@@ -290,7 +289,7 @@ class _ThreadingCondition(_Profiled):
         info = self._lp_info
         if info is not None and lock is None:
             (<LockInfo>info).owner = weakref.ref(self)
-            lock = ProfiledRLock(_thread.RLock(), info, _recorder(self))
+            lock = ProfiledRLock(native_rlock_type(), info, _recorder(self))
         base.__init__(self, lock)
         if info is not None:
             self._lp_restored = {}
@@ -424,14 +423,17 @@ class _AsyncioCondition(_Profiled):
 
     def __init__(self, lock=None, **kwargs):
         base = type(self)._lp_original
+        base.__init__(self, lock, **kwargs)  # its own checks and errors, its own lock
         info = self._lp_info
         lock_class = type(self)._lp_lock_class
         if info is not None and lock is None and lock_class is not None:
-            lock = object.__new__(lock_class)
-            lock_class._lp_original.__init__(lock, **kwargs)
-            _init_state(lock, info)
+            # The lock it made itself is replaced by a profiled one, with the same arguments.
+            own = object.__new__(lock_class)
+            lock_class._lp_original.__init__(own, **kwargs)
+            _init_state(own, info)
             (<LockInfo>info).owner = weakref.ref(self)
-        base.__init__(self, lock, **kwargs)
+            self._lock = own
+            self.locked, self.acquire, self.release = own.locked, own.acquire, own.release
 
     async def wait(self):
         base = type(self)._lp_original

@@ -304,6 +304,12 @@ cdef class Recorder:
             return self._c_task_get_name(task)
         return None
 
+    def discard(self):
+        """Forget what was gathered: in a fork child, whose parent reports it. A drain the
+        fork interrupted (another thread of the parent) is over too."""
+        self._draining = False
+        self.drain()
+
     def drain(self):
         """Take what was gathered since the last drain and reset it.
 

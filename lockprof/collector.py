@@ -9,6 +9,7 @@ Snapshot.
 from __future__ import annotations
 
 import _thread
+import os
 import sys
 import threading
 import time
@@ -39,6 +40,7 @@ PATCHED = {
 # The most distinct (lock, stack, thread, task) keys kept between two snapshots; events for
 # further keys are counted as dropped. About 1 KiB per key at 64 frames.
 DEFAULT_MAX_ENTRIES = 4096
+MAX_ENTRIES_LIMIT = 1 << 24  # about 16 GiB of keys at 64 frames: far beyond any useful table
 
 
 class LockCollector:
@@ -59,10 +61,14 @@ class LockCollector:
     ) -> None:
         # Config validates arguments once for the whole project (TypeError / ValueError).
         config = Config(capture_pct=capture_pct, max_frames=max_frames,
-                        exclude_modules=tuple(exclude_modules),
+                        exclude_modules=exclude_modules,
                         wait_sample_interval=wait_sample_interval)
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-            raise ValueError(f"max_entries must be a positive integer, got {max_entries!r}")
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
+            raise TypeError(f"max_entries must be an integer from 1 to {MAX_ENTRIES_LIMIT}, "
+                            f"got {type(max_entries).__name__}")
+        if not 1 <= max_entries <= MAX_ENTRIES_LIMIT:
+            raise ValueError(f"max_entries must be an integer from 1 to {MAX_ENTRIES_LIMIT}, "
+                             f"got {max_entries!r}")
         self.capture_pct = config.capture_pct
         self.max_frames = config.max_frames
         self.exclude_modules = config.exclude_modules
@@ -106,6 +112,7 @@ class LockCollector:
                 self._unpatch()
                 raise
             self._period_start_ns = time.time_ns()
+            call_after_fork_in_child(self)
 
     def _patch(self, module: ModuleType) -> None:
         installed: Dict[str, Any] = {}
@@ -156,6 +163,13 @@ class LockCollector:
                 setattr(module, attribute, original)
         self._patches.clear()
         self._initializing.clear()
+
+    def _after_fork_in_child(self) -> None:
+        """In a fork child: the parent's events are the parent's to report, and a lock another
+        thread of the parent held at the fork is lost with it."""
+        self._state_lock = _thread.allocate_lock()
+        self._recorder.discard()
+        self._period_start_ns = time.time_ns()
 
     def snapshot(self) -> Snapshot:
         """What was collected since the previous snapshot (or start), and reset it."""
@@ -246,6 +260,25 @@ class LockCollector:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LockCollector {state} capture_pct={self.capture_pct} max_frames={self.max_frames}>"
+
+
+# What has an _after_fork_in_child() to run in a fork child: collectors and profilers that
+# were started (weakly held: a forgotten one is not kept alive for it).
+_FORK_AWARE: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+def call_after_fork_in_child(obj: Any) -> None:
+    """Have obj._after_fork_in_child() run in every fork child of this process."""
+    _FORK_AWARE.add(obj)
+
+
+def _after_fork_in_child() -> None:
+    for obj in list(_FORK_AWARE):
+        obj._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _installed_by_stopped_collector(obj: Any) -> bool:

@@ -13,14 +13,14 @@ import _thread
 import atexit
 import dataclasses
 import os
-import threading
 import time
 import warnings
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import pprof
+from lockprof._lock import original_thread_attribute
 from lockprof._version import __version__
-from lockprof.collector import LockCollector, collector_from_config, lock_site
+from lockprof.collector import LockCollector, call_after_fork_in_child, collector_from_config, lock_site
 from lockprof.config import Config
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
@@ -49,6 +49,40 @@ def _merged_by_name(totals: Iterable[LockTotals]) -> List[LockTotals]:
         else:
             merged.merge(item)
     return sorted(by_name.values(), key=lambda t: t.wait_ns, reverse=True)
+
+
+# The exporter runs on an OS thread of its own with native locks, whatever threading and
+# _thread hold (gevent replaces them with greenlets; a threading.Thread started before that
+# fails at its end with gevent's thread ids).
+_start_new_thread = original_thread_attribute("start_new_thread")
+_allocate_lock = original_thread_attribute("allocate_lock")
+_get_ident = original_thread_attribute("get_ident")
+
+
+class _Exporter:
+    """Calls export() every interval seconds on its own thread until stop()."""
+
+    def __init__(self, export: Any, interval: float) -> None:
+        self._export = export
+        self._interval = interval
+        self._stopping = _allocate_lock()  # held until stop(): the wait between exports
+        self._stopping.acquire()
+        self._done = _allocate_lock()  # held until the thread ends
+        self._done.acquire()
+        self._ident = _start_new_thread(self._run, ())
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping.acquire(timeout=self._interval):
+                self._export()
+        finally:
+            self._done.release()
+
+    def stop(self) -> None:
+        self._stopping.release()
+        if _get_ident() != self._ident:  # stop() from an export (at exit) cannot wait for itself
+            self._done.acquire()
+            self._done.release()
 
 
 class LockprofExportWarning(UserWarning):
@@ -98,8 +132,7 @@ class Profiler:
         self._period_start_ns = time.time_ns()
         self._sequence = 0
         self._running = False
-        self._stop_event: Optional[threading.Event] = None
-        self._exporter: Optional[threading.Thread] = None
+        self._exporter: Optional[_Exporter] = None
         self.last_path: Optional[str] = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -116,12 +149,26 @@ class Profiler:
             self._period_start_ns = time.time_ns()
             for collector in self.collectors:
                 collector.start()
-            self._stop_event = threading.Event()
-            self._exporter = threading.Thread(
-                target=self._export_periodically, args=(self._stop_event,),
-                name="lockprof-exporter", daemon=True)
-            self._exporter.start()
+            self._start_exporter()
             atexit.register(self._stop_at_exit)
+            call_after_fork_in_child(self)
+
+    def _start_exporter(self) -> None:
+        self._exporter = _Exporter(self.export, self.config.upload_interval)
+
+    def _after_fork_in_child(self) -> None:
+        """A fork child goes on profiling into its own files (its pid in their names), with
+        none of the parent's events, and with locks and an exporter thread of its own: the
+        parent's may have been held, or running, in a thread the child does not have."""
+        self._lifecycle_lock = _thread.allocate_lock()
+        self._pending_lock = _thread.allocate_lock()
+        self._export_lock = _thread.allocate_lock()
+        self._pending, self._pending_totals, self._pending_long_waits = {}, {}, []
+        self._pending_dropped = 0
+        self._period_start_ns = time.time_ns()
+        self._sequence = 0
+        if self._running:
+            self._start_exporter()
 
     def stop(self, flush: bool = True) -> Optional[str]:
         """Stop profiling; with flush, write the final profile and return its path."""
@@ -131,10 +178,8 @@ class Profiler:
             self._running = False
             for collector in self.collectors:
                 collector.stop()
-            assert self._stop_event is not None and self._exporter is not None
-            self._stop_event.set()
-            if self._exporter is not threading.current_thread():
-                self._exporter.join()
+            assert self._exporter is not None
+            self._exporter.stop()
             self._exporter = None
             atexit.unregister(self._stop_at_exit)
         return self.export() if flush else None
@@ -148,10 +193,6 @@ class Profiler:
 
     def __exit__(self, *exc_info: Any) -> None:
         self.stop()
-
-    def _export_periodically(self, stop_event: threading.Event) -> None:
-        while not stop_event.wait(self.config.upload_interval):
-            self.export()
 
     # ------------------------------------------------------------------ data
 

@@ -334,7 +334,7 @@ _COLUMNS_BY_LOCK = (
     _Column("max wait", lambda r: format_duration(r.max_wait_ns), 4),
     _Column("hold", lambda r: format_duration(r.hold_ns), 6),
     _Column("blocking hold", lambda r: format_duration(r.blocking_hold_ns), 5),
-    _Column("condition wait", lambda r: format_duration(r.condition_wait_ns) if r.condition_wait_ns else "-", 2),
+    _Column("condition wait", lambda r: format_duration(r.condition_wait_ns), 2),
 )
 
 
@@ -356,6 +356,8 @@ def format_text(report: Report, *, limit: int = 0, width: Optional[int] = None,
         return "lockprof: no lock activity was captured"
     rows = report.rows[:limit] if limit > 0 else report.rows
     columns = [c for c in _COLUMNS_BY_LOCK if report.by == "lock" or c.title not in ("kind", "max wait")]
+    if not any(row.condition_wait_ns for row in report.rows):  # only Conditions have any
+        columns = [c for c in columns if c.title != "condition wait"]
     first_title = report.by
     def widths(cols: Sequence[_Column]) -> List[int]:
         return [max(len(c.title), *(len(c.cell(r)) for r in rows)) for c in cols]

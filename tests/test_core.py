@@ -671,8 +671,11 @@ def test_pending_hold_survives_snapshot(make_collector):
 
 
 def test_max_entries_validated():
-    for bad in (0, -1, True, 1.5, "8"):
-        with pytest.raises(ValueError, match="max_entries"):
+    for bad in (0, -1, 10**400):
+        with pytest.raises(ValueError, match="max_entries must be an integer from 1 to"):
+            LockCollector(max_entries=bad)
+    for bad in (True, 1.5, "8"):
+        with pytest.raises(TypeError, match="max_entries must be an integer from 1 to"):
             LockCollector(max_entries=bad)
 
 

@@ -162,12 +162,12 @@ def test_text_table():
     assert lines[0].split() == ["lock", "kind", "acquires", "contended", "total", "wait", "avg",
                                 "wait", "max", "wait", "hold", "blocking", "hold", "condition", "wait"]
     assert lines[1].split() == [DB, "lock", "43", "13", "25.0", "ms", "1.92", "ms", "9.00", "ms",
-                                "10.0", "ms", "4.00", "ms", "-"]
+                                "10.0", "ms", "4.00", "ms", "0"]
     assert lines[2] == "  waits at query (/app/db.py:40) < worker (/app/work.py:35) < main (/app/main.py:3)"
     assert lines[3] == "  2 acquires timed out"
     # The locks beyond the core's tracking limit, exact, summed: no kind, no stack.
     assert lines[4].split() == [UNTRACKED_LOCKS.split()[0], UNTRACKED_LOCKS.split()[1], "-", "48",
-                                "48", "1.00", "ms", "20.8", "us", "100", "us", "0", "0", "-"]
+                                "48", "1.00", "ms", "20.8", "us", "100", "us", "0", "0", "0"]
     # One of them, from its stacks: estimated values are marked, and the mark explained.
     assert lines[5].split()[:6] == [CACHE, "rlock", "150", "~50", "~1.00", "ms"]
     assert lines[5].split()[-2:] == ["30.0", "ms"]  # its Condition's wait for a notify

@@ -1,0 +1,140 @@
+"""gevent and re-import: programs that monkey-patch with gevent before or after profiling starts
+keep working (greenlets still exclude each other) and are profiled with greenlet names as task
+labels; a threading module imported again is patched and unpatched like the first one.
+
+Monkey-patching is for the whole process, so each case is a program of its own."""
+
+from __future__ import annotations
+
+import pytest
+
+from scripthelpers import profiles, read, run_script
+
+GREENLETS = """
+    import sys
+    ORDER = sys.argv[2]
+    if ORDER == "before":
+        from gevent import monkey
+        monkey.patch_all()
+    import threading
+    from lockprof import LockCollector, Profiler, pprof
+
+    if sys.argv[3] == "profiler":
+        profiler = Profiler(capture_pct=100, output=sys.argv[1], upload_interval=3600)
+    else:
+        profiler = LockCollector(capture_pct=100)
+    profiler.start()
+    if ORDER == "after":
+        from gevent import monkey
+        monkey.patch_all()
+    import gevent
+
+    lock, rlock = threading.Lock(), threading.RLock()
+    inside, overlaps = {id(lock): set(), id(rlock): set()}, []
+
+    def work(name):
+        for _ in range(5):
+            for held in (lock, rlock):
+                with held:  # greenlets must exclude each other, as without profiling
+                    holders = inside[id(held)]
+                    holders.add(name)
+                    if len(holders) > 1:
+                        overlaps.append(sorted(holders))
+                    gevent.sleep(0.001)
+                    holders.discard(name)
+
+    greenlets = [gevent.Greenlet(work, f"worker-{i}") for i in range(4)]
+    for i, greenlet in enumerate(greenlets):
+        greenlet.name = f"worker-{i}"
+        greenlet.start()
+    gevent.joinall(greenlets, raise_error=True)
+    assert not overlaps, f"greenlets inside a lock together: {overlaps[:3]}"
+    if sys.argv[3] == "profiler":
+        profiler.stop()
+    else:
+        with open(sys.argv[1] + ".0.0.pprof", "wb") as f:
+            f.write(pprof.encode(profiler.snapshot()))
+        profiler.stop()
+    print(threading.Lock)
+"""
+
+
+def greenlet_samples(prefix):
+    """lock name -> (acquires, task names) over the profiles written under prefix."""
+    found = {}
+    for path in profiles(prefix):
+        profile = read(path)
+        index = profile.value_index("lock-acquire")
+        for sample in profile.samples:
+            name = str(sample.labels["lock name"]).rsplit(":", 1)[-1]
+            acquires, tasks = found.get(name, (0, set()))
+            task = sample.labels.get("task name")
+            found[name] = (acquires + sample.values[index], tasks | ({task} if task else set()))
+    return found
+
+
+def run_greenlets(tmp_path, order, host):
+    pytest.importorskip("gevent")
+    prefix = str(tmp_path / "gevent")
+    return prefix, run_script(GREENLETS, str(tmp_path), prefix, order, host)
+
+
+@pytest.mark.parametrize("host", ["profiler", "collector"])
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_gevent_monkey_patched_program_keeps_working(tmp_path, order, host):
+    _, result = run_greenlets(tmp_path, order, host)
+    assert result.returncode == 0, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    assert "gevent" in result.stdout, "stop() must leave gevent's patch in place"
+
+
+REIMPORT = """
+    import sys
+    from lockprof import LockCollector
+    from lockprof._lock import ProfiledLock, ProfiledRLock
+
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    import threading as first
+    del sys.modules["threading"]
+    import threading as second
+    assert second is not first
+    kinds = [type(module.Lock()).__name__ + "/" + type(module.RLock()).__name__
+             for module in (first, second)]
+    collector.stop()
+    kinds += [type(module.Lock()).__name__ + "/" + type(module.RLock()).__name__
+              for module in (first, second)]
+    print(" ".join(kinds))
+"""
+
+
+def test_threading_imported_again_is_patched_and_unpatched(tmp_path):
+    result = run_script(REIMPORT, str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    first, second, first_after, second_after = result.stdout.split()
+    assert first == second == "ProfiledLock/ProfiledRLock"
+    native = first_after
+    assert native.endswith("RLock") and not native.startswith("Profiled")
+    assert second_after == native
+
+
+UNPATCHED_AFTER_REIMPORT = """
+    import sys, threading
+    from lockprof import LockCollector
+
+    native = (threading.Lock, threading.RLock)
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    del sys.modules["threading"]
+    import threading as second
+    collector.stop()
+    # Both modules make native locks again; the original keeps its own factories.
+    assert (threading.Lock, threading.RLock) == native
+    assert type(second.Lock()).__name__ == "lock" and "Profiled" not in type(second.RLock()).__name__
+    print("ok")
+"""
+
+
+def test_stop_after_threading_is_imported_again_leaves_both_modules_native(tmp_path):
+    result = run_script(UNPATCHED_AFTER_REIMPORT, str(tmp_path))
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
