@@ -400,7 +400,7 @@ async def wait_for_lock(lock, started):
 
 @pytest.mark.parametrize("loop_kind", LOOPS)
 def test_asyncio_waiter_and_holder_each_on_their_own_task(make_collector, loop_kind):
-    collector = make_collector()
+    collector = make_collector(capture_pct=100)  # every hold is timed
 
     async def main():
         lock = asyncio.Lock()
@@ -421,6 +421,9 @@ def test_asyncio_waiter_and_holder_each_on_their_own_task(make_collector, loop_k
     assert 180 * MS <= blocking.blocking_hold_ns <= 10_000 * MS
     assert blocking.frames[1].name.endswith("hold_for")
     assert wait.task_id is not None and blocking.task_id is not None and wait.task_id != blocking.task_id
+    # The holder's own hold, about 200 ms, on the holder's task; the waiter's is short.
+    holds = {s.task_id: s.release_hold_ns for s in samples if s.release_count}
+    assert holds[blocking.task_id] >= 180 * MS and holds[wait.task_id] < holds[blocking.task_id]
     assert totals_named(snap, site_of(lock)).contended_count == 1
 
 
