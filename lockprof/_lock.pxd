@@ -38,7 +38,7 @@ cdef class LockFactory:
     cdef readonly str kind
     cdef object _make_native  # the C constructor the stock factory calls, or None
     cdef object _innermost  # the original, looking through other collectors' factories
-    cdef type _wrapper_type
+    cdef tuple _wrapper_types  # what its locks are: the C lock's wrapper, the foreign one
     cdef type _native_type
     cdef Recorder _recorder
     cdef object _excludes
@@ -46,6 +46,16 @@ cdef class LockFactory:
     cdef bint _still_stock(self)
 
 
+cdef class ProfiledForeignLock(_LockWrapper):
+    cdef bint _would_block(self) except -1
+    cdef bint _released_all(self) except -1
+
+
+cdef class ProfiledForeignRLock(ProfiledForeignLock):
+    pass
+
+
 # For the other profiled primitives (_primitives.pyx).
+cdef object profiled_rlock(LockInfo info, Recorder recorder)
 cdef LockInfo new_lock_info(str kind, object excludes, dict decisions)
 cdef int name_lock(object target, LockInfo info) except -1

@@ -46,6 +46,19 @@ class ProfiledRLock(_LockWrapper):
     def _acquire_restore(self, state: Any) -> None: ...
     def _recursion_count(self) -> int: ...
 
+class ProfiledForeignLock(_LockWrapper):
+    """A profiled threading.Lock made by another library's factory (gevent's); every attribute
+    it does not define is the wrapped lock's."""
+
+    def __getattr__(self, name: str) -> Any: ...
+
+class ProfiledForeignRLock(ProfiledForeignLock):
+    """A profiled threading.RLock that is not CPython's C RLock (threading's Python RLock once
+    gevent has patched threading)."""
+
+    def _release_save(self) -> Any: ...
+    def _acquire_restore(self, state: Any) -> None: ...
+
 class LockFactory:
     """What threading.Lock / threading.RLock is while a collector runs."""
 

@@ -54,7 +54,6 @@ def original_thread_attribute(str name):
 cdef object ORIGINAL_ALLOCATE_LOCK = original_thread_attribute("allocate_lock")
 cdef type NATIVE_LOCK = type(ORIGINAL_ALLOCATE_LOCK())
 cdef type NATIVE_RLOCK = original_thread_attribute("RLock")
-native_rlock_type = NATIVE_RLOCK
 # How often a lock's variable name is looked for before it is left unnamed.
 cdef int NAME_ATTEMPTS = 3
 # An acquire whose arguments are of types the wrapper does not read (a blocking flag that is
@@ -70,13 +69,16 @@ cdef class _LockWrapper:
 
     def __cinit__(self, wrapped, LockInfo info=None, Recorder recorder=None):
         cdef bint is_rlock = type(self) is ProfiledRLock
-        native_type = NATIVE_RLOCK if is_rlock else NATIVE_LOCK
-        if type(wrapped) is not native_type:
-            raise TypeError(
-                f"{type(self).__name__} wraps a {native_type.__name__} object, "
-                f"got {type(wrapped).__name__}")
+        if is_rlock or type(self) is ProfiledLock:
+            native_type = NATIVE_RLOCK if is_rlock else NATIVE_LOCK
+            if type(wrapped) is not native_type:
+                raise TypeError(
+                    f"{type(self).__name__} wraps a {native_type.__name__} object, "
+                    f"got {type(wrapped).__name__}")
+            self._ops = &RLOCK_OPS if is_rlock else &LOCK_OPS
+        else:
+            self._ops = NULL  # a foreign lock: its own Python-level methods
         self._wrapped = wrapped
-        self._ops = &RLOCK_OPS if is_rlock else &LOCK_OPS
         self._info = info
         self._hold_entry = NULL
         self._depth = 0
@@ -423,12 +425,7 @@ cdef object wrapper_locked(object self, PyObject* unused):
 cdef object wrapper_at_fork_reinit(object self, PyObject* unused):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     result = lp_call0(&wrapper._ops.at_fork_reinit, <PyObject*>wrapper._wrapped)
-    wrapper._depth = 0
-    wrapper._blocking.waiters = 0  # in a fork child no other thread waits
-    wrapper._blocking.carry = 0
-    if wrapper._hold_entry != NULL:
-        wrapper._hold_entry.pending -= 1  # the hold died with the fork
-        wrapper._hold_entry = NULL
+    _forget_holds(wrapper)
     return result
 
 cdef object rlock_is_owned(object self, PyObject* unused):
@@ -597,6 +594,144 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
     return 0
 
 
+cdef class ProfiledForeignLock(_LockWrapper):
+    """A profiled threading.Lock that another library's factory made: gevent's, once it has
+    patched threading, whose locks switch greenlets instead of blocking the thread. The wrapped
+    lock's own methods do all the work. An acquire is timed when the lock is taken, which is
+    asked without side effects: gevent's failing non-blocking acquire yields to other
+    greenlets, so it is never tried first. Every other attribute is the wrapped lock's."""
+
+    def acquire(self, *args, **kwargs):
+        if not self._recorder.active or self._info is None:
+            return self._wrapped.acquire(*args, **kwargs)
+        return _foreign_acquire(self, args, kwargs, False)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def release(self):
+        if self._hold_entry == NULL and not lp_blocking_pending(&self._blocking):
+            return self._wrapped.release()
+        cdef int64_t released_at = lp_monotonic_ns()
+        result = self._wrapped.release()
+        if self._released_all():
+            _released(self, released_at, True)
+        return result
+
+    def __exit__(self, *args):
+        self.release()
+
+    def _at_fork_reinit(self):
+        self._wrapped._at_fork_reinit()
+        _forget_holds(self)
+
+    def __getattr__(self, name):
+        return getattr(self._wrapped, name)
+
+    cdef bint _would_block(self) except -1:
+        return self._wrapped.locked()
+
+    cdef bint _released_all(self) except -1:
+        return True  # a Lock has one level
+
+
+cdef class ProfiledForeignRLock(ProfiledForeignLock):
+    """A profiled threading.RLock that is not CPython's C RLock: threading's Python RLock once
+    gevent has patched threading (or gevent's own). Only the owner's outermost acquire and
+    release are profiled, and Condition.wait()'s release and re-acquire of every level."""
+
+    cdef bint _would_block(self) except -1:
+        return not self._wrapped._is_owned() and self._wrapped._block.locked()
+
+    cdef bint _released_all(self) except -1:
+        return not self._wrapped._is_owned()
+
+    def _release_save(self):
+        cdef int64_t released_at = lp_monotonic_ns()
+        result = self._wrapped._release_save()
+        _released(self, released_at, False)  # no naming: nothing may raise before the restore
+        return result
+
+    def _acquire_restore(self, state):
+        if not self._recorder.active or self._info is None:
+            return self._wrapped._acquire_restore(state)
+        return _foreign_acquire(self, (state,), None, True)
+
+
+cdef object _foreign_acquire(ProfiledForeignLock self, tuple args, dict kwargs, bint restore):
+    """A profiled acquire (or, with restore, _acquire_restore) of a foreign lock: sampled when
+    the lock is free, timed and counted when it is taken; the call is always the wrapped
+    lock's own, with the caller's arguments."""
+    cdef lp_entry* entry = NULL
+    wrapped = self._wrapped
+    call = wrapped._acquire_restore if restore else wrapped.acquire
+    if not restore and not _may_block(args, kwargs):
+        return call(*args, **kwargs)  # never waits: nothing to time
+    if isinstance(self, ProfiledForeignRLock) and not restore and wrapped._is_owned():
+        return call(*args, **kwargs)  # nested: part of the outermost hold
+    if not self._would_block():
+        result = call(*args, **kwargs) if kwargs else call(*args)
+        if (restore or result) and self._recorder.sampler.should_capture():
+            _start_hold(self, self._recorder.record_acquire(self._info), lp_monotonic_ns())
+        return result
+    cdef int64_t start = lp_monotonic_ns(), end = 0
+    acquired = False
+    lp_blocking_enter(&self._blocking, start)
+    try:
+        result = call(*args, **kwargs) if kwargs else call(*args)
+        acquired = restore or bool(result)
+    finally:
+        end = lp_monotonic_ns()
+        lp_blocking_leave(&self._blocking, True, acquired, end)
+    if not self._recorder.active:
+        return result
+    capture = acquired and self._recorder.sampler.should_capture()
+    entry = self._recorder.record_wait(self._info, end - start, not acquired, capture)
+    if capture:
+        _start_hold(self, entry, end)
+    return result
+
+
+cdef bint _may_block(tuple args, dict kwargs) except -1:
+    """Whether acquire(blocking=True, timeout=...) called with these arguments may wait:
+    blocking true, and no timeout of zero."""
+    blocking = args[0] if args else (kwargs.get("blocking", True) if kwargs else True)
+    timeout = args[1] if len(args) > 1 else (kwargs.get("timeout") if kwargs else None)
+    return bool(blocking) and not (type(timeout) in (int, float) and timeout == 0)
+
+
+cdef void _forget_holds(_LockWrapper wrapper) noexcept:
+    """After _at_fork_reinit: in a fork child no other thread waits, and a hold died with it."""
+    wrapper._depth = 0
+    wrapper._blocking.waiters = 0
+    wrapper._blocking.carry = 0
+    if wrapper._hold_entry != NULL:
+        wrapper._hold_entry.pending -= 1
+        wrapper._hold_entry = NULL
+
+
+cdef object wrap_foreign(object lock, str kind, LockInfo info, Recorder recorder):
+    """lock, made by a factory that is not CPython's, profiled as `kind`; lock itself when it
+    lacks the methods the wrapper reads its state with."""
+    if kind == "lock":
+        if callable(getattr(lock, "locked", None)):
+            return ProfiledForeignLock.__new__(ProfiledForeignLock, lock, info, recorder)
+    elif (callable(getattr(lock, "_is_owned", None)) and callable(getattr(lock, "_release_save", None))
+          and callable(getattr(getattr(lock, "_block", None), "locked", None))):
+        return ProfiledForeignRLock.__new__(ProfiledForeignRLock, lock, info, recorder)
+    return lock
+
+
+cdef object profiled_rlock(LockInfo info, Recorder recorder):
+    """A new RLock profiled under info: a C RLock while threading makes those, else the
+    Python RLock threading makes instead (once gevent has patched it)."""
+    threading = sys.modules.get("threading")
+    namespace = threading.__dict__ if threading is not None else {}
+    if namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
+        return ProfiledRLock.__new__(ProfiledRLock, NATIVE_RLOCK(), info, recorder)
+    return wrap_foreign(namespace["_PyRLock"](), "rlock", info, recorder)
+
+
 def direct_try_kinds():
     """The lock kinds ('lock', 'rlock') whose acquire is tried without a method call here."""
     kinds = []
@@ -650,12 +785,12 @@ cdef class LockFactory:
         while isinstance(innermost, LockFactory):
             innermost = (<LockFactory>innermost).original
         if kind == "lock":
-            self._wrapper_type = ProfiledLock
+            self._wrapper_types = (ProfiledLock, ProfiledForeignLock)
             self._native_type = NATIVE_LOCK
             stock = innermost is ORIGINAL_ALLOCATE_LOCK or innermost is NATIVE_LOCK
             constructor = ORIGINAL_ALLOCATE_LOCK  # _thread.LockType is callable only on 3.13+
         elif kind == "rlock":
-            self._wrapper_type = ProfiledRLock
+            self._wrapper_types = (ProfiledRLock, ProfiledForeignRLock)
             self._native_type = NATIVE_RLOCK
             # threading.RLock is a Python function that returns _thread.RLock() when it can.
             stock = (getattr(innermost, "__module__", None) == "threading"
@@ -681,11 +816,13 @@ cdef class LockFactory:
             native = self._innermost(*args, **kwargs)
         else:
             native = self._make_native()
-        if not self._recorder.active or type(native) is not self._native_type:
-            return native  # stopped, or the original made something we do not wrap
+        if not self._recorder.active:
+            return native
         info = new_lock_info(self.kind, self._excludes, self._decisions)
         if info is None:
             return native
+        if type(native) is not self._native_type:
+            return wrap_foreign(native, self.kind, info, self._recorder)  # gevent's lock
         # Spelled per type so that Cython calls the type's allocator directly.
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)
@@ -707,21 +844,21 @@ cdef class LockFactory:
         # Only where the original is a class (threading.Lock on 3.13+); elsewhere isinstance
         # keeps raising as it does for the native factory function.
         return isinstance(obj, self.original) or (
-            isinstance(obj, self._wrapper_type) and isinstance(self.original, type))
+            isinstance(obj, self._wrapper_types) and isinstance(self.original, type))
 
     def __subclasscheck__(self, cls):
         return issubclass(cls, self.original) or (
-            issubclass(cls, self._wrapper_type) and isinstance(self.original, type))
+            issubclass(cls, self._wrapper_types) and isinstance(self.original, type))
 
     def __or__(self, other):
         # threading.Lock | None on 3.13+ must also match the profiled locks in isinstance().
         if isinstance(self.original, type):
-            return self.original | self._wrapper_type | other
+            return self.original | self._wrapper_types[0] | self._wrapper_types[1] | other
         return self.original | other  # the native factory function's own TypeError
 
     def __ror__(self, other):
         if isinstance(self.original, type):
-            return other | self.original | self._wrapper_type
+            return other | self.original | self._wrapper_types[0] | self._wrapper_types[1]
         return other | self.original
 
     def __getattr__(self, name):

@@ -27,14 +27,13 @@ import weakref
 cimport cython
 from libc.stdint cimport int64_t
 
-from lockprof._lock cimport name_lock, new_lock_info
+from lockprof._lock cimport name_lock, new_lock_info, profiled_rlock
 from lockprof._lockcore cimport (
     lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
     lp_entry, lp_monotonic_ns, lp_thread_ident,
 )
 from lockprof._recorder cimport LockInfo, Recorder
 
-from lockprof._lock import ProfiledRLock, native_rlock_type
 
 # Captured holds a primitive keeps for acquirers that have not released yet; a permit released
 # by another thread than its acquirer leaves its hold unended, so the oldest are dropped.
@@ -191,11 +190,14 @@ cdef inline Recorder _recorder(self):
 # ------------------------------------------------------------------ holds by acquirer
 
 cdef void _start_hold(self, object key, object hold) except *:
-    """Note an acquire by `key` (a thread or task): its captured hold, or None. Uncaptured
-    acquires are noted only while the key has captured ones open, so that releases pair with
-    acquires last-in first-out and never end another acquire's hold."""
+    """Note an acquire by `key` (a task, or None for _acquirer()): its captured hold, or None. Uncaptured acquires are noted only while the key has captured ones open, so
+    that releases pair with acquires last-in first-out and never end another acquire's hold."""
     holds = self._lp_holds
-    if hold is None and (holds is None or key not in holds):
+    if hold is None and not holds:
+        return
+    if key is None:
+        key = _acquirer()
+    if hold is None and key not in holds:
         return
     if holds is None:
         holds = self._lp_holds = {}
@@ -208,6 +210,8 @@ cdef void _end_hold(self, object key) except *:
     holds = self._lp_holds
     if not holds:
         return
+    if key is None:
+        key = _acquirer()
     stack = holds.get(key)
     if not stack:
         return
@@ -217,6 +221,19 @@ cdef void _end_hold(self, object key) except *:
     if hold is not None:
         (<Hold>hold).end(lp_monotonic_ns())
         name_lock(self, self._lp_info)
+
+
+cdef dict _MODULES = sys.modules
+
+
+cdef object _acquirer():
+    """Who holds a threading semaphore's permit, or waits on a Condition: the running greenlet
+    once gevent is in use (it runs many on one thread), else the thread."""
+    if _MODULES.get("gevent") is not None:
+        greenlet = _MODULES.get("greenlet")
+        if greenlet is not None:
+            return id(greenlet.getcurrent())
+    return lp_thread_ident()
 
 
 cdef object _current_task():
@@ -256,7 +273,7 @@ class _ThreadingSemaphore(_Profiled):
         cdef lp_entry* entry = NULL
         if base.acquire(self, False):
             hold = _hold(recorder, recorder.record_acquire(info)) if recorder.sampler.should_capture() else None
-            _start_hold(self, lp_thread_ident(), hold)
+            _start_hold(self, None, hold)
             return True
         cdef int64_t start = lp_monotonic_ns()
         result = base.acquire(self, True, timeout)
@@ -265,7 +282,7 @@ class _ThreadingSemaphore(_Profiled):
             capture = bool(result) and recorder.sampler.should_capture()
             entry = recorder.record_wait(info, wait_ns, not result, capture)
             if result:
-                _start_hold(self, lp_thread_ident(), _hold(recorder, entry) if capture else None)
+                _start_hold(self, None, _hold(recorder, entry) if capture else None)
         return result
 
     __enter__ = acquire
@@ -273,7 +290,7 @@ class _ThreadingSemaphore(_Profiled):
     def release(self, n=1):
         type(self)._lp_original.release(self, n)  # raises as natively (BoundedSemaphore)
         if self._lp_holds:
-            _end_hold(self, lp_thread_ident())
+            _end_hold(self, None)
 
     def __exit__(self, t, v, tb):
         self.release()
@@ -289,7 +306,7 @@ class _ThreadingCondition(_Profiled):
         info = self._lp_info
         if info is not None and lock is None:
             (<LockInfo>info).owner = weakref.ref(self)
-            lock = ProfiledRLock(native_rlock_type(), info, _recorder(self))
+            lock = profiled_rlock(info, _recorder(self))
         base.__init__(self, lock)
         if info is not None:
             self._lp_restored = {}
@@ -301,7 +318,7 @@ class _ThreadingCondition(_Profiled):
             return base.wait(self, timeout)
         cdef int64_t start = lp_monotonic_ns()
         result = base.wait(self, timeout)
-        restored_at = self._lp_restored.pop(lp_thread_ident(), None)
+        restored_at = self._lp_restored.pop(_acquirer(), None)
         if restored_at is not None and _profiling(self):
             _recorder(self).record_condition_wait(self._lp_info, <int64_t>restored_at - start)
             name_lock(self, self._lp_info)
@@ -316,7 +333,7 @@ class _RestoreTimer:
         self._restored = restored
 
     def __call__(self, state):
-        self._restored[lp_thread_ident()] = lp_monotonic_ns()
+        self._restored[_acquirer()] = lp_monotonic_ns()
         return self._restore(state)
 
 

@@ -68,6 +68,8 @@ cdef class Recorder:
     cdef void _note_thread(self, unsigned long thread_id) noexcept
     cdef object _current_task(self)
     cdef object _task_name(self, object task)
+    cdef object _current_greenlet(self)
+    cdef object _greenlet_name(self, object current)
     cdef object _drain(self)
     cdef list _drain_lock_totals(self)
     cdef list _drain_long_waits(self)

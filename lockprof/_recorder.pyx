@@ -244,6 +244,10 @@ cdef class Recorder:
             task = self._current_task()
             if task is not None:
                 task_name = self._task_name(task)
+            else:
+                task = self._current_greenlet()
+                if task is not None:
+                    task_name = self._greenlet_name(task)
         except Exception:
             task = None
         if task is not None:
@@ -302,6 +306,33 @@ cdef class Recorder:
     cdef object _task_name(self, object task):
         if self._c_task_get_name is not None and getattr(type(task), "get_name", None) is self._c_task_get_name:
             return self._c_task_get_name(task)
+        return None
+
+    cdef object _current_greenlet(self):
+        """The running greenlet once gevent is in use, None on a thread's main greenlet: gevent
+        runs the program's concurrent work as greenlets, which are its tasks."""
+        if self._modules.get("gevent") is None:
+            return None
+        greenlet = self._modules.get("greenlet")
+        if greenlet is None:
+            return None
+        current = PyObject_GenericGetDict(greenlet, NULL)["getcurrent"]()
+        return current if current.parent is not None else None
+
+    cdef object _greenlet_name(self, object current):
+        """A gevent Greenlet's name: the one the program gave it, else gevent's default
+        (`Greenlet-N`) unless a subclass defines its own name, which is never run here."""
+        gevent_greenlet = PyObject_GenericGetDict(self._modules["gevent"], NULL).get("Greenlet")
+        if type(gevent_greenlet) is not type or not isinstance(current, gevent_greenlet):
+            return None  # gevent's hub, or a plain greenlet
+        name = PyObject_GenericGetDict(current, NULL).get("name")
+        if type(name) is str:
+            return name
+        default = vars(gevent_greenlet).get("name")
+        for klass in type(current).__mro__:
+            found = vars(klass).get("name")
+            if found is not None:
+                return default.__get__(current, type(current)) if found is default else None
         return None
 
     def discard(self):

@@ -80,6 +80,7 @@ class LockCollector:
         # (module, attribute, what it held before, what we installed), in patch order.
         self._patches: List[Tuple[ModuleType, str, Any, Any]] = []
         self._import_hook: Optional[_PatchOnImport] = None
+        self._gevent_listener: Optional[_GeventPatchListener] = None
         self._initializing: List[ModuleType] = []  # found half-imported at start(): patched later
         self._period_start_ns = time.time_ns()
         self._thread_names: Dict[int, str] = {}
@@ -96,8 +97,11 @@ class LockCollector:
                 return
             self._recorder.active = True
             try:
-                self._import_hook = _PatchOnImport(PATCHED, self._patch_imported)
+                self._import_hook = _PatchOnImport([*PATCHED, _GEVENT_EVENTS], self._patch_imported)
                 sys.meta_path.insert(0, self._import_hook)
+                if _GEVENT_EVENTS in sys.modules:
+                    self._gevent_listener = _GeventPatchListener.subscribe(
+                        sys.modules[_GEVENT_EVENTS], self._patch_imported)
                 for name in PATCHED:
                     module = sys.modules.get(name)
                     if module is None:
@@ -115,8 +119,12 @@ class LockCollector:
             call_after_fork_in_child(self)
 
     def _patch(self, module: ModuleType) -> None:
-        installed: Dict[str, Any] = {}
+        """Patch the attributes of module that do not hold this collector's replacement."""
+        installed: Dict[str, Any] = {attribute: replacement for patched, attribute, _, replacement
+                                     in self._patches if patched is module}
         for attribute, kind in PATCHED[module.__name__]:
+            if attribute in installed:
+                continue
             original = getattr(module, attribute, None)
             if kind in ("lock", "rlock"):
                 if original is None:
@@ -133,15 +141,20 @@ class LockCollector:
             setattr(module, attribute, replacement)
 
     def _patch_imported(self, module: ModuleType) -> None:
-        """A patched module imported (again, or reloaded) while running: patch what it holds."""
+        """A patched module imported again or reloaded while running, or patched over by
+        gevent: patch the names that no longer hold this collector's replacements."""
         with self._state_lock:
             if not self._recorder.active:
+                return
+            if module.__name__ == _GEVENT_EVENTS:
+                if self._gevent_listener is not None:
+                    self._gevent_listener.unsubscribe()
+                self._gevent_listener = _GeventPatchListener.subscribe(module, self._patch_imported)
                 return
             # A reload runs the module again in the same object: its names hold new originals.
             self._patches = [patch for patch in self._patches
                              if patch[0] is not module or getattr(module, patch[1], None) is patch[3]]
-            if all(patched is not module for patched, *_ in self._patches):
-                self._patch(module)
+            self._patch(module)
 
     def stop(self) -> None:
         """Restore what the modules held before start(); profiled locks go native-speed."""
@@ -154,6 +167,9 @@ class LockCollector:
         if self._import_hook is not None and self._import_hook in sys.meta_path:
             sys.meta_path.remove(self._import_hook)
         self._import_hook = None
+        if self._gevent_listener is not None:
+            self._gevent_listener.unsubscribe()
+            self._gevent_listener = None
         for module, attribute, original, installed in reversed(self._patches):
             # Restore only our own patch: if something patched on top of it, leave that.
             if getattr(module, attribute, None) is installed:
@@ -341,6 +357,41 @@ class _PatchingLoader:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._loader, name)
+
+
+# gevent's monkey-patching announces each module it patched through zope.event, whose list of
+# subscribers is also zope.event's (imported by gevent.monkey before it patches anything).
+_GEVENT_EVENTS = "zope.event"
+
+
+class _GeventPatchListener:
+    """A zope.event subscriber that re-patches threading after gevent has patched it: gevent
+    replaces threading.Lock with its own, which the collector then profiles (a program may
+    call patch_all() after profiling starts). Holds the collector weakly, as the import hook."""
+
+    def __init__(self, subscribers: List[Any], patch: Callable[[ModuleType], None]) -> None:
+        self._subscribers = subscribers
+        self._patch = weakref.WeakMethod(patch)  # type: ignore[arg-type]
+
+    @classmethod
+    def subscribe(cls, events: ModuleType, patch: Callable[[ModuleType], None]) -> "Optional[_GeventPatchListener]":
+        subscribers = getattr(events, "subscribers", None)
+        if not isinstance(subscribers, list):
+            return None
+        listener = cls(subscribers, patch)
+        subscribers.append(listener)
+        return listener
+
+    def unsubscribe(self) -> None:
+        if self in self._subscribers:
+            self._subscribers.remove(self)
+
+    def __call__(self, event: Any) -> None:
+        if getattr(event, "module_name", None) not in ("thread", "threading"):
+            return
+        patch, threading_module = self._patch(), sys.modules.get("threading")
+        if patch is not None and threading_module is not None:
+            patch(threading_module)
 
 
 # The name of the exact contention of the locks beyond the core's per-period tracking limit.

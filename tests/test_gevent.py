@@ -60,13 +60,16 @@ GREENLETS = """
 
 
 def greenlet_samples(prefix):
-    """lock name -> (acquires, task names) over the profiles written under prefix."""
+    """lock kind -> (acquires, task names) of the program's own locks (not those gevent's
+    imports made, such as logging's), over the profiles written under prefix."""
     found = {}
     for path in profiles(prefix):
         profile = read(path)
         index = profile.value_index("lock-acquire")
         for sample in profile.samples:
-            name = str(sample.labels["lock name"]).rsplit(":", 1)[-1]
+            if not str(sample.labels["lock name"]).startswith("program.py:"):
+                continue
+            name = str(sample.labels["lock kind"])
             acquires, tasks = found.get(name, (0, set()))
             task = sample.labels.get("task name")
             found[name] = (acquires + sample.values[index], tasks | ({task} if task else set()))
@@ -86,6 +89,18 @@ def test_gevent_monkey_patched_program_keeps_working(tmp_path, order, host):
     assert result.returncode == 0, result.stderr
     assert "Exception ignored" not in result.stderr, result.stderr
     assert "gevent" in result.stdout, "stop() must leave gevent's patch in place"
+
+
+@pytest.mark.parametrize("host", ["profiler", "collector"])
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_gevent_locks_are_profiled_with_greenlet_names(tmp_path, order, host):
+    prefix, result = run_greenlets(tmp_path, order, host)
+    assert result.returncode == 0, result.stderr
+    workers = {f"worker-{i}" for i in range(4)}
+    found = greenlet_samples(prefix)
+    assert found.get("lock") == (20, workers), found
+    assert found.get("rlock") == (20, workers), found
+
 
 
 REIMPORT = """
