@@ -153,3 +153,104 @@ UNPATCHED_AFTER_REIMPORT = """
 def test_stop_after_threading_is_imported_again_leaves_both_modules_native(tmp_path):
     result = run_script(UNPATCHED_AFTER_REIMPORT, str(tmp_path))
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+PRIMITIVES = """
+    import sys
+    from gevent import monkey
+    if sys.argv[2] == "before":
+        monkey.patch_all()
+    import threading
+    from lockprof import LockCollector, pprof
+
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    if sys.argv[2] == "after":
+        monkey.patch_all()
+    import gevent
+
+    lock, rlock, semaphore, condition = (threading.Lock(), threading.RLock(),
+                                         threading.Semaphore(2), threading.Condition())
+    ready = []
+
+    def hold_permit(seconds):
+        with semaphore:
+            gevent.sleep(seconds)
+
+    def hold_lock(held, seconds):
+        with held:
+            gevent.sleep(seconds)
+
+    def wait_for_notify():
+        with condition:
+            while not ready:
+                condition.wait()
+
+    def notify():
+        gevent.sleep(0.02)
+        with condition:
+            ready.append(True)
+            condition.notify_all()
+            gevent.sleep(0.02)  # the waiters woken now wait to take the Condition's lock back
+
+    # The first to take a permit gives it back first: holds pair by greenlet, not last-in
+    # first-out per thread.
+    spawned = {"early": (hold_permit, 0.01), "late": (hold_permit, 0.06),
+               "lock-holder": (hold_lock, lock, 0.03), "lock-waiter": (hold_lock, lock, 0),
+               "rlock-holder": (hold_lock, rlock, 0.03), "rlock-waiter": (hold_lock, rlock, 0),
+               "waiter-0": (wait_for_notify,), "waiter-1": (wait_for_notify,),
+               "notifier": (notify,)}
+    greenlets = []
+    for name, (function, *args) in spawned.items():
+        greenlet = gevent.Greenlet(function, *args)
+        greenlet.name = name
+        greenlet.start()
+        greenlets.append(greenlet)
+    with gevent.Timeout(30):
+        gevent.joinall(greenlets, raise_error=True)
+    with open(sys.argv[1], "wb") as f:
+        f.write(pprof.encode(collector.snapshot()))
+    collector.stop()
+    print(type(threading.Lock()).__module__, type(threading.RLock()).__name__)
+"""
+
+
+def per_task(profile, sample_type):
+    """(lock kind, task name) -> sum of sample_type over the program's own locks."""
+    index = profile.value_index(sample_type)
+    sums = {}
+    for sample in profile.samples:
+        if str(sample.labels["lock name"]).startswith("program.py:") and sample.values[index]:
+            key = (str(sample.labels["lock kind"]), sample.labels.get("task name"))
+            sums[key] = sums.get(key, 0) + sample.values[index]
+    return sums
+
+
+@pytest.mark.parametrize("order", ["before", "after"])
+def test_gevent_primitives_hold_wait_and_notify_per_greenlet(tmp_path, order):
+    """Holds pair with the greenlet that acquired, waits are timed on the waiting greenlet, a
+    Condition's own lock switches greenlets (a C RLock would block the whole thread: a
+    deadlock) and its waits for a notify are condition waits; stop() leaves gevent's locks."""
+    pytest.importorskip("gevent")
+    path = tmp_path / "gevent.pprof"
+    result = run_script(PRIMITIVES, str(tmp_path), str(path), order)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["gevent.thread", "_RLock"]
+    profile = read(str(path))
+    ms = 1_000_000
+    holds = per_task(profile, "lock-release-hold")
+    assert holds[("semaphore", "early")] < 40 * ms, holds
+    assert holds[("semaphore", "late")] >= 50 * ms, holds
+    waits = per_task(profile, "lock-acquire-wait")
+    for kind in ("lock", "rlock"):
+        assert 20 * ms <= waits[(kind, f"{kind}-waiter")] < 1000 * ms, waits
+        assert (kind, f"{kind}-holder") not in waits, waits
+        assert per_task(profile, "lock-contended-acquire")[(kind, f"{kind}-waiter")] == 1
+    condition_waits = per_task(profile, "lock-condition-wait")
+    for waiter in ("waiter-0", "waiter-1"):
+        assert 20 * ms <= condition_waits[("condition", waiter)] < 1000 * ms, condition_waits
+    # The woken waiters re-acquire the Condition's lock while the notifier still holds it.
+    for waiter in ("waiter-0", "waiter-1"):
+        assert 10 * ms <= waits[("condition", waiter)] < 1000 * ms, waits
+    blocking = per_task(profile, "lock-blocking-hold")
+    assert 10 * ms <= blocking[("condition", "notifier")] < 1000 * ms, blocking
