@@ -9,6 +9,7 @@ Snapshot.
 from __future__ import annotations
 
 import _thread
+import importlib
 import os
 import sys
 import threading
@@ -18,7 +19,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import _resolve
-from lockprof._lock import LockFactory
+from lockprof._lock import LockFactory, original_thread_attribute
 from lockprof._primitives import ProfiledClass, profiled_class
 from lockprof._recorder import Recorder
 from lockprof._sampler import CaptureSampler
@@ -81,7 +82,6 @@ class LockCollector:
         self._patches: List[Tuple[ModuleType, str, Any, Any]] = []
         self._import_hook: Optional[_PatchOnImport] = None
         self._gevent_listener: Optional[_GeventPatchListener] = None
-        self._initializing: List[ModuleType] = []  # found half-imported at start(): patched later
         self._period_start_ns = time.time_ns()
         self._thread_names: Dict[int, str] = {}
 
@@ -108,8 +108,8 @@ class LockCollector:
                         continue
                     if _initializing(module):
                         # Imported right now by another thread: its names are not all there
-                        # yet, and the import hook came too late for it; snapshot() patches it.
-                        self._initializing.append(module)
+                        # yet, and the import hook came too late for it.
+                        _patch_once_imported(module, self._patch_imported)
                     else:
                         self._patch(module)
             except BaseException:
@@ -178,7 +178,6 @@ class LockCollector:
                     original = _replaced_by(original)
                 setattr(module, attribute, original)
         self._patches.clear()
-        self._initializing.clear()
 
     def _after_fork_in_child(self) -> None:
         """In a fork child: the parent's events are the parent's to report, and a lock another
@@ -190,13 +189,6 @@ class LockCollector:
     def snapshot(self) -> Snapshot:
         """What was collected since the previous snapshot (or start), and reset it."""
         with self._state_lock:
-            if self._initializing and self._recorder.active:
-                waiting, self._initializing = self._initializing, []
-                for module in waiting:
-                    if _initializing(module):
-                        self._initializing.append(module)
-                    elif all(patched is not module for patched, *_ in self._patches):
-                        self._patch(module)
             records, lock_totals, long_waits, dropped, thread_names = self._recorder.drain()
             start_ns, end_ns = self._period_start_ns, time.time_ns()
             self._period_start_ns = end_ns
@@ -312,6 +304,28 @@ def _replaced_by(obj: Any) -> Any:
 
 def _initializing(module: ModuleType) -> bool:
     return bool(getattr(getattr(module, "__spec__", None), "_initializing", False))
+
+
+def _patch_once_imported(module: ModuleType, patch: Callable[[ModuleType], None]) -> None:
+    """Run patch(module) as soon as the import another thread is running now has finished.
+
+    A thread of lockprof's own takes and releases the module's import lock, which the importing
+    thread holds until its import is over (every supported Python has that private function;
+    importing the module waits the same way). It holds nothing the importer could need, and the
+    collector weakly, as the import hook does."""
+    weak_patch = weakref.WeakMethod(patch)  # type: ignore[arg-type]
+    wait_for_import = getattr(importlib._bootstrap, "_lock_unlock_module", importlib.import_module)  # type: ignore[attr-defined]
+
+    def wait_then_patch() -> None:
+        try:
+            wait_for_import(module.__name__)
+        except BaseException:
+            return
+        live_patch = weak_patch()
+        if live_patch is not None and sys.modules.get(module.__name__) is module:
+            live_patch(module)
+
+    original_thread_attribute("start_new_thread")(wait_then_patch, ())
 
 
 class _PatchOnImport:

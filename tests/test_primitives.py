@@ -552,6 +552,57 @@ def test_asyncio_imported_after_start_is_patched(tmp_path):
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
 
 
+def test_asyncio_imported_by_another_thread_during_start_is_patched_when_done(tmp_path):
+    """start() while another thread is in the middle of importing asyncio: too late for the
+    import hook, too early to patch names not yet defined; patched as soon as the import ends."""
+    script = textwrap.dedent("""
+        import importlib.abc, sys, threading, time
+        from lockprof import LockCollector
+
+        halfway = threading.Event()
+
+        class SlowLoader(importlib.abc.Loader):
+            def __init__(self, loader):
+                self.loader = loader
+            def create_module(self, spec):
+                return self.loader.create_module(spec)
+            def exec_module(self, module):
+                halfway.set()
+                time.sleep(0.3)  # asyncio is in sys.modules, still initializing
+                self.loader.exec_module(module)
+
+        class SlowFinder(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name != "asyncio":
+                    return None
+                sys.meta_path.remove(self)
+                spec = importlib.util.find_spec(name)
+                spec.loader = SlowLoader(spec.loader)
+                return spec
+
+        import importlib.util
+        sys.meta_path.insert(0, SlowFinder())
+        importer = threading.Thread(target=__import__, args=("asyncio",))
+        importer.start()
+        halfway.wait()
+        collector = LockCollector()
+        collector.start()
+        importer.join()
+        asyncio = sys.modules["asyncio"]
+        deadline = time.monotonic() + 10
+        while not getattr(asyncio.Lock, "_lp_original", None) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert asyncio.Lock is not asyncio.locks.Lock, "not patched after the import ended"
+        collector.stop()
+        assert asyncio.Lock is asyncio.locks.Lock
+        print("ok")
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(lockprof.__file__)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60,
+                            cwd=str(tmp_path), env=env)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
 # ------------------------------------------------------------------ regressions (review)
 
 
