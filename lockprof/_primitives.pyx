@@ -413,7 +413,23 @@ class _AsyncioLock(_Profiled):
             if recorder.sampler.should_capture():
                 state.start_lock_hold(recorder.record_acquire(state.info))
             return True
-        return await _contended_lock_acquire(self, state)
+        # Suspends: the standard acquire, timed, with this task counted among the waiters.
+        cdef int64_t start = lp_monotonic_ns(), end = 0
+        lp_blocking_enter(&state.blocking, start)
+        acquired = False
+        try:
+            result = await state.profile.acquire(self)
+            acquired = True
+        finally:
+            end = lp_monotonic_ns()
+            lp_blocking_leave(&state.blocking, True, acquired, end)  # a cancelled waiter was blocked
+        state.last_wait_ns = end - start
+        if recorder.active:
+            capture = recorder.sampler.should_capture()
+            entry = recorder.record_wait(state.info, end - start, False, capture)
+            if capture:
+                state.start_lock_hold(entry)
+        return result
 
     def release(self):
         cdef ObjectState state = _state(self)
@@ -429,28 +445,6 @@ class _AsyncioLock(_Profiled):
         if blocked_ns > 0 and state.profiling():
             state.recorder.record_blocking_hold(state.info, blocked_ns)
         name_lock(self, state.info)
-
-
-async def _contended_lock_acquire(lock, ObjectState state):
-    """asyncio.Lock.acquire() that suspends: the standard one, timed, with this task counted
-    among the lock's waiters."""
-    cdef int64_t start = lp_monotonic_ns(), end = 0
-    lp_blocking_enter(&state.blocking, start)
-    acquired = False
-    try:
-        result = await state.profile.acquire(lock)
-        acquired = True
-    finally:
-        end = lp_monotonic_ns()
-        lp_blocking_leave(&state.blocking, True, acquired, end)  # a cancelled waiter was blocked
-    state.last_wait_ns = end - start
-    cdef Recorder recorder = state.recorder
-    if recorder.active:
-        capture = recorder.sampler.should_capture()
-        entry = recorder.record_wait(state.info, end - start, False, capture)
-        if capture:
-            state.start_lock_hold(entry)
-    return result
 
 
 cdef bint _asyncio_lock_busy(lock) except -1:
