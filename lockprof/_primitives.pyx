@@ -42,7 +42,8 @@ DEF MAX_OPEN_HOLDS = 64
 
 @cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns entry
 cdef class Hold:
-    """A captured acquire's table entry, pending until the release that ends the hold."""
+    """A semaphore's captured acquire: its table entry, pending until the release that ends
+    the hold."""
     cdef Recorder recorder  # keeps the table that owns entry alive
     cdef lp_entry* entry
     cdef int64_t acquired_at
@@ -57,11 +58,6 @@ cdef class Hold:
             self.entry = NULL
 
 
-cdef class Blocking:
-    """The tasks blocked on an asyncio.Lock now, for its blocking holds (as _LockWrapper's)."""
-    cdef lp_blocking state
-
-
 cdef object _hold(Recorder recorder, lp_entry* entry):
     """A Hold for a captured acquire's entry (None when the full table dropped it)."""
     if entry == NULL:
@@ -71,6 +67,57 @@ cdef object _hold(Recorder recorder, lp_entry* entry):
     hold.entry = entry
     hold.acquired_at = lp_monotonic_ns()
     return hold
+
+
+@cython.final
+cdef class ClassProfile:
+    """What the methods of one profiled class need, in C fields: found through the object's
+    state, so that an operation reads no class attribute."""
+    cdef readonly object original
+    cdef readonly str kind
+    cdef Recorder recorder
+    cdef object excludes
+    cdef dict decisions
+    cdef object lock_class  # asyncio.Condition: the profiled asyncio.Lock class
+    # The original's methods, called as functions with the object as first argument.
+    cdef object acquire
+    cdef object release
+    cdef object wait
+
+
+@cython.final
+@cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns hold_entry
+cdef class ObjectState:
+    """lockprof's state of one profiled object, its only attribute (_lp_state), read once per
+    operation."""
+    cdef ClassProfile profile
+    cdef Recorder recorder
+    cdef readonly LockInfo info  # None: not profiled (stopped, excluded, a copy)
+    # asyncio.Lock: the table entry of its one captured hold, or NULL, and the tasks blocked
+    # on it now (for its blocking holds, as _LockWrapper's).
+    cdef lp_entry* hold_entry
+    cdef int64_t acquired_at
+    cdef lp_blocking blocking
+    # asyncio.Lock: the last acquire's wait, read by the Condition whose wait() re-acquires.
+    cdef int64_t last_wait_ns
+    # Semaphores: the open Holds (None for an uncaptured acquire) by acquirer.
+    cdef dict holds
+    # threading.Condition: when each acquirer's wait() started to re-acquire the lock.
+    cdef dict restored
+
+    def __dealloc__(self):
+        if self.hold_entry != NULL:
+            self.hold_entry.pending -= 1  # never ended: let the table evict it
+
+    cdef inline bint profiling(self) noexcept:
+        return self.info is not None and self.recorder.active
+
+    cdef void start_lock_hold(self, lp_entry* entry) noexcept:
+        """asyncio.Lock: a captured acquire's hold starts (entry NULL: the table dropped it)."""
+        if self.hold_entry != NULL:  # a hold whose release was never seen
+            self.hold_entry.pending -= 1
+        self.hold_entry = entry
+        self.acquired_at = lp_monotonic_ns()
 
 
 # ------------------------------------------------------------------ classes and objects
@@ -106,16 +153,23 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     objects as `kind` for `recorder`. lock_class: for asyncio.Condition, the profiled
     asyncio.Lock class its own lock is made from."""
     base = original_class(original)
+    cdef ClassProfile profile = ClassProfile.__new__(ClassProfile)
+    profile.original = base
+    profile.kind = kind
+    profile.recorder = recorder
+    profile.excludes = excludes
+    profile.decisions = {}
+    profile.lock_class = lock_class
+    profile.acquire = getattr(base, "acquire", None)
+    profile.release = getattr(base, "release", None)
+    profile.wait = getattr(base, "wait", None)
     namespace = {
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
         "__doc__": base.__doc__,
         "_lp_original": base,
-        "_lp_kind": kind,
         "_lp_recorder": recorder,
-        "_lp_excludes": excludes,
-        "_lp_decisions": {},
-        "_lp_lock_class": lock_class,
+        "_lp_profile": profile,
     }
     return ProfiledClass(base.__name__, (_MIXINS[kind], base), namespace)
 
@@ -123,9 +177,9 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
 cdef object _new(cls, args, kwargs):
     """__new__ of every profiled class: an object of the original class where profiling does
     not apply (stopped, or made in an excluded module) unless cls is a user's subclass."""
-    cdef Recorder recorder = cls._lp_recorder
-    base = cls._lp_original
-    info = new_lock_info(cls._lp_kind, cls._lp_excludes, cls._lp_decisions) if recorder.active else None
+    cdef ClassProfile profile = cls._lp_profile
+    base = profile.original
+    info = new_lock_info(profile.kind, profile.excludes, profile.decisions) if profile.recorder.active else None
     if info is None and "_lp_original" in cls.__dict__:
         native = base.__new__(base)
         base.__init__(native, *args, **kwargs)  # not called by type() for another class
@@ -136,10 +190,15 @@ cdef object _new(cls, args, kwargs):
 
 
 cdef void _init_state(obj, LockInfo info) except *:
-    obj._lp_info = info
-    obj._lp_holds = None  # semaphores: open holds by acquirer
-    obj._lp_hold = None  # asyncio.Lock: its one hold, and the tasks it blocks
-    obj._lp_blocking = Blocking.__new__(Blocking)
+    cdef ObjectState state = ObjectState.__new__(ObjectState)
+    state.profile = type(obj)._lp_profile
+    state.recorder = state.profile.recorder
+    state.info = info
+    obj._lp_state = state
+
+
+cdef inline ObjectState _state(obj):
+    return <ObjectState?>obj._lp_state
 
 
 def _reduce_ex(self, protocol):
@@ -179,39 +238,37 @@ cdef bint _named(cls):
     return target is cls
 
 
-cdef inline bint _profiling(self) except -1:
-    return self._lp_info is not None and (<Recorder>type(self)._lp_recorder).active
-
-
-cdef inline Recorder _recorder(self):
-    return <Recorder>type(self)._lp_recorder
-
-
 # ------------------------------------------------------------------ holds by acquirer
 
-cdef void _start_hold(self, object key, object hold) except *:
-    """Note an acquire by `key` (a task, or None for _acquirer()): its captured hold, or None. Uncaptured acquires are noted only while the key has captured ones open, so
-    that releases pair with acquires last-in first-out and never end another acquire's hold."""
-    holds = self._lp_holds
+cdef object _holder(ObjectState state, bint by_task):
+    """Who a semaphore's hold belongs to: the running task (asyncio, in its event loop), else
+    _acquirer()."""
+    key = state.recorder._current_task() if by_task else None
+    return _acquirer() if key is None else key
+
+
+cdef void _start_hold(ObjectState state, bint by_task, object hold) except *:
+    """Note an acquire: its captured hold, or None. Uncaptured acquires are noted only while
+    the holder has captured ones open, so that releases pair with acquires last-in first-out
+    and never end another acquire's hold; the holder is looked up only then."""
+    holds = state.holds
     if hold is None and not holds:
         return
-    if key is None:
-        key = _acquirer()
+    key = _holder(state, by_task)
     if hold is None and key not in holds:
         return
     if holds is None:
-        holds = self._lp_holds = {}
+        holds = state.holds = {}
     elif key not in holds and len(holds) >= MAX_OPEN_HOLDS:
         del holds[next(iter(holds))]  # the oldest acquirer's holds: dropped, never ended
     holds.setdefault(key, []).append(hold)
 
 
-cdef void _end_hold(self, object key) except *:
-    holds = self._lp_holds
+cdef void _end_hold(obj, ObjectState state, bint by_task) except *:
+    holds = state.holds
     if not holds:
         return
-    if key is None:
-        key = _acquirer()
+    key = _holder(state, by_task)
     stack = holds.get(key)
     if not stack:
         return
@@ -220,7 +277,7 @@ cdef void _end_hold(self, object key) except *:
         del holds[key]
     if hold is not None:
         (<Hold>hold).end(lp_monotonic_ns())
-        name_lock(self, self._lp_info)
+        name_lock(obj, state.info)
 
 
 cdef dict _MODULES = sys.modules
@@ -236,13 +293,6 @@ cdef object _acquirer():
     return lp_thread_ident()
 
 
-cdef object _current_task():
-    """The running task, or None (a release made outside the event loop)."""
-    import asyncio
-    loop = asyncio.events._get_running_loop()
-    return asyncio.current_task(loop) if loop is not None else None
-
-
 class _Profiled:
     """What every profiled class shares: how its objects are made, pickled and copied."""
 
@@ -253,6 +303,11 @@ class _Profiled:
     __getstate__ = _getstate
     __setstate__ = _setstate
 
+    @property
+    def _lp_info(self):
+        """The LockInfo the profile uses for this object, None where it is not profiled."""
+        return _state(self).info
+
 
 # ------------------------------------------------------------------ threading
 
@@ -262,35 +317,36 @@ class _ThreadingSemaphore(_Profiled):
     release by the same thread."""
 
     def acquire(self, blocking=True, timeout=None):
-        base = type(self)._lp_original
+        cdef ObjectState state = _state(self)
+        original = state.profile.acquire
         # A call that cannot wait (blocking=False, or a timeout of zero, as ThreadPoolExecutor
         # polls its idle semaphore) is the standard one, untimed: a failure is not a wait.
-        if (blocking is not True or not _profiling(self)
+        if (blocking is not True or not state.profiling()
                 or (type(timeout) in (int, float) and timeout <= 0)):
-            return base.acquire(self, blocking, timeout)
-        cdef Recorder recorder = _recorder(self)
-        cdef LockInfo info = self._lp_info
+            return original(self, blocking, timeout)
+        cdef Recorder recorder = state.recorder
         cdef lp_entry* entry = NULL
-        if base.acquire(self, False):
-            hold = _hold(recorder, recorder.record_acquire(info)) if recorder.sampler.should_capture() else None
-            _start_hold(self, None, hold)
+        if original(self, False):
+            hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
+            _start_hold(state, False, hold)
             return True
         cdef int64_t start = lp_monotonic_ns()
-        result = base.acquire(self, True, timeout)
+        result = original(self, True, timeout)
         cdef int64_t wait_ns = lp_monotonic_ns() - start
         if recorder.active:
             capture = bool(result) and recorder.sampler.should_capture()
-            entry = recorder.record_wait(info, wait_ns, not result, capture)
+            entry = recorder.record_wait(state.info, wait_ns, not result, capture)
             if result:
-                _start_hold(self, None, _hold(recorder, entry) if capture else None)
+                _start_hold(state, False, _hold(recorder, entry) if capture else None)
         return result
 
     __enter__ = acquire
 
     def release(self, n=1):
-        type(self)._lp_original.release(self, n)  # raises as natively (BoundedSemaphore)
-        if self._lp_holds:
-            _end_hold(self, None)
+        cdef ObjectState state = _state(self)
+        state.profile.release(self, n)  # raises as natively (BoundedSemaphore)
+        if state.holds:
+            _end_hold(self, state, False)
 
     def __exit__(self, t, v, tb):
         self.release()
@@ -302,26 +358,26 @@ class _ThreadingCondition(_Profiled):
     wait() until the re-acquire starts is a condition wait."""
 
     def __init__(self, lock=None):
-        base = type(self)._lp_original
-        info = self._lp_info
+        cdef ObjectState state = _state(self)
+        info = state.info
         if info is not None and lock is None:
             (<LockInfo>info).owner = weakref.ref(self)
-            lock = profiled_rlock(info, _recorder(self))
-        base.__init__(self, lock)
+            lock = profiled_rlock(info, state.recorder)
+        state.profile.original.__init__(self, lock)
         if info is not None:
-            self._lp_restored = {}
-            self._acquire_restore = _RestoreTimer(self._acquire_restore, self._lp_restored)
+            state.restored = {}
+            self._acquire_restore = _RestoreTimer(self._acquire_restore, state.restored)
 
     def wait(self, timeout=None):
-        base = type(self)._lp_original
-        if not _profiling(self):
-            return base.wait(self, timeout)
+        cdef ObjectState state = _state(self)
+        if not state.profiling():
+            return state.profile.wait(self, timeout)
         cdef int64_t start = lp_monotonic_ns()
-        result = base.wait(self, timeout)
-        restored_at = self._lp_restored.pop(_acquirer(), None)
-        if restored_at is not None and _profiling(self):
-            _recorder(self).record_condition_wait(self._lp_info, <int64_t>restored_at - start)
-            name_lock(self, self._lp_info)
+        result = state.profile.wait(self, timeout)
+        restored_at = state.restored.pop(_acquirer(), None)
+        if restored_at is not None and state.profiling():
+            state.recorder.record_condition_wait(state.info, <int64_t>restored_at - start)
+            name_lock(self, state.info)
         return result
 
 
@@ -345,50 +401,50 @@ class _AsyncioLock(_Profiled):
     tasks waiting records the blocking hold, as the threading Lock does."""
 
     async def acquire(self):
-        base = type(self)._lp_original
-        if not _profiling(self):
-            return await base.acquire(self)
-        cdef Recorder recorder = _recorder(self)
-        cdef LockInfo info = self._lp_info
+        cdef ObjectState state = _state(self)
+        if not state.profiling():
+            return await state.profile.acquire(self)
+        cdef Recorder recorder = state.recorder
         if not _asyncio_lock_busy(self):
             # What the standard acquire does when it need not suspend (3.9 to 3.13), without
             # running its coroutine.
             self._locked = True
-            self._lp_last_wait_ns = 0
+            state.last_wait_ns = 0
             if recorder.sampler.should_capture():
-                self._lp_hold = _hold(recorder, recorder.record_acquire(info))
+                state.start_lock_hold(recorder.record_acquire(state.info))
             return True
-        cdef Blocking blocking = self._lp_blocking
+        # Suspends: the standard acquire, timed, with this task counted among the waiters.
         cdef int64_t start = lp_monotonic_ns(), end = 0
-        lp_blocking_enter(&blocking.state, start)
+        lp_blocking_enter(&state.blocking, start)
         acquired = False
         try:
-            result = await base.acquire(self)
+            result = await state.profile.acquire(self)
             acquired = True
         finally:
             end = lp_monotonic_ns()
-            lp_blocking_leave(&blocking.state, True, acquired, end)  # a cancelled waiter was blocked
-        self._lp_last_wait_ns = end - start  # read by the Condition whose wait() re-acquires
+            lp_blocking_leave(&state.blocking, True, acquired, end)  # a cancelled waiter was blocked
+        state.last_wait_ns = end - start
         if recorder.active:
             capture = recorder.sampler.should_capture()
-            entry = recorder.record_wait(info, end - start, False, capture)
+            entry = recorder.record_wait(state.info, end - start, False, capture)
             if capture:
-                self._lp_hold = _hold(recorder, entry)
+                state.start_lock_hold(entry)
         return result
 
     def release(self):
-        type(self)._lp_original.release(self)  # raises as natively when not locked
-        cdef Blocking blocking = self._lp_blocking
-        if self._lp_hold is None and not lp_blocking_pending(&blocking.state):
+        cdef ObjectState state = _state(self)
+        state.profile.release(self)  # raises as natively when not locked
+        if state.hold_entry == NULL and not lp_blocking_pending(&state.blocking):
             return
         cdef int64_t released_at = lp_monotonic_ns()
-        hold, self._lp_hold = self._lp_hold, None
-        if hold is not None:
-            (<Hold>hold).end(released_at)
-        cdef int64_t blocked_ns = lp_blocking_release(&blocking.state, released_at)
-        if _profiling(self) and blocked_ns > 0:
-            _recorder(self).record_blocking_hold(self._lp_info, blocked_ns)
-        name_lock(self, self._lp_info)
+        cdef lp_entry* entry = state.hold_entry
+        if entry != NULL:
+            state.hold_entry = NULL
+            state.recorder.record_release(entry, released_at - state.acquired_at)
+        cdef int64_t blocked_ns = lp_blocking_release(&state.blocking, released_at)
+        if blocked_ns > 0 and state.profiling():
+            state.recorder.record_blocking_hold(state.info, blocked_ns)
+        name_lock(self, state.info)
 
 
 cdef bint _asyncio_lock_busy(lock) except -1:
@@ -396,7 +452,12 @@ cdef bint _asyncio_lock_busy(lock) except -1:
     if lock._locked:
         return True
     waiters = lock._waiters
-    return bool(waiters) and not all(w.cancelled() for w in waiters)
+    if not waiters:
+        return False
+    for waiter in waiters:
+        if not waiter.cancelled():
+            return True
+    return False
 
 
 class _AsyncioSemaphore(_Profiled):
@@ -404,33 +465,38 @@ class _AsyncioSemaphore(_Profiled):
     timed; a hold runs from an acquire to a release by the same task."""
 
     async def acquire(self):
-        base = type(self)._lp_original
-        if not _profiling(self):
-            return await base.acquire(self)
-        cdef Recorder recorder = _recorder(self)
-        cdef LockInfo info = self._lp_info
-        cdef lp_entry* entry = NULL
+        cdef ObjectState state = _state(self)
+        if not state.profiling():
+            return await state.profile.acquire(self)
+        cdef Recorder recorder = state.recorder
         # 3.9 also makes a task wait while another is being woken up (_wakeup_scheduled).
         if not self.locked() and not getattr(self, "_wakeup_scheduled", False):
             # What the standard acquire does when it need not suspend (3.9 to 3.13), without
             # running its coroutine.
             self._value -= 1
-            hold = _hold(recorder, recorder.record_acquire(info)) if recorder.sampler.should_capture() else None
-            _start_hold(self, _current_task(), hold)
+            hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
+            _start_hold(state, True, hold)
             return True
-        cdef int64_t start = lp_monotonic_ns()
-        result = await base.acquire(self)
-        cdef int64_t wait_ns = lp_monotonic_ns() - start
-        if recorder.active:
-            capture = recorder.sampler.should_capture()
-            entry = recorder.record_wait(info, wait_ns, False, capture)
-            _start_hold(self, _current_task(), _hold(recorder, entry) if capture else None)
-        return result
+        return await _contended_semaphore_acquire(self, state)
 
     def release(self):
-        type(self)._lp_original.release(self)  # raises as natively (BoundedSemaphore)
-        if self._lp_holds:
-            _end_hold(self, _current_task())
+        cdef ObjectState state = _state(self)
+        state.profile.release(self)  # raises as natively (BoundedSemaphore)
+        if state.holds:
+            _end_hold(self, state, True)
+
+
+async def _contended_semaphore_acquire(semaphore, ObjectState state):
+    """asyncio.Semaphore.acquire() that suspends: the standard one, timed."""
+    cdef int64_t start = lp_monotonic_ns()
+    result = await state.profile.acquire(semaphore)
+    cdef int64_t wait_ns = lp_monotonic_ns() - start
+    cdef Recorder recorder = state.recorder
+    if recorder.active:
+        capture = recorder.sampler.should_capture()
+        entry = recorder.record_wait(state.info, wait_ns, False, capture)
+        _start_hold(state, True, _hold(recorder, entry) if capture else None)
+    return result
 
 
 class _AsyncioCondition(_Profiled):
@@ -439,10 +505,10 @@ class _AsyncioCondition(_Profiled):
     a condition wait."""
 
     def __init__(self, lock=None, **kwargs):
-        base = type(self)._lp_original
-        base.__init__(self, lock, **kwargs)  # its own checks and errors, its own lock
-        info = self._lp_info
-        lock_class = type(self)._lp_lock_class
+        cdef ObjectState state = _state(self)
+        state.profile.original.__init__(self, lock, **kwargs)  # its own checks and errors, its own lock
+        info = state.info
+        lock_class = state.profile.lock_class
         if info is not None and lock is None and lock_class is not None:
             # The lock it made itself is replaced by a profiled one, with the same arguments.
             own = object.__new__(lock_class)
@@ -453,18 +519,18 @@ class _AsyncioCondition(_Profiled):
             self.locked, self.acquire, self.release = own.locked, own.acquire, own.release
 
     async def wait(self):
-        base = type(self)._lp_original
-        if not _profiling(self):
-            return await base.wait(self)
+        cdef ObjectState state = _state(self)
+        if not state.profiling():
+            return await state.profile.wait(self)
         cdef int64_t start = lp_monotonic_ns()
-        lock = self._lock
-        result = await base.wait(self)
+        lock_state = getattr(self._lock, "_lp_state", None)
+        result = await state.profile.wait(self)
         # The re-acquire just finished in this task, with no other task run since: its wait,
         # when the lock is a profiled one, is not part of the wait for the notify.
-        reacquire_ns = getattr(lock, "_lp_last_wait_ns", 0)
-        if _profiling(self):
-            _recorder(self).record_condition_wait(self._lp_info, lp_monotonic_ns() - start - reacquire_ns)
-            name_lock(self, self._lp_info)
+        cdef int64_t reacquire_ns = (<ObjectState>lock_state).last_wait_ns if isinstance(lock_state, ObjectState) else 0
+        if state.profiling():
+            state.recorder.record_condition_wait(state.info, lp_monotonic_ns() - start - reacquire_ns)
+            name_lock(self, state.info)
         return result
 
 
