@@ -20,6 +20,7 @@ a Condition's wait for a notify is its own sample type, never contention.
 
 import abc
 import copyreg
+from collections import deque
 import sys
 import threading
 import weakref
@@ -83,6 +84,8 @@ cdef class ClassProfile:
     cdef object acquire
     cdef object release
     cdef object wait
+    # asyncio's primitives: asyncio.CancelledError (asyncio is imported only by the program).
+    cdef object cancelled_error
 
 
 @cython.final
@@ -163,6 +166,8 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     profile.acquire = getattr(base, "acquire", None)
     profile.release = getattr(base, "release", None)
     profile.wait = getattr(base, "wait", None)
+    if kind.startswith("asyncio-"):
+        profile.cancelled_error = sys.modules["asyncio"].CancelledError
     namespace = {
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
@@ -413,23 +418,37 @@ class _AsyncioLock(_Profiled):
             if recorder.sampler.should_capture():
                 state.start_lock_hold(recorder.record_acquire(state.info))
             return True
-        # Suspends: the standard acquire, timed, with this task counted among the waiters.
+        # Suspends: what the standard acquire then does (the same on 3.9 to 3.13), in this
+        # coroutine rather than in the standard one awaited from here, which would add a
+        # coroutine to every resumption; timed, with this task counted among the waiters.
+        if self._waiters is None:
+            self._waiters = deque()
+        future = (self._get_loop() if _LOOP_BOUND else self._loop).create_future()
+        self._waiters.append(future)
         cdef int64_t start = lp_monotonic_ns(), end = 0
         lp_blocking_enter(&state.blocking, start)
         acquired = False
         try:
-            result = await state.profile.acquire(self)
+            try:
+                await future
+            finally:
+                self._waiters.remove(future)
             acquired = True
+        except state.profile.cancelled_error:
+            if not self._locked:
+                self._wake_up_first()
+            raise
         finally:
             end = lp_monotonic_ns()
             lp_blocking_leave(&state.blocking, True, acquired, end)  # a cancelled waiter was blocked
+        self._locked = True
         state.last_wait_ns = end - start
         if recorder.active:
             capture = recorder.sampler.should_capture()
             entry = recorder.record_wait(state.info, end - start, False, capture)
             if capture:
                 state.start_lock_hold(entry)
-        return result
+        return True
 
     def release(self):
         cdef ObjectState state = _state(self)
@@ -445,6 +464,10 @@ class _AsyncioLock(_Profiled):
         if blocked_ns > 0 and state.profiling():
             state.recorder.record_blocking_hold(state.info, blocked_ns)
         name_lock(self, state.info)
+
+
+# asyncio's primitives find their event loop with _get_loop() from 3.10, in _loop before.
+cdef bint _LOOP_BOUND = sys.version_info >= (3, 10)
 
 
 cdef bint _asyncio_lock_busy(lock) except -1:
