@@ -400,6 +400,12 @@ class _RestoreTimer:
 
 # ------------------------------------------------------------------ asyncio
 
+# asyncio's primitives find their event loop with _get_loop() from 3.10, in _loop before; and
+# on 3.9 a semaphore also makes a task wait while another is being woken (_wakeup_scheduled).
+cdef bint _LOOP_BOUND = sys.version_info >= (3, 10)
+cdef bint _WAKEUP_SCHEDULED = not _LOOP_BOUND
+
+
 class _AsyncioLock(_Profiled):
     """asyncio.Lock: an acquire that would suspend is timed from its own call, so each waiting
     task has its own wait; the hold runs from the acquire to the release. A release that finds
@@ -466,10 +472,6 @@ class _AsyncioLock(_Profiled):
         name_lock(self, state.info)
 
 
-# asyncio's primitives find their event loop with _get_loop() from 3.10, in _loop before.
-cdef bint _LOOP_BOUND = sys.version_info >= (3, 10)
-
-
 cdef bint _asyncio_lock_busy(lock) except -1:
     """Whether asyncio.Lock.acquire() would suspend (the standard library's own test)."""
     if lock._locked:
@@ -492,34 +494,29 @@ class _AsyncioSemaphore(_Profiled):
         if not state.profiling():
             return await state.profile.acquire(self)
         cdef Recorder recorder = state.recorder
-        # 3.9 also makes a task wait while another is being woken up (_wakeup_scheduled).
-        if not self.locked() and not getattr(self, "_wakeup_scheduled", False):
+        if not self.locked() and not (_WAKEUP_SCHEDULED and self._wakeup_scheduled):
             # What the standard acquire does when it need not suspend (3.9 to 3.13), without
             # running its coroutine.
             self._value -= 1
             hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
             _start_hold(state, True, hold)
             return True
-        return await _contended_semaphore_acquire(self, state)
+        # Suspends: the standard acquire, timed (unlike asyncio.Lock's, its waiting path
+        # differs between versions).
+        cdef int64_t start = lp_monotonic_ns()
+        result = await state.profile.acquire(self)
+        cdef int64_t wait_ns = lp_monotonic_ns() - start
+        if recorder.active:
+            capture = recorder.sampler.should_capture()
+            entry = recorder.record_wait(state.info, wait_ns, False, capture)
+            _start_hold(state, True, _hold(recorder, entry) if capture else None)
+        return result
 
     def release(self):
         cdef ObjectState state = _state(self)
         state.profile.release(self)  # raises as natively (BoundedSemaphore)
         if state.holds:
             _end_hold(self, state, True)
-
-
-async def _contended_semaphore_acquire(semaphore, ObjectState state):
-    """asyncio.Semaphore.acquire() that suspends: the standard one, timed."""
-    cdef int64_t start = lp_monotonic_ns()
-    result = await state.profile.acquire(semaphore)
-    cdef int64_t wait_ns = lp_monotonic_ns() - start
-    cdef Recorder recorder = state.recorder
-    if recorder.active:
-        capture = recorder.sampler.should_capture()
-        entry = recorder.record_wait(state.info, wait_ns, False, capture)
-        _start_hold(state, True, _hold(recorder, entry) if capture else None)
-    return result
 
 
 class _AsyncioCondition(_Profiled):
