@@ -123,9 +123,12 @@ GREENLET_NAMES = """
         with lock:
             gevent.sleep(0)
 
+    finished = []  # kept alive: a new greenlet at a dead one's address has its task id
+
     def spawn_three():
         greenlets = [gevent.spawn(work) for _ in range(3)]
         gevent.joinall(greenlets)
+        finished.extend(greenlets)
         return [repr(g).split(" at ")[0] for g in greenlets]
 
     plain = spawn_three()
