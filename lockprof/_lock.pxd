@@ -46,12 +46,16 @@ cdef class LockFactory:
     cdef bint _still_stock(self)
 
 
-cdef class ProfiledForeignLock(_LockWrapper):
+cdef class _ForeignWrapper(_LockWrapper):
     cdef bint _would_block(self) except -1
     cdef bint _released_all(self) except -1
 
 
-cdef class ProfiledForeignRLock(ProfiledForeignLock):
+cdef class ProfiledForeignLock(_ForeignWrapper):
+    pass
+
+
+cdef class ProfiledForeignRLock(_ForeignWrapper):
     pass
 
 

@@ -14,6 +14,7 @@ every argument error is the native lock's own.
 """
 
 import _thread
+import copy
 import sys
 from types import MemberDescriptorType
 
@@ -594,20 +595,17 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
     return 0
 
 
-cdef class ProfiledForeignLock(_LockWrapper):
-    """A profiled threading.Lock that another library's factory made: gevent's, once it has
-    patched threading, whose locks switch greenlets instead of blocking the thread. The wrapped
-    lock's own methods do all the work. An acquire is timed when the lock is taken, which is
-    asked without side effects: gevent's failing non-blocking acquire yields to other
-    greenlets, so it is never tried first. Every other attribute is the wrapped lock's."""
+cdef class _ForeignWrapper(_LockWrapper):
+    """A profiled lock that another library's factory made: gevent's, once it has patched
+    threading, whose locks switch greenlets instead of blocking the thread. The wrapped lock's
+    own methods do all the work. An acquire is timed when the lock is taken, which is asked
+    without side effects: gevent's failing non-blocking acquire yields to other greenlets, so
+    it is never tried first. Every other attribute is the wrapped lock's, set ones too."""
 
     def acquire(self, *args, **kwargs):
         if not self._recorder.active or self._info is None:
             return self._wrapped.acquire(*args, **kwargs)
         return _foreign_acquire(self, args, kwargs, False)
-
-    def __enter__(self):
-        return self.acquire()
 
     def release(self):
         if self._hold_entry == NULL and not lp_blocking_pending(&self._blocking):
@@ -628,6 +626,17 @@ cdef class ProfiledForeignLock(_LockWrapper):
     def __getattr__(self, name):
         return getattr(self._wrapped, name)
 
+    def __setattr__(self, name, value):
+        setattr(self._wrapped, name, value)
+
+    def __delattr__(self, name):
+        delattr(self._wrapped, name)
+
+    def __reduce_ex__(self, protocol):
+        # Pickled, the wrapped lock fails with its own error; copied, it is copied as the
+        # unprofiled lock would be (threading's RLock can be, sharing gevent's lock).
+        return _copy_of, (self._wrapped,)
+
     cdef bint _would_block(self) except -1:
         return self._wrapped.locked()
 
@@ -635,10 +644,27 @@ cdef class ProfiledForeignLock(_LockWrapper):
         return True  # a Lock has one level
 
 
-cdef class ProfiledForeignRLock(ProfiledForeignLock):
+def _copy_of(lock):
+    """copy.copy(lock): what copying a profiled foreign lock gives."""
+    return copy.copy(lock)
+
+
+@cython.final
+cdef class ProfiledForeignLock(_ForeignWrapper):
+    """A profiled threading.Lock made by another library's factory (gevent's)."""
+
+    def __enter__(self):
+        self.acquire()  # None, as gevent's lock returns
+
+
+@cython.final
+cdef class ProfiledForeignRLock(_ForeignWrapper):
     """A profiled threading.RLock that is not CPython's C RLock: threading's Python RLock once
     gevent has patched threading (or gevent's own). Only the owner's outermost acquire and
     release are profiled, and Condition.wait()'s release and re-acquire of every level."""
+
+    def __enter__(self):
+        return self.acquire()  # threading's RLock returns acquire()'s result
 
     cdef bint _would_block(self) except -1:
         return not self._wrapped._is_owned() and self._wrapped._block.locked()
@@ -658,19 +684,17 @@ cdef class ProfiledForeignRLock(ProfiledForeignLock):
         return _foreign_acquire(self, (state,), None, True)
 
 
-cdef object _foreign_acquire(ProfiledForeignLock self, tuple args, dict kwargs, bint restore):
+cdef object _foreign_acquire(_ForeignWrapper self, tuple args, dict kwargs, bint restore):
     """A profiled acquire (or, with restore, _acquire_restore) of a foreign lock: sampled when
-    the lock is free, timed and counted when it is taken; the call is always the wrapped
-    lock's own, with the caller's arguments."""
+    it takes the lock, timed and counted when the lock was taken by another; the call is always
+    the wrapped lock's own, with the caller's arguments."""
     cdef lp_entry* entry = NULL
     wrapped = self._wrapped
     call = wrapped._acquire_restore if restore else wrapped.acquire
-    if not restore and not _may_block(args, kwargs):
-        return call(*args, **kwargs)  # never waits: nothing to time
     if isinstance(self, ProfiledForeignRLock) and not restore and wrapped._is_owned():
         return call(*args, **kwargs)  # nested: part of the outermost hold
-    if not self._would_block():
-        result = call(*args, **kwargs) if kwargs else call(*args)
+    if (not restore and not _may_block(args, kwargs)) or not self._would_block():
+        result = call(*args, **kwargs) if kwargs else call(*args)  # never waits: nothing to time
         if (restore or result) and self._recorder.sampler.should_capture():
             _start_hold(self, self._recorder.record_acquire(self._info), lp_monotonic_ns())
         return result

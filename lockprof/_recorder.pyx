@@ -320,20 +320,21 @@ cdef class Recorder:
         return current if current.parent is not None else None
 
     cdef object _greenlet_name(self, object current):
-        """A gevent Greenlet's name: the one the program gave it, else gevent's default
-        (`Greenlet-N`) unless a subclass defines its own name, which is never run here."""
+        """A gevent Greenlet's name, when the program gave it one; never gevent's default
+        (`Greenlet-N`), which numbers the greenlet when first asked for and shows in its repr
+        from then on, nor a subclass's own name, which is never run here."""
         gevent_greenlet = PyObject_GenericGetDict(self._modules["gevent"], NULL).get("Greenlet")
         if type(gevent_greenlet) is not type or not isinstance(current, gevent_greenlet):
             return None  # gevent's hub, or a plain greenlet
-        name = PyObject_GenericGetDict(current, NULL).get("name")
-        if type(name) is str:
-            return name
         default = vars(gevent_greenlet).get("name")
         for klass in type(current).__mro__:
             found = vars(klass).get("name")
             if found is not None:
-                return default.__get__(current, type(current)) if found is default else None
-        return None
+                if found is not default:
+                    return None
+                break
+        name = PyObject_GenericGetDict(current, NULL).get("name")
+        return name if type(name) is str else None
 
     def discard(self):
         """Forget what was gathered: in a fork child, whose parent reports it. A drain the
