@@ -38,7 +38,7 @@ cdef class LockFactory:
     cdef readonly str kind
     cdef object _make_native  # the C constructor the stock factory calls, or None
     cdef object _innermost  # the original, looking through other collectors' factories
-    cdef tuple _wrapper_types  # what its locks are: the C lock's wrapper, the foreign one
+    cdef tuple _wrapper_types  # the types of the profiled locks it makes
     cdef type _native_type
     cdef Recorder _recorder
     cdef object _excludes

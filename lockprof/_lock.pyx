@@ -15,6 +15,8 @@ every argument error is the native lock's own.
 
 import _thread
 import copy
+import functools
+import operator
 import sys
 from types import MemberDescriptorType
 
@@ -809,9 +811,10 @@ cdef class LockFactory:
         while isinstance(innermost, LockFactory):
             innermost = (<LockFactory>innermost).original
         if kind == "lock":
-            self._wrapper_types = (ProfiledLock, ProfiledForeignLock)
             self._native_type = NATIVE_LOCK
             stock = innermost is ORIGINAL_ALLOCATE_LOCK or innermost is NATIVE_LOCK
+            # The Lock original makes either C locks or (gevent's) foreign ones, for good.
+            self._wrapper_types = (ProfiledLock,) if stock else (ProfiledForeignLock,)
             constructor = ORIGINAL_ALLOCATE_LOCK  # _thread.LockType is callable only on 3.13+
         elif kind == "rlock":
             self._wrapper_types = (ProfiledRLock, ProfiledForeignRLock)
@@ -877,12 +880,12 @@ cdef class LockFactory:
     def __or__(self, other):
         # threading.Lock | None on 3.13+ must also match the profiled locks in isinstance().
         if isinstance(self.original, type):
-            return self.original | self._wrapper_types[0] | self._wrapper_types[1] | other
+            return functools.reduce(operator.or_, (self.original, *self._wrapper_types, other))
         return self.original | other  # the native factory function's own TypeError
 
     def __ror__(self, other):
         if isinstance(self.original, type):
-            return other | self.original | self._wrapper_types[0] | self._wrapper_types[1]
+            return functools.reduce(operator.or_, (other, self.original, *self._wrapper_types))
         return other | self.original
 
     def __getattr__(self, name):
