@@ -25,6 +25,7 @@ from cpython.object cimport PyObject, PyObject_GenericGetAttr, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
+    LP_MAX_FRAMES, lp_frame_ref,
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS,
     LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
     lp_call_vector, lp_lock_try_direct, lp_native_layout_matches, lp_rlock_try_direct,
@@ -34,7 +35,7 @@ from lockprof._lockcore cimport (
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
 )
-from lockprof._recorder cimport LockInfo, Recorder
+from lockprof._recorder cimport LockInfo, Recorder, WaiterStack
 
 from lockprof._recorder import LockInfo  # the Python name too: lockprof._lock.LockInfo
 
@@ -222,8 +223,18 @@ cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssiz
 cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
                                bint contended):
     """The caller's own acquire call, timed, with this thread counted among the waiters.
-    contended is False for arguments the wrapper could not read: the wait decides."""
+    contended is False for arguments the wrapper could not read: the wait decides. The stack
+    is taken before the call blocks: recording the wait after it would lengthen the critical
+    section every other waiter is queued behind."""
     cdef lp_entry* entry = NULL
+    cdef lp_frame_ref frames[LP_MAX_FRAMES]
+    cdef WaiterStack waiter
+    waiter.frames = frames
+    waiter.nframes = -1
+    waiter.depth = 0
+    task_name = None
+    if contended and self._recorder.active:
+        task_name = self._recorder.capture_waiter(&waiter)
     cdef int64_t start = lp_monotonic_ns(), end = 0
     lp_blocking_enter(&self._blocking, start)
     result = None
@@ -239,13 +250,13 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     if result is True:
         capture = self._recorder.sampler.should_capture()
         if contended:
-            entry = self._recorder.record_wait(self._info, wait_ns, False, capture)
+            entry = self._recorder.record_wait_of(self._info, wait_ns, False, capture, &waiter)
         elif capture:
             entry = self._recorder.record_acquire(self._info)
         if capture:
             _start_hold(self, entry, end)
     elif result is False and contended:  # a blocking acquire that ran out of time
-        self._recorder.record_wait(self._info, wait_ns, True, False)
+        self._recorder.record_wait_of(self._info, wait_ns, True, False, &waiter)
     return result
 
 

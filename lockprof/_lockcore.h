@@ -570,6 +570,9 @@ static inline int lp_frame_lasti(PyObject *f) { return ((PyFrameObject *)f)->f_l
 #endif
 #endif
 
+/* The deepest stack a Recorder can be asked to keep (the config allows 1..512). */
+#define LP_MAX_FRAMES 512
+
 typedef struct {
     PyObject *code; /* borrowed while walking; owned once stored in an entry */
     int lasti;      /* byte offset of the current instruction */

@@ -114,6 +114,7 @@ cdef extern from "_lockcore.h":
     enum:
         LP_LONG_WAITS
         LP_LONG_WAIT_FRAMES
+        LP_MAX_FRAMES
     ctypedef struct lp_long_wait:
         int64_t wait_ns
         PyObject* lock_info

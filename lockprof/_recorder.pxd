@@ -32,6 +32,15 @@ cdef struct Context:
     void* task_name
 
 
+cdef struct WaiterStack:
+    # An acquire's stack (frames borrowed: alive while it waits in them) and context, taken
+    # before it blocks; nframes < 0: not taken.
+    lp_frame_ref* frames
+    int nframes
+    int depth
+    Context context
+
+
 cdef class Recorder:
     cdef readonly CaptureSampler sampler
     cdef readonly int max_frames
@@ -56,6 +65,9 @@ cdef class Recorder:
 
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept
     cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire) noexcept
+    cdef object capture_waiter(self, WaiterStack* waiter)
+    cdef lp_entry* record_wait_of(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire,
+                                  WaiterStack* waiter) noexcept
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept

@@ -23,7 +23,7 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy, memset
 
 from lockprof._lockcore cimport (
-    LP_LONG_WAIT_FRAMES, LP_LONG_WAITS,
+    LP_LONG_WAIT_FRAMES, LP_LONG_WAITS, LP_MAX_FRAMES,
     lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_ref, lp_key,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
@@ -36,8 +36,6 @@ from lockprof import _resolve
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
 
-# The deepest stack a Recorder can be asked to keep (the config allows 1..512).
-DEF MAX_FRAMES_LIMIT = 512
 # The most locks whose exact contention counters one period keeps apart; the contention of
 # further locks is summed under no name.
 DEF MAX_CONTENDED_LOCKS = 65536
@@ -73,8 +71,8 @@ cdef class Recorder:
 
     def __cinit__(self, CaptureSampler sampler not None, int max_frames=64, Py_ssize_t max_entries=4096,
                   int64_t wait_sample_interval=1000000):
-        if max_frames < 1 or max_frames > MAX_FRAMES_LIMIT:
-            raise ValueError(f"max_frames must be an integer between 1 and {MAX_FRAMES_LIMIT}, got {max_frames}")
+        if max_frames < 1 or max_frames > LP_MAX_FRAMES:
+            raise ValueError(f"max_frames must be an integer between 1 and {LP_MAX_FRAMES}, got {max_frames}")
         if max_entries < 1:
             raise ValueError(f"max_entries must be a positive integer, got {max_entries}")
         if wait_sample_interval < 1:
@@ -111,7 +109,7 @@ cdef class Recorder:
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept:
         """Count an acquire chosen by the sampler; the entry (or NULL when dropped) is pending
         until record_release."""
-        cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
+        cdef lp_frame_ref frames[LP_MAX_FRAMES]
         cdef int depth = 0
         cdef Context context
         # The walk comes first, before any call below can push frames of its own.
@@ -127,17 +125,39 @@ cdef class Recorder:
         """Count a contended wait. With count_acquire (the sampler chose this acquire, which got
         the lock) the acquire is counted too and the entry returned is pending, as from
         record_acquire; otherwise the result is NULL."""
-        cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
-        cdef int depth = 0, nframes = 0
-        cdef Context context
+        cdef lp_frame_ref frames[LP_MAX_FRAMES]
+        cdef WaiterStack waiter
+        waiter.frames = frames
+        waiter.nframes = -1  # walked below, only if the wait is recorded with a stack
+        waiter.depth = 0
+        return self.record_wait_of(info, wait_ns, timed_out, count_acquire, &waiter)
+
+    cdef object capture_waiter(self, WaiterStack* waiter):
+        """Walk the stack and read the thread and task of an acquire about to block (into
+        waiter.frames, max_frames long), for record_wait_of() once it returns: so that a
+        recorded wait adds nothing to the critical section the waiter then enters. Returns the
+        task name, which the caller keeps alive while waiter.context borrows it."""
+        waiter.nframes = lp_capture_stack(waiter.frames, self.max_frames, &waiter.depth)
+        return self._context(&waiter.context)
+
+    cdef lp_entry* record_wait_of(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire,
+                                  WaiterStack* waiter) noexcept:
+        """record_wait() for a waiter whose stack capture_waiter() took (or, nframes < 0, is
+        taken here when needed). The waiter's task name stays alive in its caller."""
         cdef lp_entry* entry = NULL
         cdef bint sampled = self._sampled(wait_ns)
         cdef lp_long_wait* slot = lp_long_wait_slot(self._long_waits, wait_ns)
         self._count_contention(info, wait_ns, timed_out)
         if not (sampled or count_acquire or slot != NULL):
             return NULL
-        nframes = lp_capture_stack(frames, self.max_frames if (sampled or count_acquire) else LP_LONG_WAIT_FRAMES, &depth)
-        task_name = self._context(&context)
+        task_name = None
+        if waiter.nframes < 0:
+            waiter.nframes = lp_capture_stack(waiter.frames, self.max_frames if (sampled or count_acquire) else LP_LONG_WAIT_FRAMES,
+                                              &waiter.depth)
+            task_name = self._context(&waiter.context)
+        cdef lp_frame_ref* frames = waiter.frames
+        cdef int nframes = waiter.nframes, depth = waiter.depth
+        cdef Context context = waiter.context
         if sampled or count_acquire:
             entry = self._entry(info, &context, frames, nframes, depth, timed_out)
         if entry != NULL:
@@ -180,7 +200,7 @@ cdef class Recorder:
 
     cdef lp_entry* _sampled_entry(self, LockInfo info, int64_t duration_ns) noexcept:
         """The entry for this stack when a duration is chosen by proportional sampling, else NULL."""
-        cdef lp_frame_ref frames[MAX_FRAMES_LIMIT]
+        cdef lp_frame_ref frames[LP_MAX_FRAMES]
         cdef int depth = 0
         cdef Context context
         if not self._sampled(duration_ns):
