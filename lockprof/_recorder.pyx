@@ -336,8 +336,11 @@ cdef class Recorder:
         greenlet = self._modules.get("greenlet")
         if greenlet is None:
             return None
-        current = PyObject_GenericGetDict(greenlet, NULL)["getcurrent"]()
-        return current if current.parent is not None else None
+        namespace = PyObject_GenericGetDict(greenlet, NULL)
+        current = namespace["getcurrent"]()
+        # greenlet's own C getter: a subclass's parent property or __getattribute__ never runs.
+        parent = vars(namespace["greenlet"])["parent"].__get__(current)
+        return current if parent is not None else None
 
     cdef object _greenlet_name(self, object current):
         """A gevent Greenlet's name, when the program gave it one; never gevent's default

@@ -254,3 +254,47 @@ def test_gevent_primitives_hold_wait_and_notify_per_greenlet(tmp_path, order):
         assert 10 * ms <= waits[("condition", waiter)] < 1000 * ms, waits
     blocking = per_task(profile, "lock-blocking-hold")
     assert 10 * ms <= blocking[("condition", "notifier")] < 1000 * ms, blocking
+
+
+SUBCLASS_ATTRIBUTES = """
+    from gevent import monkey
+    monkey.patch_all()
+    import threading
+    import gevent
+    from lockprof import LockCollector
+
+    read = []
+
+    class Traced(gevent.Greenlet):
+        def __getattribute__(self, name):
+            read.append(name)
+            return super().__getattribute__(name)
+
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    lock = threading.Lock()
+
+    def work():
+        for _ in range(3):
+            with lock:
+                gevent.sleep(0)
+
+    greenlet = Traced(work)
+    greenlet.name = "traced"
+    greenlet.start()
+    greenlet.join()
+    tasks = {sample.task_name for sample in collector.snapshot().samples}
+    collector.stop()
+    print(" ".join(sorted(set(read))), "|", " ".join(sorted(t for t in tasks if t)))
+"""
+
+
+def test_a_greenlet_subclass_runs_no_code_for_the_profiler(tmp_path):
+    """Labelling a sample with its greenlet reads greenlet's own C attribute and the instance's
+    storage: a subclass's __getattribute__ never runs inside a lock operation."""
+    pytest.importorskip("gevent")
+    result = run_script(SUBCLASS_ATTRIBUTES, str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    attributes, tasks = result.stdout.split("|")
+    assert tasks.split() == ["traced"]
+    assert "parent" not in attributes.split() and "name" not in attributes.split(), attributes
