@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ElementTree
@@ -85,10 +86,25 @@ def regrtest(suite: str, work_dir: str, profiled: bool, match: Optional[str] = N
         env.update(LOCKPROF_REGRTEST="1", PYTHONPATH=os.pathsep.join((BOOTSTRAP, LOCKPROF_ROOT)),
                    DD_PROFILING_OUTPUT_PPROF=os.path.join(work_dir, "profile"),
                    DD_PROFILING_UPLOAD_INTERVAL="1")
-    result = subprocess.run(command, cwd=work_dir, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, errors="replace",
-                            timeout=SUITE_TIMEOUT)
-    run = RegrtestRun(result.returncode, result.stdout)
+    # Output to a file, not a pipe, and regrtest in a session of its own, killed whole at the
+    # end: a process it leaves behind (a spawned worker whose parent timed out) would hold a
+    # pipe open, and the wait for its end, for ever.
+    log = os.path.join(work_dir, "regrtest.log")
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, cwd=work_dir, env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            returncode = process.wait(timeout=SUITE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            returncode = -signal.SIGKILL
+        finally:
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.wait()
+    with open(log, errors="replace") as output:
+        run = RegrtestRun(returncode, output.read())
     if os.path.exists(junit):
         for case in ElementTree.parse(junit).iter("testcase"):
             children = {child.tag for child in case}
