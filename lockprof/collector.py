@@ -100,8 +100,7 @@ class LockCollector:
                 self._import_hook = _PatchOnImport([*PATCHED, _GEVENT_EVENTS], self._patch_imported)
                 sys.meta_path.insert(0, self._import_hook)
                 if _GEVENT_EVENTS in sys.modules:
-                    self._gevent_listener = _GeventPatchListener.subscribe(
-                        sys.modules[_GEVENT_EVENTS], self._patch_imported)
+                    self._listen_for_gevent(sys.modules[_GEVENT_EVENTS])
                 for name in PATCHED:
                     module = sys.modules.get(name)
                     if module is None:
@@ -147,14 +146,18 @@ class LockCollector:
             if not self._recorder.active:
                 return
             if module.__name__ == _GEVENT_EVENTS:
-                if self._gevent_listener is not None:
-                    self._gevent_listener.unsubscribe()
-                self._gevent_listener = _GeventPatchListener.subscribe(module, self._patch_imported)
+                self._listen_for_gevent(module)
                 return
             # A reload runs the module again in the same object: its names hold new originals.
             self._patches = [patch for patch in self._patches
                              if patch[0] is not module or getattr(module, patch[1], None) is patch[3]]
             self._patch(module)
+
+    def _listen_for_gevent(self, events: ModuleType) -> None:
+        """Subscribe to gevent's patch notifications (zope.event), once per collector."""
+        if self._gevent_listener is not None:
+            self._gevent_listener.unsubscribe()
+        self._gevent_listener = _GeventPatchListener.subscribe(events, self._patch_imported)
 
     def stop(self) -> None:
         """Restore what the modules held before start(); profiled locks go native-speed."""
