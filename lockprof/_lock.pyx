@@ -223,9 +223,10 @@ cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssiz
 cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
                                bint contended):
     """The caller's own acquire call, timed, with this thread counted among the waiters.
-    contended is False for arguments the wrapper could not read: the wait decides. The stack
-    is taken before the call blocks: recording the wait after it would lengthen the critical
-    section every other waiter is queued behind."""
+    contended is False for arguments the wrapper could not read: the wait decides. When the
+    wait is likely to be captured (the lock's waits have been long), its stack is taken before
+    the call blocks: recording it after would lengthen the critical section every other waiter
+    is queued behind. Otherwise it is taken after, only if the wait is chosen."""
     cdef lp_entry* entry = NULL
     cdef lp_frame_ref frames[LP_MAX_FRAMES]
     cdef WaiterStack waiter
@@ -233,7 +234,7 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     waiter.nframes = -1
     waiter.depth = 0
     task_name = None
-    if contended and self._recorder.active:
+    if contended and self._recorder.active and self._recorder.expects_capture(self._info):
         task_name = self._recorder.capture_waiter(&waiter)
     cdef int64_t start = lp_monotonic_ns(), end = 0
     lp_blocking_enter(&self._blocking, start)

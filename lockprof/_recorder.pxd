@@ -45,8 +45,13 @@ cdef class Recorder:
     cdef readonly CaptureSampler sampler
     cdef readonly int max_frames
     # A contended wait (or blocking hold) at least this long is always captured with its
-    # stack; a shorter one with probability duration / interval.
+    # stack; a shorter one with probability duration / interval. The configured interval is
+    # the least: under a capture rate beyond the budget, the interval in force grows.
     cdef readonly int64_t wait_sample_interval
+    cdef readonly int64_t interval_in_force
+    cdef int64_t _period_max_interval  # the largest interval in force since the last drain
+    cdef int64_t _window_start_ns
+    cdef int64_t _window_captures
     # Checked first by every profiled lock operation: False after stop(), so the locks created
     # while profiling run at native speed without being unwrapped.
     cdef public bint active
@@ -60,8 +65,9 @@ cdef class Recorder:
     cdef unsigned long _seen_threads[64]
     cdef dict _modules
     cdef object _asyncio_loop_getter
-    cdef object _asyncio_task_getter
-    cdef object _c_task_get_name  # asyncio's C Task.get_name, or None
+    cdef dict _asyncio_current_tasks  # asyncio's running task by event loop
+    cdef object _c_task_type  # asyncio's C Task, or None
+    cdef object _c_task_get_name  # its own get_name, or None
 
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept
     cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire) noexcept
@@ -71,8 +77,10 @@ cdef class Recorder:
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept
-    cdef lp_entry* _sampled_entry(self, LockInfo info, int64_t duration_ns) noexcept
-    cdef bint _sampled(self, int64_t duration_ns) noexcept
+    cdef bint expects_capture(self, LockInfo info) noexcept
+    cdef lp_entry* _entry_here(self, LockInfo info) noexcept
+    cdef int64_t _sampled(self, int64_t duration_ns) noexcept
+    cdef void _rescale_interval(self) noexcept
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
                           int depth, bint timed_out) noexcept

@@ -3,9 +3,37 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from lockprof._sampler import CaptureSampler
 
-# (lock_info, frames, omitted, thread_id, thread_native_id, task_id, task_name,
-#  acquire_count, acquire_wait_ns, release_count, release_hold_ns)
-Record = Tuple[Any, Tuple[Tuple[CodeType, int], ...], int, int, int, Optional[int], Optional[str], int, int, int, int]
+Frames = Tuple[Tuple[CodeType, int], ...]  # (code, instruction offset), leaf first
+
+# (lock_info, frames, omitted, thread_id, thread_native_id, task_id, task_name, timed_out,
+#  acquire_count, release_count, release_hold_ns, contended_count, acquire_wait_ns,
+#  blocking_hold_ns, condition_wait_ns)
+Record = Tuple[Any, Frames, int, int, int, Optional[int], Optional[str], bool,
+               int, int, int, float, int, int, int]
+# (lock_info or None for the locks beyond the tracking limit, contended, wait_ns, max_wait_ns, timeouts)
+LockTotalsRecord = Tuple[Optional["LockInfo"], int, int, int, int]
+# (wait_ns, lock_info, thread_id, task_id, task_name, timed_out, frames)
+LongWaitRecord = Tuple[int, "LockInfo", int, Optional[int], Optional[str], bool, Frames]
+
+class LockInfo:
+    """What the profile says about one profiled lock: its kind, creation site and name."""
+
+    name: Optional[str]
+    name_attempts: int
+    owner: Any
+    @property
+    def kind(self) -> str: ...
+    @property
+    def created_code(self) -> Optional[CodeType]: ...
+    @property
+    def created_offset(self) -> int: ...
+    @property
+    def module(self) -> str: ...
+    @property
+    def site(self) -> str: ...
+    @property
+    def display_name(self) -> str: ...
+    def __init__(self, kind: str, created_code: Optional[CodeType], created_offset: int, module: str) -> None: ...
 
 class Recorder:
     """The per-collector state the compiled locks record into: sampler, flag, event table."""
@@ -16,9 +44,15 @@ class Recorder:
     @property
     def max_frames(self) -> int: ...
     @property
+    def wait_sample_interval(self) -> int: ...
+    @property
+    def interval_in_force(self) -> int: ...
+    @property
     def entry_count(self) -> int: ...
     @property
     def max_entries(self) -> int: ...
-    def __init__(self, sampler: CaptureSampler, max_frames: int = 64, max_entries: int = 4096) -> None: ...
+    def __init__(self, sampler: CaptureSampler, max_frames: int = 64, max_entries: int = 4096,
+                 wait_sample_interval: int = 1000000) -> None: ...
     def discard(self) -> None: ...
-    def drain(self) -> Tuple[List[Record], int, Dict[int, str]]: ...
+    def drain(self) -> Tuple[List[Record], List[LockTotalsRecord], List[LongWaitRecord], int,
+                             Dict[int, str], int]: ...

@@ -5,8 +5,10 @@ Three kinds of events come here, each with its own sampling rule:
 - an acquire sampled at capture_pct (the sampler's choice), whose release adds the hold time to
   the same table entry without walking the stack again;
 - every contended wait: counted exactly on its lock (no stack), and captured with its stack
-  with probability wait / wait_sample_interval (always when at least the interval), weighted
-  so the totals stay unbiased; the longest waits of the period are also kept as they were;
+  with probability wait / interval (always when at least the interval), weighted so the totals
+  stay unbiased; the longest waits of the period are also kept as they were. The interval is
+  wait_sample_interval, raised while captures would exceed MAX_CAPTURES_PER_SEC (hundreds of
+  tasks queued on one asyncio.Lock wait a hundred seconds every second);
 - a release that ended a hold while other threads were blocked: the blocked part of the hold,
   sampled like a wait, on the releaser's stack.
 The stack is walked as (code object, instruction offset) per frame; names, files and line
@@ -39,6 +41,16 @@ cdef extern from "Python.h":
 # The most locks whose exact contention counters one period keeps apart; the contention of
 # further locks is summed under no name.
 DEF MAX_CONTENDED_LOCKS = 65536
+
+# The capture budget: stacks of waits, blocking holds and condition waits taken per second, at
+# most, about 0.1 to 0.5% of a core (docs/configuration.md). Measured over windows of
+# RATE_WINDOW_NS, or fewer once the window's share is spent; the interval in force is then
+# rescaled by the rate found over the budget, between wait_sample_interval and
+# MAX_INTERVAL_NS.
+DEF MAX_CAPTURES_PER_SEC = 5000
+DEF RATE_WINDOW_NS = 100000000
+DEF WINDOW_CAPTURES = 500  # MAX_CAPTURES_PER_SEC * RATE_WINDOW_NS / 1e9
+DEF MAX_INTERVAL_NS = 1000000000
 
 if lp_register_atfork() != 0:
     raise OSError("lockprof: pthread_atfork failed")
@@ -82,6 +94,9 @@ cdef class Recorder:
         self.sampler = sampler
         self.max_frames = max_frames
         self.wait_sample_interval = wait_sample_interval
+        self.interval_in_force = self._period_max_interval = wait_sample_interval
+        self._window_start_ns = lp_monotonic_ns()
+        self._window_captures = 0
         self.active = False
         self._random_state = <uint64_t>lp_monotonic_ns() * 0x9E3779B97F4A7C15ULL | 1
         self._contended_locks = []
@@ -145,7 +160,8 @@ cdef class Recorder:
         """record_wait() for a waiter whose stack capture_waiter() took (or, nframes < 0, is
         taken here when needed). The waiter's task name stays alive in its caller."""
         cdef lp_entry* entry = NULL
-        cdef bint sampled = self._sampled(wait_ns)
+        cdef int64_t interval = self._sampled(wait_ns)
+        cdef bint sampled = interval > 0
         cdef lp_long_wait* slot = lp_long_wait_slot(self._long_waits, wait_ns)
         self._count_contention(info, wait_ns, timed_out)
         if not (sampled or count_acquire or slot != NULL):
@@ -162,12 +178,12 @@ cdef class Recorder:
             entry = self._entry(info, &context, frames, nframes, depth, timed_out)
         if entry != NULL:
             if sampled:
-                if wait_ns >= self.wait_sample_interval:
+                if wait_ns >= interval:
                     entry.contended_count += 1.0
                     entry.acquire_wait_ns += wait_ns
                 else:  # captured with probability wait / interval: weight interval / wait
-                    entry.contended_count += <double>self.wait_sample_interval / <double>wait_ns
-                    entry.acquire_wait_ns += self.wait_sample_interval
+                    entry.contended_count += <double>interval / <double>wait_ns
+                    entry.acquire_wait_ns += interval
             if count_acquire:
                 entry.acquire_count += 1
                 entry.pending += 1
@@ -187,34 +203,73 @@ cdef class Recorder:
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept:
         """A release ended a hold during which other threads were blocked for blocked_ns (the
         time from the first of them starting to wait); sampled like a wait, on this stack."""
-        entry = self._sampled_entry(info, blocked_ns)
+        cdef int64_t interval = self._sampled(blocked_ns)
+        if interval == 0:
+            return
+        entry = self._entry_here(info)
         if entry != NULL:
-            entry.blocking_hold_ns += blocked_ns if blocked_ns >= self.wait_sample_interval else self.wait_sample_interval
+            entry.blocking_hold_ns += blocked_ns if blocked_ns >= interval else interval
 
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept:
         """Condition.wait() waited wait_ns for a notify (its lock released meanwhile); sampled
         like a wait, on this stack, apart from lock contention."""
-        entry = self._sampled_entry(info, wait_ns)
+        cdef int64_t interval = self._sampled(wait_ns)
+        if interval == 0:
+            return
+        entry = self._entry_here(info)
         if entry != NULL:
-            entry.condition_wait_ns += wait_ns if wait_ns >= self.wait_sample_interval else self.wait_sample_interval
+            entry.condition_wait_ns += wait_ns if wait_ns >= interval else interval
 
-    cdef lp_entry* _sampled_entry(self, LockInfo info, int64_t duration_ns) noexcept:
-        """The entry for this stack when a duration is chosen by proportional sampling, else NULL."""
+    cdef bint expects_capture(self, LockInfo info) noexcept:
+        """Whether a contended wait on this lock is likely to be captured: its waits this period
+        have averaged at least the interval. Its stack is then worth taking before it blocks."""
+        return info.contended > 0 and info.wait_ns >= info.contended * self.interval_in_force
+
+    cdef lp_entry* _entry_here(self, LockInfo info) noexcept:
+        """The entry for this stack, thread and task."""
         cdef lp_frame_ref frames[LP_MAX_FRAMES]
         cdef int depth = 0
         cdef Context context
-        if not self._sampled(duration_ns):
-            return NULL
         cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
         task_name = self._context(&context)
         return self._entry(info, &context, frames, nframes, depth, False)
 
-    cdef bint _sampled(self, int64_t duration_ns) noexcept:
-        if duration_ns >= self.wait_sample_interval:
-            return True
+    cdef int64_t _sampled(self, int64_t duration_ns) noexcept:
+        """The interval a duration was chosen at (a weight: a duration shorter than it stands
+        for interval / duration of them), or 0 when it is not captured."""
+        cdef int64_t interval = self.interval_in_force
         if duration_ns <= 0:
-            return False
-        return <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>self.wait_sample_interval) < duration_ns
+            return 0
+        cdef bint chosen = (duration_ns >= interval
+                            or <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval) < duration_ns)
+        self._window_captures += chosen
+        # A raised interval is also brought down by durations it did not choose: it would
+        # otherwise wait, at up to MAX_INTERVAL_NS, for a capture to end its window.
+        if chosen or interval != self.wait_sample_interval:
+            self._rescale_interval()
+        return interval if chosen else 0
+
+    cdef void _rescale_interval(self) noexcept:
+        """Keep captures near MAX_CAPTURES_PER_SEC: at the end of a window, the interval in force
+        is scaled by the window's capture rate over the budget (fewer captures in proportion,
+        the waits at least the interval aside). Each duration is chosen with the interval in
+        force when it ends and weighted by it, so the totals stay unbiased as it changes."""
+        cdef int64_t now = lp_monotonic_ns()
+        cdef int64_t elapsed = now - self._window_start_ns
+        if self._window_captures < WINDOW_CAPTURES and elapsed < RATE_WINDOW_NS:
+            return
+        cdef double scaled = (<double>self.interval_in_force * <double>self._window_captures * 1e9
+                              / (<double>(elapsed if elapsed > 0 else 1) * MAX_CAPTURES_PER_SEC))
+        cdef int64_t interval = self.wait_sample_interval
+        if scaled > <double>MAX_INTERVAL_NS:
+            interval = MAX_INTERVAL_NS if MAX_INTERVAL_NS > interval else interval
+        elif scaled > <double>interval:
+            interval = <int64_t>scaled
+        self.interval_in_force = interval
+        if interval > self._period_max_interval:
+            self._period_max_interval = interval
+        self._window_start_ns = now
+        self._window_captures = 0
 
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept:
         cdef int64_t* counters
@@ -304,27 +359,33 @@ cdef class Recorder:
             asyncio = self._modules.get("asyncio")  # not imported: no task to look for
             if asyncio is None:
                 return None
-            # All three, or none yet: asyncio's own import creates locks before it has them.
+            # All of them, or none yet: asyncio's own import creates locks before it has them.
             namespace = PyObject_GenericGetDict(asyncio, NULL)
             events = namespace.get("events")
-            task_getter = namespace.get("current_task")
+            tasks = namespace.get("tasks")
             task_type = namespace.get("Task")
             loop_getter = PyObject_GenericGetDict(events, NULL).get("_get_running_loop") if events is not None else None
-            if loop_getter is None or task_getter is None or task_type is None:
+            # The dict asyncio.current_task(loop) reads, for the C and the Python Task alike
+            # (3.9 to 3.13): read directly, without a call that parses arguments.
+            current_tasks = PyObject_GenericGetDict(tasks, NULL).get("_current_tasks") if tasks is not None else None
+            if loop_getter is None or type(current_tasks) is not dict or task_type is None:
                 return None
             get_name = vars(task_type).get("get_name")
             # Only the C Task's own get_name() is called inside a lock operation: an override is
             # user code, which may take locks (a deadlock) or let other threads run.
             self._c_task_get_name = get_name if type(get_name) is MethodDescriptorType else None
-            self._asyncio_task_getter = task_getter
+            self._c_task_type = task_type if self._c_task_get_name is not None else None
+            self._asyncio_current_tasks = current_tasks
             self._asyncio_loop_getter = loop_getter
         loop = self._asyncio_loop_getter()
         if loop is None:
             return None
-        return self._asyncio_task_getter(loop)
+        return self._asyncio_current_tasks.get(loop)
 
     cdef object _task_name(self, object task):
-        if self._c_task_get_name is not None and getattr(type(task), "get_name", None) is self._c_task_get_name:
+        if self._c_task_get_name is None:
+            return None
+        if type(task) is self._c_task_type or getattr(type(task), "get_name", None) is self._c_task_get_name:
             return self._c_task_get_name(task)
         return None
 
@@ -368,7 +429,7 @@ cdef class Recorder:
     def drain(self):
         """Take what was gathered since the last drain and reset it.
 
-        Returns (records, lock_totals, long_waits, dropped, thread_names):
+        Returns (records, lock_totals, long_waits, dropped, thread_names, max_interval):
         - records: tuples (lock_info, frames, omitted, thread_id, thread_native_id, task_id,
           task_name, timed_out, acquire_count, release_count, release_hold_ns,
           contended_count, acquire_wait_ns, blocking_hold_ns, condition_wait_ns); the first
@@ -379,14 +440,17 @@ cdef class Recorder:
         - long_waits: (wait_ns, lock_info, thread_id, task_id, task_name, timed_out, frames),
           longest first;
         - dropped: the events the full table had no room for;
-        - thread_names: the names of the threads seen, by thread id.
+        - thread_names: the names of the threads seen, by thread id;
+        - max_interval: the largest wait sampling interval in force (ns).
         """
         if self._draining:
             raise RuntimeError("Recorder.drain() is already running")
         self._draining = True
         try:
             records, dropped = self._drain()
-            return records, self._drain_lock_totals(), self._drain_long_waits(), dropped, self._drain_thread_names()
+            max_interval, self._period_max_interval = self._period_max_interval, self.interval_in_force
+            return (records, self._drain_lock_totals(), self._drain_long_waits(), dropped,
+                    self._drain_thread_names(), max_interval)
         finally:
             self._draining = False
 

@@ -192,7 +192,7 @@ class LockCollector:
     def snapshot(self) -> Snapshot:
         """What was collected since the previous snapshot (or start), and reset it."""
         with self._state_lock:
-            records, lock_totals, long_waits, dropped, thread_names = self._recorder.drain()
+            records, lock_totals, long_waits, dropped, thread_names, max_interval = self._recorder.drain()
             start_ns, end_ns = self._period_start_ns, time.time_ns()
             self._period_start_ns = end_ns
         self._thread_names.update(thread_names)
@@ -202,6 +202,7 @@ class LockCollector:
             end_ns=end_ns,
             capture_pct=self.capture_pct,
             wait_sample_interval_ns=self.wait_sample_interval,
+            max_wait_sample_interval_ns=max_interval,
             lock_totals=[_lock_totals(totals) for totals in lock_totals],
             long_waits=[self._long_wait(wait) for wait in long_waits],
             dropped_events=dropped,

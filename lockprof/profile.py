@@ -115,6 +115,9 @@ class Snapshot:
     end_ns: int
     capture_pct: float
     wait_sample_interval_ns: int = 0
+    # The largest interval in force: above wait_sample_interval_ns when the capture budget
+    # raised it (docs/configuration.md).
+    max_wait_sample_interval_ns: int = 0
     lock_totals: List[LockTotals] = field(default_factory=list)
     long_waits: List[LongWait] = field(default_factory=list)  # longest first
     dropped_events: int = 0  # captured events the bounded table had no room for

@@ -129,6 +129,7 @@ class Profiler:
         self._pending_totals: Dict[Any, LockTotals] = {}  # by LockInfo identity, like samples
         self._pending_long_waits: List[LongWait] = []
         self._pending_dropped = 0
+        self._pending_max_interval = 0  # ns: the largest wait sampling interval in force
         self._period_start_ns = time.time_ns()
         self._sequence = 0
         self._running = False
@@ -165,6 +166,7 @@ class Profiler:
         self._export_lock = _thread.allocate_lock()
         self._pending, self._pending_totals, self._pending_long_waits = {}, {}, []
         self._pending_dropped = 0
+        self._pending_max_interval = 0
         self._period_start_ns = time.time_ns()
         self._sequence = 0
         if self._running:
@@ -202,6 +204,7 @@ class Profiler:
             snapshot = collector.snapshot()
             with self._pending_lock:
                 self._pending_dropped += snapshot.dropped_events
+                self._pending_max_interval = max(self._pending_max_interval, snapshot.max_wait_sample_interval_ns)
                 for sample in snapshot.samples:
                     key = (_lock_key(sample), sample.frames, sample.thread_id, sample.task_id, sample.timed_out)
                     merged = self._pending.get(key)
@@ -237,15 +240,19 @@ class Profiler:
                 f"capture_pct={self.config.capture_pct}",
                 f"wait_sample_interval_ns={self.config.wait_sample_interval}",
             ]
+            max_interval = max(self._pending_max_interval, self.config.wait_sample_interval)
+            if max_interval > self.config.wait_sample_interval:
+                comments.append(f"wait sampling interval raised up to {max_interval} ns by the capture budget")
             snapshot = Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
                                 wait_sample_interval_ns=self.config.wait_sample_interval,
-                                lock_totals=lock_totals, long_waits=long_waits,
+                                max_wait_sample_interval_ns=max_interval, lock_totals=lock_totals, long_waits=long_waits,
                                 dropped_events=self._pending_dropped, comments=comments)
             if reset:
                 self._pending = {}
                 self._pending_totals = {}
                 self._pending_long_waits = []
                 self._pending_dropped = 0
+                self._pending_max_interval = 0
                 self._period_start_ns = end_ns
         return snapshot
 

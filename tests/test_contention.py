@@ -4,6 +4,7 @@ waits, timeouts, RLock and Condition re-acquires."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -352,6 +353,70 @@ def test_every_wait_is_captured_at_a_one_nanosecond_interval(make_collector):
     sampled = [s for s in samples_of(snap, lock) if s.contended_count]
     assert sum(s.contended_count for s in sampled) == totals.contended_count == 3
     assert sum(s.acquire_wait_ns for s in sampled) == totals.wait_ns
+
+
+# ------------------------------------------------------------------ the capture budget
+
+
+def queue_on_one_asyncio_lock(tasks, rounds):
+    """`tasks` tasks take one asyncio.Lock `rounds` times each and yield while holding it, so
+    nearly every acquire waits for all the other tasks: hundreds of seconds of waiting per
+    second, hundreds of thousands of captures per second at a 1 ms interval without a budget.
+    Returns the lock."""
+    async def main():
+        lock = asyncio.Lock()
+
+        async def worker():
+            for _ in range(rounds):
+                async with lock:
+                    await asyncio.sleep(0)
+
+        await asyncio.gather(*(worker() for _ in range(tasks)))
+        return lock
+
+    return asyncio.run(main())
+
+
+def test_a_flood_of_waits_raises_the_interval_and_the_totals_stay_unbiased(default_collector):
+    lock = queue_on_one_asyncio_lock(tasks=200, rounds=100)
+    snap = default_collector.snapshot()
+    exact = [t for t in snap.lock_totals if t.lock_info is lock._lp_info]
+    sampled = [s for s in snap.samples if s.lock_info is lock._lp_info and s.contended_count]
+    assert len(exact) == 1 and exact[0].contended_count > 19_000
+    assert snap.max_wait_sample_interval_ns > snap.wait_sample_interval_ns == 1 * MS
+    # Each wait was chosen with the interval in force when it ended, and weighted by it.
+    estimated_wait = sum(s.acquire_wait_ns for s in sampled)
+    estimated_count = sum(s.contended_count for s in sampled)
+    assert abs(estimated_wait - exact[0].wait_ns) <= 0.10 * exact[0].wait_ns, (estimated_wait, exact[0].wait_ns)
+    assert abs(estimated_count - exact[0].contended_count) <= 0.25 * exact[0].contended_count
+
+
+def test_the_interval_comes_back_once_the_flood_is_over(make_collector, tmp_path):
+    collector = make_collector(wait_sample_interval="2ms")
+    queue_on_one_asyncio_lock(tasks=200, rounds=50)
+    raised = collector.snapshot().max_wait_sample_interval_ns
+    assert raised > 2 * MS
+    lock = threading.Lock()
+    # Each contended wait after a quiet window, captured or not, rescales by that window's
+    # rate: the first may still count the end of the flood in it.
+    for _ in range(2):
+        time.sleep(0.3)
+        holder = held_elsewhere(lock, 0.01)
+        contended_waiter(lock)
+        holder.join(JOIN)
+    collector.snapshot()  # the period that saw the flood end
+    assert collector.snapshot().max_wait_sample_interval_ns == 2 * MS
+
+
+def test_a_raised_interval_is_noted_in_the_profile(tmp_path):
+    with Profiler(lock_enabled=True, output=str(tmp_path / "flood")) as profiler:
+        queue_on_one_asyncio_lock(tasks=200, rounds=50)
+        snap = profiler.snapshot()
+    assert snap.max_wait_sample_interval_ns > snap.wait_sample_interval_ns
+    noted = [c for c in snap.comments if c.startswith("wait sampling interval raised up to ")]
+    assert noted == [f"wait sampling interval raised up to {snap.max_wait_sample_interval_ns} ns by the capture budget"]
+    (path,) = tmp_path.glob("flood.*.pprof")
+    assert noted[0] in pprof.decode(path.read_bytes()).comments
 
 
 def stall_holder(lock, taken):
