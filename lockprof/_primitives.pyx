@@ -76,6 +76,7 @@ cdef class ClassProfile:
     state, so that an operation reads no class attribute."""
     cdef readonly object original
     cdef readonly str kind
+    cdef object cls  # the profiled class itself (a user's subclass may override methods)
     cdef Recorder recorder
     cdef object excludes
     cdef dict decisions
@@ -176,7 +177,9 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
         "_lp_recorder": recorder,
         "_lp_profile": profile,
     }
-    return ProfiledClass(base.__name__, (_MIXINS[kind], base), namespace)
+    cls = ProfiledClass(base.__name__, (_MIXINS[kind], base), namespace)
+    profile.cls = cls
+    return cls
 
 
 cdef object _new(cls, args, kwargs):
@@ -458,7 +461,15 @@ class _AsyncioLock(_Profiled):
 
     def release(self):
         cdef ObjectState state = _state(self)
-        state.profile.release(self)  # raises as natively when not locked
+        if type(self) is state.profile.cls:
+            # The standard release (the same on 3.9 to 3.13), in place: a subclass may
+            # override its parts.
+            if not self._locked:
+                raise RuntimeError('Lock is not acquired.')
+            self._locked = False
+            _wake_up_first(self)
+        else:
+            state.profile.release(self)
         if state.hold_entry == NULL and not lp_blocking_pending(&state.blocking):
             return
         cdef int64_t released_at = lp_monotonic_ns()
@@ -470,6 +481,18 @@ class _AsyncioLock(_Profiled):
         if blocked_ns > 0 and state.profiling():
             state.recorder.record_blocking_hold(state.info, blocked_ns)
         name_lock(self, state.info)
+
+
+cdef int _wake_up_first(lock) except -1:
+    """asyncio.Lock._wake_up_first() (the same on 3.9 to 3.13)."""
+    waiters = lock._waiters
+    if not waiters:
+        return 0
+    for future in waiters:
+        if not future.done():
+            future.set_result(True)
+        return 0
+    return 0
 
 
 cdef bint _asyncio_lock_busy(lock) except -1:
@@ -494,7 +517,7 @@ class _AsyncioSemaphore(_Profiled):
         if not state.profiling():
             return await state.profile.acquire(self)
         cdef Recorder recorder = state.recorder
-        if not self.locked() and not (_WAKEUP_SCHEDULED and self._wakeup_scheduled):
+        if not _asyncio_semaphore_busy(self, state.profile):
             # What the standard acquire does when it need not suspend (3.9 to 3.13), without
             # running its coroutine.
             self._value -= 1
@@ -517,6 +540,24 @@ class _AsyncioSemaphore(_Profiled):
         state.profile.release(self)  # raises as natively (BoundedSemaphore)
         if state.holds:
             _end_hold(self, state, True)
+
+
+cdef bint _asyncio_semaphore_busy(semaphore, ClassProfile profile) except -1:
+    """Whether asyncio.Semaphore.acquire() would suspend: the standard library's own test, read
+    in place (its locked() makes a generator every call) unless a subclass may override it."""
+    if _WAKEUP_SCHEDULED:  # 3.9: the test is not locked()
+        return semaphore._wakeup_scheduled or semaphore._value <= 0
+    if type(semaphore) is not profile.cls:
+        return semaphore.locked()
+    if semaphore._value == 0:
+        return True
+    waiters = semaphore._waiters
+    if not waiters:
+        return False
+    for waiter in waiters:
+        if not waiter.cancelled():
+            return True
+    return False
 
 
 class _AsyncioCondition(_Profiled):

@@ -492,6 +492,40 @@ def test_asyncio_semaphores_and_condition(make_collector, loop_kind):
     assert totals_named(snap, site_of(cond)) is None  # waiting for the notify is not contention
 
 
+def test_asyncio_subclass_overrides_are_called_as_natively(collector):
+    """The profiled asyncio.Lock and Semaphore read the standard tests and release in place;
+    a subclass's own locked(), _wake_up_first() or release() still runs where the standard
+    acquire() and release() would call it."""
+    called = []
+
+    class TracedLock(asyncio.Lock):
+        def _wake_up_first(self):
+            called.append("_wake_up_first")
+            super()._wake_up_first()
+
+    class ReleasingLock(asyncio.Lock):
+        def release(self):
+            called.append("release")
+            super().release()
+
+    class FullSemaphore(asyncio.Semaphore):
+        def locked(self):
+            called.append("locked")
+            return super().locked()
+
+    async def main():
+        for lock in (TracedLock(), ReleasingLock()):
+            async with lock:
+                pass
+        async with FullSemaphore(1):
+            pass
+
+    run(main)
+    # 3.9's Semaphore.acquire() does not call locked() (it reads _value itself).
+    expected = ["_wake_up_first", "release"] + (["locked"] if sys.version_info >= (3, 10) else [])
+    assert called == expected
+
+
 def test_asyncio_subclass_pickle_and_isinstance(collector):
     class MyLock(asyncio.Lock):
         pass
