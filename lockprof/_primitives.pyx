@@ -70,6 +70,14 @@ cdef object _hold(Recorder recorder, lp_entry* entry):
     return hold
 
 
+# How asyncio.Semaphore.acquire() decides to suspend, which changed within the patch releases
+# of 3.9 and 3.10 (bpo-45997, gh-90155): read from the standard acquire's own code when a class
+# is profiled.
+cdef enum SemaphoreTest:
+    SEMAPHORE_VALUE     # `while self._value <= 0`: the first releases
+    SEMAPHORE_WAKEUP    # `while self._wakeup_scheduled or self._value <= 0`: 3.9.18's
+    SEMAPHORE_LOCKED    # `if not self.locked()`: 3.10.13 and later
+
 @cython.final
 cdef class ClassProfile:
     """What the methods of one profiled class need, in C fields: found through the object's
@@ -77,6 +85,7 @@ cdef class ClassProfile:
     cdef readonly object original
     cdef readonly str kind
     cdef object cls  # the profiled class itself (a user's subclass may override methods)
+    cdef SemaphoreTest semaphore_test  # asyncio semaphores: how the standard acquire decides
     cdef Recorder recorder
     cdef object excludes
     cdef dict decisions
@@ -169,6 +178,7 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     profile.wait = getattr(base, "wait", None)
     if kind.startswith("asyncio-"):
         profile.cancelled_error = sys.modules["asyncio"].CancelledError
+        profile.semaphore_test = _semaphore_test(profile.acquire)
     namespace = {
         "__module__": base.__module__,
         "__qualname__": base.__qualname__,
@@ -403,10 +413,16 @@ class _RestoreTimer:
 
 # ------------------------------------------------------------------ asyncio
 
-# asyncio's primitives find their event loop with _get_loop() from 3.10, in _loop before; and
-# on 3.9 a semaphore also makes a task wait while another is being woken (_wakeup_scheduled).
+# asyncio's primitives find their event loop with _get_loop() from 3.10, in _loop before.
 cdef bint _LOOP_BOUND = sys.version_info >= (3, 10)
-cdef bint _WAKEUP_SCHEDULED = not _LOOP_BOUND
+
+cdef SemaphoreTest _semaphore_test(acquire):
+    names = getattr(getattr(acquire, "__code__", None), "co_names", ())
+    if "locked" in names:
+        return SEMAPHORE_LOCKED
+    if "_wakeup_scheduled" in names:
+        return SEMAPHORE_WAKEUP
+    return SEMAPHORE_VALUE
 
 
 class _AsyncioLock(_Profiled):
@@ -497,9 +513,11 @@ cdef int _wake_up_first(lock) except -1:
 
 cdef bint _asyncio_lock_busy(lock) except -1:
     """Whether asyncio.Lock.acquire() would suspend (the standard library's own test)."""
-    if lock._locked:
-        return True
-    waiters = lock._waiters
+    return lock._locked or _any_waiting(lock._waiters)
+
+
+cdef bint _any_waiting(waiters) except -1:
+    """Whether a primitive's waiters (a deque of futures, or None) hold one not cancelled."""
     if not waiters:
         return False
     for waiter in waiters:
@@ -545,19 +563,13 @@ class _AsyncioSemaphore(_Profiled):
 cdef bint _asyncio_semaphore_busy(semaphore, ClassProfile profile) except -1:
     """Whether asyncio.Semaphore.acquire() would suspend: the standard library's own test, read
     in place (its locked() makes a generator every call) unless a subclass may override it."""
-    if _WAKEUP_SCHEDULED:  # 3.9: the test is not locked()
+    if profile.semaphore_test == SEMAPHORE_VALUE:
+        return semaphore._value <= 0
+    if profile.semaphore_test == SEMAPHORE_WAKEUP:
         return semaphore._wakeup_scheduled or semaphore._value <= 0
     if type(semaphore) is not profile.cls:
         return semaphore.locked()
-    if semaphore._value == 0:
-        return True
-    waiters = semaphore._waiters
-    if not waiters:
-        return False
-    for waiter in waiters:
-        if not waiter.cancelled():
-            return True
-    return False
+    return semaphore._value == 0 or _any_waiting(semaphore._waiters)
 
 
 class _AsyncioCondition(_Profiled):

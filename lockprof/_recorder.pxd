@@ -49,7 +49,8 @@ cdef class Recorder:
     # the least: under a capture rate beyond the budget, the interval in force grows.
     cdef readonly int64_t wait_sample_interval
     cdef readonly int64_t interval_in_force
-    cdef int64_t _period_max_interval  # the largest interval in force since the last drain
+    cdef public int64_t capture_budget  # captures per second, at most (CAPTURE_BUDGET)
+    cdef int64_t _period_max_interval  # the largest interval used since the last drain
     cdef int64_t _window_start_ns
     cdef int64_t _window_captures
     # Checked first by every profiled lock operation: False after stop(), so the locks created

@@ -39,6 +39,7 @@ class Recorder:
     """The per-collector state the compiled locks record into: sampler, flag, event table."""
 
     active: bool
+    capture_budget: int  # wait, blocking-hold and condition-wait captures per second, at most
     @property
     def sampler(self) -> CaptureSampler: ...
     @property

@@ -43,13 +43,14 @@ cdef extern from "Python.h":
 DEF MAX_CONTENDED_LOCKS = 65536
 
 # The capture budget: stacks of waits, blocking holds and condition waits taken per second, at
-# most, about 0.1 to 0.5% of a core (docs/configuration.md). Measured over windows of
-# RATE_WINDOW_NS, or fewer once the window's share is spent; the interval in force is then
-# rescaled by the rate found over the budget, between wait_sample_interval and
+# most (Recorder.capture_budget), about 0.1 to 0.5% of a core (docs/configuration.md). The rate
+# is measured over windows of RATE_WINDOW_NS, or fewer once the window's share is spent; the
+# interval in force is then rescaled by the rate found over the budget, at most MAX_GROWTH
+# times up per window (a burst is not a rate), between wait_sample_interval and
 # MAX_INTERVAL_NS.
-DEF MAX_CAPTURES_PER_SEC = 5000
+DEF CAPTURE_BUDGET = 5000
 DEF RATE_WINDOW_NS = 100000000
-DEF WINDOW_CAPTURES = 500  # MAX_CAPTURES_PER_SEC * RATE_WINDOW_NS / 1e9
+DEF MAX_GROWTH = 4
 DEF MAX_INTERVAL_NS = 1000000000
 
 if lp_register_atfork() != 0:
@@ -95,6 +96,7 @@ cdef class Recorder:
         self.max_frames = max_frames
         self.wait_sample_interval = wait_sample_interval
         self.interval_in_force = self._period_max_interval = wait_sample_interval
+        self.capture_budget = CAPTURE_BUDGET
         self._window_start_ns = lp_monotonic_ns()
         self._window_captures = 0
         self.active = False
@@ -222,8 +224,10 @@ cdef class Recorder:
 
     cdef bint expects_capture(self, LockInfo info) noexcept:
         """Whether a contended wait on this lock is likely to be captured: its waits this period
-        have averaged at least the interval. Its stack is then worth taking before it blocks."""
-        return info.contended > 0 and info.wait_ns >= info.contended * self.interval_in_force
+        have averaged at least a quarter of the interval (a capture is then likely, and taking
+        it after the wait would lengthen the critical section other waiters queue behind). Its
+        stack is then worth taking before it blocks."""
+        return info.contended > 0 and 4 * info.wait_ns >= info.contended * self.interval_in_force
 
     cdef lp_entry* _entry_here(self, LockInfo info) noexcept:
         """The entry for this stack, thread and task."""
@@ -237,37 +241,45 @@ cdef class Recorder:
     cdef int64_t _sampled(self, int64_t duration_ns) noexcept:
         """The interval a duration was chosen at (a weight: a duration shorter than it stands
         for interval / duration of them), or 0 when it is not captured."""
-        cdef int64_t interval = self.interval_in_force
         if duration_ns <= 0:
             return 0
-        cdef bint chosen = (duration_ns >= interval
-                            or <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval) < duration_ns)
-        self._window_captures += chosen
-        # A raised interval is also brought down by durations it did not choose: it would
-        # otherwise wait, at up to MAX_INTERVAL_NS, for a capture to end its window.
-        if chosen or interval != self.wait_sample_interval:
+        # A raised interval is brought up to date before it decides: after a quiet spell it is
+        # the configured one again, which always captures a wait at least that long.
+        if self.interval_in_force != self.wait_sample_interval:
             self._rescale_interval()
-        return interval if chosen else 0
+        cdef int64_t interval = self.interval_in_force
+        if interval > self._period_max_interval:
+            self._period_max_interval = interval
+        if duration_ns < interval and <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval) >= duration_ns:
+            return 0
+        self._window_captures += 1
+        self._rescale_interval()
+        return interval
 
     cdef void _rescale_interval(self) noexcept:
-        """Keep captures near MAX_CAPTURES_PER_SEC: at the end of a window, the interval in force
-        is scaled by the window's capture rate over the budget (fewer captures in proportion,
-        the waits at least the interval aside). Each duration is chosen with the interval in
-        force when it ends and weighted by it, so the totals stay unbiased as it changes."""
+        """Keep captures under capture_budget a second: at the end of a window, the interval in
+        force is scaled by the window's capture rate over the budget (fewer captures in
+        proportion, the waits at least the interval aside). Each duration is chosen with the
+        interval in force when it ends and weighted by it, so the totals stay unbiased as it
+        changes."""
         cdef int64_t now = lp_monotonic_ns()
         cdef int64_t elapsed = now - self._window_start_ns
-        if self._window_captures < WINDOW_CAPTURES and elapsed < RATE_WINDOW_NS:
+        cdef double budget = <double>(self.capture_budget if self.capture_budget > 0 else 1)
+        cdef double window_share = budget * RATE_WINDOW_NS / 1e9
+        if self._window_captures < window_share and elapsed < RATE_WINDOW_NS:
             return
-        cdef double scaled = (<double>self.interval_in_force * <double>self._window_captures * 1e9
-                              / (<double>(elapsed if elapsed > 0 else 1) * MAX_CAPTURES_PER_SEC))
+        cdef double current = <double>self.interval_in_force
+        cdef double scaled = current * <double>self._window_captures * 1e9 / (<double>(elapsed if elapsed > 0 else 1) * budget)
+        if scaled > current * MAX_GROWTH:
+            scaled = current * MAX_GROWTH
+        if elapsed >= 2 * RATE_WINDOW_NS:
+            scaled = 0  # a quiet spell, not a rate: start again from the configured interval
         cdef int64_t interval = self.wait_sample_interval
         if scaled > <double>MAX_INTERVAL_NS:
             interval = MAX_INTERVAL_NS if MAX_INTERVAL_NS > interval else interval
         elif scaled > <double>interval:
             interval = <int64_t>scaled
         self.interval_in_force = interval
-        if interval > self._period_max_interval:
-            self._period_max_interval = interval
         self._window_start_ns = now
         self._window_captures = 0
 
@@ -448,7 +460,7 @@ cdef class Recorder:
         self._draining = True
         try:
             records, dropped = self._drain()
-            max_interval, self._period_max_interval = self._period_max_interval, self.interval_in_force
+            max_interval, self._period_max_interval = self._period_max_interval, self.wait_sample_interval
             return (records, self._drain_lock_totals(), self._drain_long_waits(), dropped,
                     self._drain_thread_names(), max_interval)
         finally:

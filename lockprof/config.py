@@ -24,8 +24,9 @@ Settings (field -- environment variable -- allowed):
   as ``<output>.<pid>.<seq>.pprof``
 * ``wait_sample_interval`` -- ``DD_PROFILING_LOCK_WAIT_SAMPLE_INTERVAL`` -- a duration from 1 ns
   to 60 s: an integer number of nanoseconds, or a number with a unit ``ns``, ``us`` (or ``µs``),
-  ``ms`` or ``s`` (``250us``, ``1.5ms``); a contended wait at least this long is always captured
-  with its stack, a shorter one with probability wait / interval (docs/configuration.md)
+  ``ms`` or ``s`` (``250us``, ``1.5ms``); a contended wait at least this long is captured with
+  its stack, a shorter one with probability wait / interval; beyond 5,000 captures a second the
+  interval in force rises (docs/configuration.md)
 """
 
 from __future__ import annotations
@@ -398,7 +399,8 @@ class Config:
     exclude_modules: Tuple[str, ...] = ()  # locks created in these modules are not profiled
     upload_interval: float = 60.0  # seconds between exports, in (0, 86400]
     output: str = field(default_factory=_default_output)  # <output>.<pid>.<seq>.pprof
-    # Contended waits at least this long (ns) are always captured, shorter ones in proportion.
+    # Contended waits at least this long (ns) are captured, shorter ones in proportion (within
+    # the capture budget, which may raise the interval in force).
     wait_sample_interval: int = 1_000_000
 
     def __post_init__(self) -> None:

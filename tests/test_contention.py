@@ -377,39 +377,48 @@ def queue_on_one_asyncio_lock(tasks, rounds):
     return asyncio.run(main())
 
 
+# A capture budget a flood of 200 tasks exceeds however slow the machine (the default is 5,000).
+SMALL_BUDGET = 1000
+
+
 def test_a_flood_of_waits_raises_the_interval_and_the_totals_stay_unbiased(default_collector):
-    lock = queue_on_one_asyncio_lock(tasks=200, rounds=100)
+    default_collector._recorder.capture_budget = SMALL_BUDGET
+    lock = queue_on_one_asyncio_lock(tasks=200, rounds=300)
     snap = default_collector.snapshot()
     exact = [t for t in snap.lock_totals if t.lock_info is lock._lp_info]
     sampled = [s for s in snap.samples if s.lock_info is lock._lp_info and s.contended_count]
-    assert len(exact) == 1 and exact[0].contended_count > 19_000
+    assert len(exact) == 1 and exact[0].contended_count > 59_000
     assert snap.max_wait_sample_interval_ns > snap.wait_sample_interval_ns == 1 * MS
-    # Each wait was chosen with the interval in force when it ended, and weighted by it.
+    # Each wait was chosen with the interval in force when it ended, and weighted by it; at
+    # least ~500 captures make the estimate's standard error under 5%.
     estimated_wait = sum(s.acquire_wait_ns for s in sampled)
     estimated_count = sum(s.contended_count for s in sampled)
-    assert abs(estimated_wait - exact[0].wait_ns) <= 0.10 * exact[0].wait_ns, (estimated_wait, exact[0].wait_ns)
-    assert abs(estimated_count - exact[0].contended_count) <= 0.25 * exact[0].contended_count
+    assert abs(estimated_wait - exact[0].wait_ns) <= 0.15 * exact[0].wait_ns, (estimated_wait, exact[0].wait_ns)
+    assert abs(estimated_count - exact[0].contended_count) <= 0.30 * exact[0].contended_count
 
 
-def test_the_interval_comes_back_once_the_flood_is_over(make_collector, tmp_path):
+def test_after_a_flood_a_long_wait_is_decided_at_the_configured_interval(make_collector):
     collector = make_collector(wait_sample_interval="2ms")
+    collector._recorder.capture_budget = SMALL_BUDGET
     queue_on_one_asyncio_lock(tasks=200, rounds=50)
-    raised = collector.snapshot().max_wait_sample_interval_ns
-    assert raised > 2 * MS
+    assert collector.snapshot().max_wait_sample_interval_ns > 2 * MS
+    time.sleep(0.3)  # quiet: the window that saw the flood is over
     lock = threading.Lock()
-    # Each contended wait after a quiet window, captured or not, rescales by that window's
-    # rate: the first may still count the end of the flood in it.
-    for _ in range(2):
-        time.sleep(0.3)
-        holder = held_elsewhere(lock, 0.01)
-        contended_waiter(lock)
-        holder.join(JOIN)
-    collector.snapshot()  # the period that saw the flood end
-    assert collector.snapshot().max_wait_sample_interval_ns == 2 * MS
+    holder = held_elsewhere(lock, 0.1)
+    contended_waiter(lock)
+    holder.join(JOIN)
+    snap = collector.snapshot()
+    # Brought down before deciding: a 100 ms wait is captured as it was, and nothing in this
+    # period was sampled at a raised interval.
+    assert snap.max_wait_sample_interval_ns == 2 * MS
+    assert [s.contended_count for s in samples_of(snap, lock) if s.contended_count] == [1.0]
+    assert collector.snapshot().max_wait_sample_interval_ns == 2 * MS  # a quiet period
 
 
 def test_a_raised_interval_is_noted_in_the_profile(tmp_path):
     with Profiler(lock_enabled=True, output=str(tmp_path / "flood")) as profiler:
+        for collector in profiler.collectors:
+            collector._recorder.capture_budget = SMALL_BUDGET
         queue_on_one_asyncio_lock(tasks=200, rounds=50)
         snap = profiler.snapshot()
     assert snap.max_wait_sample_interval_ns > snap.wait_sample_interval_ns

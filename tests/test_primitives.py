@@ -20,6 +20,7 @@ import lockprof
 from lockhelpers import JOIN, MS, hold_in_thread
 from lockprof import LockCollector
 from lockprof._lock import ProfiledLock, ProfiledRLock
+from lockprof._primitives import profiled_class
 
 ORIGINAL = {name: getattr(threading, name) for name in ("Semaphore", "BoundedSemaphore", "Condition")}
 ORIGINAL_ASYNCIO = {name: getattr(asyncio, name) for name in ("Lock", "Semaphore", "BoundedSemaphore", "Condition")}
@@ -514,16 +515,71 @@ def test_asyncio_subclass_overrides_are_called_as_natively(collector):
             return super().locked()
 
     async def main():
-        for lock in (TracedLock(), ReleasingLock()):
-            async with lock:
-                pass
-        async with FullSemaphore(1):
+        traced, releasing, semaphore = TracedLock(), ReleasingLock(), FullSemaphore(1)
+        assert all(hasattr(obj, "_lp_state") for obj in (traced, releasing, semaphore))  # profiled
+        async with traced:
+            waiter = asyncio.ensure_future(traced.acquire())
+            await asyncio.sleep(0)  # queued: the release must wake it through the override
+        assert await waiter is True and traced.locked()
+        traced.release()
+        async with releasing:
+            pass
+        async with semaphore:
             pass
 
     run(main)
     # 3.9's Semaphore.acquire() does not call locked() (it reads _value itself).
-    expected = ["_wake_up_first", "release"] + (["locked"] if sys.version_info >= (3, 10) else [])
-    assert called == expected
+    locked = ["locked"] if sys.version_info >= (3, 10) else []
+    assert called == ["_wake_up_first", "_wake_up_first", "release"] + locked
+
+
+class SemaphoreOfTheFirstReleases(asyncio.Semaphore):
+    """The standard acquire of 3.9 and 3.10 before bpo-45997: no _wakeup_scheduled."""
+
+    async def acquire(self):
+        while self._value <= 0:
+            await asyncio.sleep(0.001)
+        self._value -= 1
+        return True
+
+    def release(self):
+        self._value += 1
+
+
+class SemaphoreWithWakeupScheduled(SemaphoreOfTheFirstReleases):
+    """3.9's standard acquire after bpo-45997: a task being woken goes first."""
+
+    async def acquire(self):
+        while self._wakeup_scheduled or self._value <= 0:
+            await asyncio.sleep(0.001)
+        self._value -= 1
+        return True
+
+
+@pytest.mark.parametrize("original", [SemaphoreOfTheFirstReleases, SemaphoreWithWakeupScheduled])
+def test_asyncio_semaphore_decides_to_wait_as_its_standard_acquire_does(collector, original):
+    """Which test the standard Semaphore.acquire() makes changed within patch releases; the
+    profiled one makes the test of the acquire it profiles."""
+    profiled = profiled_class(original, "asyncio-semaphore", collector._recorder, collector._filter.excludes)
+
+    async def main():
+        semaphore = profiled(1)
+        assert hasattr(semaphore, "_lp_state")
+        vars(semaphore).pop("_wakeup_scheduled", None)  # none in the first releases
+        if original is SemaphoreWithWakeupScheduled:
+            semaphore._wakeup_scheduled = False
+        assert await semaphore.acquire() is True
+        semaphore.release()
+        if original is SemaphoreWithWakeupScheduled:
+            semaphore._wakeup_scheduled = True  # another task is being woken: this one waits
+            waiter = asyncio.ensure_future(semaphore.acquire())
+            await asyncio.sleep(0.02)
+            assert not waiter.done()
+            semaphore._wakeup_scheduled = False
+            assert await waiter is True
+        return semaphore._value
+
+    assert run(main) == (0 if original is SemaphoreWithWakeupScheduled else 1)
 
 
 def test_asyncio_subclass_pickle_and_isinstance(collector):
