@@ -331,8 +331,8 @@ class _Profiled:
 
 class _ThreadingSemaphore(_Profiled):
     """threading.Semaphore and BoundedSemaphore: a blocking acquire first tries without
-    blocking; if no permit is free, the wait is timed. A hold runs from an acquire to a
-    release by the same thread."""
+    blocking, unless no permit is left; if none is free, the wait is timed. A hold runs from an
+    acquire to a release by the same thread."""
 
     def acquire(self, blocking=True, timeout=None):
         cdef ObjectState state = _state(self)
@@ -344,7 +344,9 @@ class _ThreadingSemaphore(_Profiled):
             return original(self, blocking, timeout)
         cdef Recorder recorder = state.recorder
         cdef lp_entry* entry = NULL
-        if original(self, False):
+        # No permit left (the standard class's own counter): the attempt without blocking would
+        # fail, at the price of a second pass through the semaphore's Condition.
+        if getattr(self, "_value", 1) != 0 and original(self, False):
             hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
             _start_hold(state, False, hold)
             return True
