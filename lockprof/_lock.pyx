@@ -223,18 +223,18 @@ cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssiz
 cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
                                bint contended):
     """The caller's own acquire call, timed, with this thread counted among the waiters.
-    contended is False for arguments the wrapper could not read: the wait decides. When the
-    wait is likely to be captured (the lock's waits have been long), its stack is taken before
-    the call blocks: recording it after would lengthen the critical section every other waiter
-    is queued behind. Otherwise it is taken after, only if the wait is chosen."""
+    contended is False for arguments the wrapper could not read: the wait decides. Whether the
+    wait will be captured is drawn before the call blocks, and the stack taken then when the
+    capture is likely (Recorder.draw_before_wait); otherwise after, only if it is chosen."""
     cdef lp_entry* entry = NULL
     cdef lp_frame_ref frames[LP_MAX_FRAMES]
     cdef WaiterStack waiter
     waiter.frames = frames
     waiter.nframes = -1
     waiter.depth = 0
+    waiter.interval = 0
     task_name = None
-    if contended and self._recorder.active and self._recorder.expects_capture(self._info):
+    if contended and self._recorder.active and self._recorder.draw_before_wait(self._info, &waiter):
         task_name = self._recorder.capture_waiter(&waiter)
     cdef int64_t start = lp_monotonic_ns(), end = 0
     lp_blocking_enter(&self._blocking, start)

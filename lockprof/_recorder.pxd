@@ -34,11 +34,14 @@ cdef struct Context:
 
 cdef struct WaiterStack:
     # An acquire's stack (frames borrowed: alive while it waits in them) and context, taken
-    # before it blocks; nframes < 0: not taken.
+    # before it blocks; nframes < 0: not taken. Its wait is captured when longer than
+    # threshold, drawn below interval before it blocks (interval 0: drawn when it is recorded).
     lp_frame_ref* frames
     int nframes
     int depth
     Context context
+    int64_t interval
+    int64_t threshold
 
 
 cdef class Recorder:
@@ -78,9 +81,10 @@ cdef class Recorder:
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept
-    cdef bint expects_capture(self, LockInfo info) noexcept
+    cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter) noexcept
     cdef lp_entry* _entry_here(self, LockInfo info) noexcept
     cdef int64_t _sampled(self, int64_t duration_ns) noexcept
+    cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold) noexcept
     cdef void _rescale_interval(self) noexcept
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,

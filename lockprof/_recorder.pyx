@@ -147,6 +147,7 @@ cdef class Recorder:
         waiter.frames = frames
         waiter.nframes = -1  # walked below, only if the wait is recorded with a stack
         waiter.depth = 0
+        waiter.interval = 0  # drawn below
         return self.record_wait_of(info, wait_ns, timed_out, count_acquire, &waiter)
 
     cdef object capture_waiter(self, WaiterStack* waiter):
@@ -162,7 +163,8 @@ cdef class Recorder:
         """record_wait() for a waiter whose stack capture_waiter() took (or, nframes < 0, is
         taken here when needed). The waiter's task name stays alive in its caller."""
         cdef lp_entry* entry = NULL
-        cdef int64_t interval = self._sampled(wait_ns)
+        cdef int64_t interval = (self._chosen(wait_ns, waiter.interval, waiter.threshold) if waiter.interval > 0
+                                 else self._sampled(wait_ns))
         cdef bint sampled = interval > 0
         cdef lp_long_wait* slot = lp_long_wait_slot(self._long_waits, wait_ns)
         self._count_contention(info, wait_ns, timed_out)
@@ -222,12 +224,19 @@ cdef class Recorder:
         if entry != NULL:
             entry.condition_wait_ns += wait_ns if wait_ns >= interval else interval
 
-    cdef bint expects_capture(self, LockInfo info) noexcept:
-        """Whether a contended wait on this lock is likely to be captured: its waits this period
-        have averaged at least a quarter of the interval (a capture is then likely, and taking
-        it after the wait would lengthen the critical section other waiters queue behind). Its
-        stack is then worth taking before it blocks."""
-        return info.contended > 0 and 4 * info.wait_ns >= info.contended * self.interval_in_force
+    cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter) noexcept:
+        """Decide, before an acquire blocks, which wait of it will be captured: one longer than
+        a threshold drawn uniformly below the interval in force (so with probability
+        min(1, wait / interval), as _sampled). Returns whether its stack is worth taking now:
+        when the threshold is below the lock's mean wait this period, so that the wait will
+        likely exceed it. Taken after the wait, the stack would lengthen the critical section
+        the other waiters are queued behind; taken for every waiter, it would cost every
+        contended acquire, beyond the capture budget."""
+        if self.interval_in_force != self.wait_sample_interval:
+            self._rescale_interval()
+        waiter.interval = self.interval_in_force
+        waiter.threshold = <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>waiter.interval)
+        return info.contended > 0 and info.wait_ns > waiter.threshold * info.contended
 
     cdef lp_entry* _entry_here(self, LockInfo info) noexcept:
         """The entry for this stack, thread and task."""
@@ -248,9 +257,15 @@ cdef class Recorder:
         if self.interval_in_force != self.wait_sample_interval:
             self._rescale_interval()
         cdef int64_t interval = self.interval_in_force
+        return self._chosen(duration_ns, interval, <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval))
+
+    cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold) noexcept:
+        """interval when a duration exceeds the threshold drawn for it uniformly below interval
+        (so with probability min(1, duration / interval)), counted in the capture budget; else
+        0."""
         if interval > self._period_max_interval:
             self._period_max_interval = interval
-        if duration_ns < interval and <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval) >= duration_ns:
+        if duration_ns <= threshold:
             return 0
         self._window_captures += 1
         self._rescale_interval()
