@@ -85,6 +85,8 @@ cdef class Recorder:
     cdef lp_entry* _entry_here(self, LockInfo info) noexcept
     cdef int64_t _sampled(self, int64_t duration_ns) noexcept
     cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold) noexcept
+    cdef int64_t _interval_now(self) noexcept
+    cdef int64_t _threshold(self, int64_t interval) noexcept
     cdef void _rescale_interval(self) noexcept
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,

@@ -7,7 +7,7 @@ Three kinds of events come here, each with its own sampling rule:
 - every contended wait: counted exactly on its lock (no stack), and captured with its stack
   with probability wait / interval (always when at least the interval), weighted so the totals
   stay unbiased; the longest waits of the period are also kept as they were. The interval is
-  wait_sample_interval, raised while captures would exceed MAX_CAPTURES_PER_SEC (hundreds of
+  wait_sample_interval, raised while captures would exceed the capture budget (hundreds of
   tasks queued on one asyncio.Lock wait a hundred seconds every second);
 - a release that ended a hold while other threads were blocked: the blocked part of the hold,
   sampled like a wait, on the releaser's stack.
@@ -232,10 +232,8 @@ cdef class Recorder:
         likely exceed it. Taken after the wait, the stack would lengthen the critical section
         the other waiters are queued behind; taken for every waiter, it would cost every
         contended acquire, beyond the capture budget."""
-        if self.interval_in_force != self.wait_sample_interval:
-            self._rescale_interval()
-        waiter.interval = self.interval_in_force
-        waiter.threshold = <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>waiter.interval)
+        waiter.interval = self._interval_now()
+        waiter.threshold = self._threshold(waiter.interval)
         return info.contended > 0 and info.wait_ns > waiter.threshold * info.contended
 
     cdef lp_entry* _entry_here(self, LockInfo info) noexcept:
@@ -252,12 +250,19 @@ cdef class Recorder:
         for interval / duration of them), or 0 when it is not captured."""
         if duration_ns <= 0:
             return 0
-        # A raised interval is brought up to date before it decides: after a quiet spell it is
-        # the configured one again, which always captures a wait at least that long.
+        cdef int64_t interval = self._interval_now()
+        return self._chosen(duration_ns, interval, self._threshold(interval))
+
+    cdef int64_t _interval_now(self) noexcept:
+        """The interval in force, a raised one brought up to date first: after a quiet spell it
+        is the configured one again, which always captures a wait at least that long."""
         if self.interval_in_force != self.wait_sample_interval:
             self._rescale_interval()
-        cdef int64_t interval = self.interval_in_force
-        return self._chosen(duration_ns, interval, <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval))
+        return self.interval_in_force
+
+    cdef int64_t _threshold(self, int64_t interval) noexcept:
+        """A duration's threshold, drawn uniformly in [0, interval)."""
+        return <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval)
 
     cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold) noexcept:
         """interval when a duration exceeds the threshold drawn for it uniformly below interval
@@ -275,8 +280,8 @@ cdef class Recorder:
         """Keep captures under capture_budget a second: at the end of a window, the interval in
         force is scaled by the window's capture rate over the budget (fewer captures in
         proportion, the waits at least the interval aside). Each duration is chosen with the
-        interval in force when it ends and weighted by it, so the totals stay unbiased as it
-        changes."""
+        interval in force when its threshold is drawn and weighted by it, so the totals stay
+        unbiased as it changes."""
         cdef int64_t now = lp_monotonic_ns()
         cdef int64_t elapsed = now - self._window_start_ns
         cdef double budget = <double>(self.capture_budget if self.capture_budget > 0 else 1)
