@@ -35,7 +35,7 @@ from lockprof._lockcore cimport (
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
 )
-from lockprof._recorder cimport LockInfo, Recorder, WaiterStack
+from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, waiter_init
 
 from lockprof._recorder import LockInfo  # the Python name too: lockprof._lock.LockInfo
 
@@ -229,10 +229,7 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     cdef lp_entry* entry = NULL
     cdef lp_frame_ref frames[LP_MAX_FRAMES]
     cdef WaiterStack waiter
-    waiter.frames = frames
-    waiter.nframes = -1
-    waiter.depth = 0
-    waiter.interval = 0
+    waiter_init(&waiter, frames)
     task_name = None
     if contended and self._recorder.active and self._recorder.draw_before_wait(self._info, &waiter):
         task_name = self._recorder.capture_waiter(&waiter)

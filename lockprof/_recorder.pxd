@@ -44,6 +44,14 @@ cdef struct WaiterStack:
     int64_t threshold
 
 
+cdef inline void waiter_init(WaiterStack* waiter, lp_frame_ref* frames) noexcept:
+    # Nothing taken or drawn yet; frames: room for the deepest stack (LP_MAX_FRAMES).
+    waiter.frames = frames
+    waiter.nframes = -1
+    waiter.depth = 0
+    waiter.interval = 0
+
+
 cdef class Recorder:
     cdef readonly CaptureSampler sampler
     cdef readonly int max_frames

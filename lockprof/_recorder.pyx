@@ -126,13 +126,7 @@ cdef class Recorder:
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept:
         """Count an acquire chosen by the sampler; the entry (or NULL when dropped) is pending
         until record_release."""
-        cdef lp_frame_ref frames[LP_MAX_FRAMES]
-        cdef int depth = 0
-        cdef Context context
-        # The walk comes first, before any call below can push frames of its own.
-        cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
-        task_name = self._context(&context)
-        entry = self._entry(info, &context, frames, nframes, depth, False)
+        entry = self._entry_here(info)
         if entry != NULL:
             entry.acquire_count += 1
             entry.pending += 1
@@ -144,10 +138,7 @@ cdef class Recorder:
         record_acquire; otherwise the result is NULL."""
         cdef lp_frame_ref frames[LP_MAX_FRAMES]
         cdef WaiterStack waiter
-        waiter.frames = frames
-        waiter.nframes = -1  # walked below, only if the wait is recorded with a stack
-        waiter.depth = 0
-        waiter.interval = 0  # drawn below
+        waiter_init(&waiter, frames)  # walked and drawn in record_wait_of, only when needed
         return self.record_wait_of(info, wait_ns, timed_out, count_acquire, &waiter)
 
     cdef object capture_waiter(self, WaiterStack* waiter):
@@ -241,6 +232,7 @@ cdef class Recorder:
         cdef lp_frame_ref frames[LP_MAX_FRAMES]
         cdef int depth = 0
         cdef Context context
+        # The walk comes first, before any call below can push frames of its own.
         cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
         task_name = self._context(&context)
         return self._entry(info, &context, frames, nframes, depth, False)
