@@ -28,8 +28,8 @@ from lockprof._lockcore cimport (
     LP_MAX_FRAMES, lp_frame_ref,
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS,
     LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
-    lp_call_vector, lp_lock_try_direct, lp_native_layout_matches, lp_rlock_try_direct,
-    lp_try_acquire,
+    lp_call_vector, lp_lock_release_direct, lp_lock_try_direct, lp_native_layout_matches,
+    lp_rlock_try_direct, lp_try_acquire,
     lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
     lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release, lp_frame_local_name,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
@@ -590,7 +590,9 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
             lock = ORIGINAL_ALLOCATE_LOCK()
             ok = lp_lock_try_direct(<PyObject*>lock) == 1 and lock.locked()
             ok = ok and lp_lock_try_direct(<PyObject*>lock) == 0
-            lock.release()  # the native release accepts the hold
+            lp_lock_release_direct(<PyObject*>lock)
+            ok = ok and not lock.locked() and lock.acquire(False)  # the native acquire agrees
+            lock.release()  # and the native release accepts its hold
             ok = ok and not lock.locked()
         else:
             lock = NATIVE_RLOCK()
@@ -765,6 +767,19 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
     if namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
         return ProfiledRLock.__new__(ProfiledRLock, NATIVE_RLOCK(), info, recorder)
     return wrap_foreign(namespace["_PyRLock"](), "rlock", info, recorder)
+
+
+cdef int take_native_lock(object lock) noexcept:
+    """1: `lock`, a native threading.Lock, taken without waiting; 0: another thread holds it;
+    -1: not a lock that can be taken here without a method call."""
+    if type(lock) is not NATIVE_LOCK or LOCK_OPS.try_kind != LP_TRY_LOCK:
+        return -1
+    return lp_lock_try_direct(<PyObject*>lock)
+
+
+cdef void release_native_lock(object lock) noexcept:
+    """Release a lock take_native_lock() took."""
+    lp_lock_release_direct(<PyObject*>lock)
 
 
 def direct_try_kinds():

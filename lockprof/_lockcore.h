@@ -350,6 +350,14 @@ static inline int lp_lock_try_direct(PyObject *lock)
     return 1;
 }
 
+/* The native release of a lock this thread took with lp_lock_try_direct(). */
+static inline void lp_lock_release_direct(PyObject *lock)
+{
+    lp_native_lock *l = (lp_native_lock *)lock;
+    l->locked = 0;
+    PyThread_release_lock(l->lock_lock);
+}
+
 static inline int lp_rlock_try_direct(PyObject *rlock)
 {
     lp_native_rlock *r = (lp_native_rlock *)rlock;

@@ -43,6 +43,7 @@ cdef extern from "_lockcore.h":
         LP_TRY_RLOCK
     int lp_try_acquire(const lp_native_method* acquire, int try_kind, PyObject* self) except -1
     int lp_lock_try_direct(PyObject* lock)
+    void lp_lock_release_direct(PyObject* lock)
     int lp_rlock_try_direct(PyObject* rlock)
     bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
     int lp_classify_acquire(PyObject** args, Py_ssize_t nargs, PyObject* kwnames) noexcept

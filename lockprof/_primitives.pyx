@@ -28,7 +28,9 @@ import weakref
 cimport cython
 from libc.stdint cimport int64_t
 
-from lockprof._lock cimport name_lock, new_lock_info, profiled_rlock
+from lockprof._lock cimport (
+    name_lock, new_lock_info, profiled_rlock, release_native_lock, take_native_lock,
+)
 from lockprof._lockcore cimport (
     lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
     lp_entry, lp_monotonic_ns, lp_thread_ident,
@@ -78,6 +80,13 @@ cdef enum SemaphoreTest:
     SEMAPHORE_WAKEUP    # `while self._wakeup_scheduled or self._value <= 0`: 3.9.18's
     SEMAPHORE_LOCKED    # `if not self.locked()`: 3.10.13 and later
 
+# Whether a class profiles one of threading's standard semaphores, whose permits are then taken
+# and given back in place (_take_permit, _give_permits) when no thread need wait.
+cdef enum Permits:
+    PERMITS_BY_METHOD   # another class: its own methods do it
+    PERMITS_SEMAPHORE   # threading.Semaphore
+    PERMITS_BOUNDED     # threading.BoundedSemaphore: a release checks the initial value
+
 @cython.final
 cdef class ClassProfile:
     """What the methods of one profiled class need, in C fields: found through the object's
@@ -86,6 +95,7 @@ cdef class ClassProfile:
     cdef readonly str kind
     cdef object cls  # the profiled class itself (a user's subclass may override methods)
     cdef SemaphoreTest semaphore_test  # asyncio semaphores: how the standard acquire decides
+    cdef Permits permits  # threading semaphores: whether permits are handled in place
     cdef Recorder recorder
     cdef object excludes
     cdef dict decisions
@@ -176,6 +186,7 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     profile.acquire = getattr(base, "acquire", None)
     profile.release = getattr(base, "release", None)
     profile.wait = getattr(base, "wait", None)
+    profile.permits = _permits(base)
     if kind.startswith("asyncio-"):
         profile.cancelled_error = sys.modules["asyncio"].CancelledError
         profile.semaphore_test = _semaphore_test(profile.acquire)
@@ -330,28 +341,30 @@ class _Profiled:
 # ------------------------------------------------------------------ threading
 
 class _ThreadingSemaphore(_Profiled):
-    """threading.Semaphore and BoundedSemaphore: a blocking acquire first tries without
-    blocking, unless no permit is left; if none is free, the wait is timed. A hold runs from an
-    acquire to a release by the same thread."""
+    """threading.Semaphore and BoundedSemaphore: a permit free at once is taken in place (or by
+    a non-blocking attempt of the standard acquire); if none is, the wait is timed. A hold runs
+    from an acquire to a release by the same thread."""
 
     def acquire(self, blocking=True, timeout=None):
         cdef ObjectState state = _state(self)
-        original = state.profile.acquire
+        cdef ClassProfile profile = state.profile
         # A call that cannot wait (blocking=False, or a timeout of zero, as ThreadPoolExecutor
         # polls its idle semaphore) is the standard one, untimed: a failure is not a wait.
-        if (blocking is not True or not state.profiling()
-                or (type(timeout) in (int, float) and timeout <= 0)):
-            return original(self, blocking, timeout)
+        if blocking is not True or (type(timeout) in (int, float) and timeout <= 0):
+            return profile.acquire(self, blocking, timeout)
+        cdef InPlace taken = _take_permit(self, profile)
+        if not state.profiling():
+            return True if taken == IN_PLACE_DONE else profile.acquire(self, blocking, timeout)
         cdef Recorder recorder = state.recorder
         cdef lp_entry* entry = NULL
-        # No permit left (the standard class's own counter): the attempt without blocking would
-        # fail, at the price of a second pass through the semaphore's Condition.
-        if getattr(self, "_value", 1) != 0 and original(self, False):
+        # With no permit left, the attempt without blocking would fail, at the price of a
+        # second pass through the semaphore's Condition.
+        if taken == IN_PLACE_DONE or (taken == IN_PLACE_UNDECIDED and profile.acquire(self, False)):
             hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
             _start_hold(state, False, hold)
             return True
         cdef int64_t start = lp_monotonic_ns()
-        result = original(self, True, timeout)
+        result = profile.acquire(self, True, timeout)
         cdef int64_t wait_ns = lp_monotonic_ns() - start
         if recorder.active:
             capture = bool(result) and recorder.sampler.should_capture()
@@ -364,12 +377,93 @@ class _ThreadingSemaphore(_Profiled):
 
     def release(self, n=1):
         cdef ObjectState state = _state(self)
-        state.profile.release(self, n)  # raises as natively (BoundedSemaphore)
+        if not _give_permits(self, state.profile, n):
+            state.profile.release(self, n)  # raises as natively (BoundedSemaphore)
         if state.holds:
             _end_hold(self, state, False)
 
     def __exit__(self, t, v, tb):
         self.release()
+
+
+# threading's semaphores and Condition as CPython 3.9 to 3.13 define them alike: what the
+# in-place permits below reproduce.
+cdef object _STANDARD_CONDITION = original_class(threading.Condition)
+cdef object _STANDARD_ACQUIRE = original_class(threading.Semaphore).acquire
+cdef object _STANDARD_RELEASE = original_class(threading.Semaphore).release
+cdef object _STANDARD_BOUNDED_RELEASE = original_class(threading.BoundedSemaphore).release
+
+
+cdef Permits _permits(base):
+    """Whether `base` is one of threading's standard semaphores, with their own methods."""
+    if getattr(base, "acquire", None) is not _STANDARD_ACQUIRE:
+        return PERMITS_BY_METHOD
+    release = getattr(base, "release", None)
+    if release is _STANDARD_RELEASE:
+        return PERMITS_SEMAPHORE
+    if release is _STANDARD_BOUNDED_RELEASE:
+        return PERMITS_BOUNDED
+    return PERMITS_BY_METHOD
+
+
+cdef enum InPlace:
+    IN_PLACE_DONE
+    IN_PLACE_NO_PERMIT   # acquire: none is free, the caller must wait
+    IN_PLACE_UNDECIDED   # the standard method must decide
+
+
+cdef object _condition_lock(semaphore, ClassProfile profile):
+    """The native lock of a standard semaphore's Condition, which the standard methods hold
+    while they read and change the counter; None for a subclass (whose methods may be its own),
+    another kind of Condition or lock (gevent's), or a class with other methods."""
+    if profile.permits == PERMITS_BY_METHOD or type(semaphore) is not profile.cls:
+        return None
+    condition = getattr(semaphore, "_cond", None)
+    if type(condition) is not _STANDARD_CONDITION:
+        return None
+    return condition._lock
+
+
+cdef InPlace _take_permit(semaphore, ClassProfile profile) except *:
+    """What the standard acquire does when a permit is free, done here: with its Condition's
+    lock taken (and the GIL held, no Python code run), the counter is read and decremented.
+    Where that lock is held or cannot be taken here, the standard method decides."""
+    lock = _condition_lock(semaphore, profile)
+    if lock is None or take_native_lock(lock) != 1:
+        return IN_PLACE_UNDECIDED
+    try:
+        value = getattr(semaphore, "_value", None)
+        if type(value) is not int:
+            return IN_PLACE_UNDECIDED
+        if value == 0:  # the standard test: `while self._value == 0`
+            return IN_PLACE_NO_PERMIT
+        semaphore._value = value - 1
+        return IN_PLACE_DONE
+    finally:
+        release_native_lock(lock)
+
+
+cdef bint _give_permits(semaphore, ClassProfile profile, n) except -1:
+    """What the standard release(n) does when no thread waits for a permit and it raises no
+    error, done here as _take_permit() does; False where the standard release must run."""
+    if type(n) is not int or n < 1:
+        return False
+    lock = _condition_lock(semaphore, profile)
+    if lock is None or take_native_lock(lock) != 1:
+        return False
+    try:
+        waiters = getattr(semaphore._cond, "_waiters", None)
+        value = getattr(semaphore, "_value", None)
+        if type(waiters) is not deque or waiters or type(value) is not int:
+            return False  # a waiter to notify, or state of another shape
+        if profile.permits == PERMITS_BOUNDED:
+            initial = getattr(semaphore, "_initial_value", None)
+            if type(initial) is not int or value + n > initial:
+                return False  # the standard release raises
+        semaphore._value = value + n
+        return True
+    finally:
+        release_native_lock(lock)
 
 
 class _ThreadingCondition(_Profiled):

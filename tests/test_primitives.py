@@ -118,6 +118,81 @@ def test_bounded_semaphore_over_release_raises(collector):
     assert sem.acquire(False) and sem.acquire(False) and not sem.acquire(False)
 
 
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_counter_and_errors_match_the_standard_class(collector, name):
+    native, profiled = ORIGINAL[name](3), getattr(threading, name)(3)
+
+    def both(operation):
+        outcomes = []
+        for sem in (native, profiled):
+            try:
+                outcomes.append((operation(sem), sem._value))
+            except Exception as e:
+                outcomes.append((type(e), str(e), sem._value))
+        assert outcomes[0] == outcomes[1]
+        assert type(native._value) is type(profiled._value)
+
+    for operation in (
+        lambda s: s.acquire(), lambda s: s.acquire(timeout=1), lambda s: s.acquire(True, None),
+        lambda s: s.acquire(timeout=0.01), lambda s: s.release(2),
+        lambda s: s.release(n=1), lambda s: s.release(), lambda s: s.release(0),
+        lambda s: s.release(-1), lambda s: s.release(1.5), lambda s: s.release(True),
+        lambda s: s.acquire(), lambda s: s.__enter__(), lambda s: s.__exit__(None, None, None),
+    ):
+        both(operation)
+
+
+def standard_methods_run(operation):
+    """The names of threading.py's functions that operation() calls."""
+    called = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename == threading.__file__:
+            called.append(frame.f_code.co_name)
+
+    sys.setprofile(profile)
+    try:
+        operation()
+    finally:
+        sys.setprofile(None)
+    return called
+
+
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_permits_are_taken_in_place_only_for_the_standard_class(collector, name):
+    def acquire_release(sem):
+        return lambda: (sem.acquire(), sem.release())
+
+    assert standard_methods_run(acquire_release(getattr(threading, name)(1))) == []
+
+    class Sub(getattr(threading, name)):
+        pass
+
+    assert "acquire" in standard_methods_run(acquire_release(Sub(1)))
+    other = getattr(threading, name)(1)
+    other._cond = ORIGINAL["Condition"](threading.RLock())  # not the lock the standard class uses
+    assert "acquire" in standard_methods_run(acquire_release(other))
+
+
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_waits_for_its_condition_lock_as_natively(collector, name):
+    """The standard methods take the Condition's lock: while another thread holds it, an
+    acquire or a release waits, even with a permit free."""
+    sem = getattr(threading, name)(1)
+    for operation in (sem.acquire, sem.release):
+        done = threading.Event()
+        release_cond = threading.Event()
+        holder = hold_in_thread(sem._cond, until=release_cond)
+        worker = threading.Thread(target=lambda: (operation(), done.set()))
+        worker.start()
+        assert not done.wait(0.1)
+        release_cond.set()
+        assert done.wait(JOIN)
+        worker.join(JOIN)
+        holder.join(JOIN)
+    assert sem._value == 1
+
+
 def semaphore_waiter(sem):
     start = time.perf_counter_ns()
     with sem:
