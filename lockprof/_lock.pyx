@@ -588,9 +588,10 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
     try:
         if kind == LP_TRY_LOCK:
             lock = ORIGINAL_ALLOCATE_LOCK()
-            ok = lp_lock_try_direct(<PyObject*>lock) == 1 and lock.locked()
-            ok = ok and lp_lock_try_direct(<PyObject*>lock) == 0
-            lp_lock_release_direct(<PyObject*>lock)
+            taken = lp_lock_try_direct(<PyObject*>lock) == 1
+            ok = taken and lock.locked() and lp_lock_try_direct(<PyObject*>lock) == 0
+            if taken:
+                lp_lock_release_direct(<PyObject*>lock)
             ok = ok and not lock.locked() and lock.acquire(False)  # the native acquire agrees
             lock.release()  # and the native release accepts its hold
             ok = ok and not lock.locked()
@@ -770,8 +771,8 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
 
 
 cdef int take_native_lock(object lock) noexcept:
-    """1: `lock`, a native threading.Lock, taken without waiting; 0: another thread holds it;
-    -1: not a lock that can be taken here without a method call."""
+    """1: `lock`, a native threading.Lock, taken without waiting; 0: it is held (by any
+    thread); -1: not a lock that can be taken here without a method call."""
     if type(lock) is not NATIVE_LOCK or LOCK_OPS.try_kind != LP_TRY_LOCK:
         return -1
     return lp_lock_try_direct(<PyObject*>lock)

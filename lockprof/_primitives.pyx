@@ -357,9 +357,10 @@ class _ThreadingSemaphore(_Profiled):
             return True if taken == IN_PLACE_DONE else profile.acquire(self, blocking, timeout)
         cdef Recorder recorder = state.recorder
         cdef lp_entry* entry = NULL
-        # With no permit left, the attempt without blocking would fail, at the price of a
-        # second pass through the semaphore's Condition.
-        if taken == IN_PLACE_DONE or (taken == IN_PLACE_UNDECIDED and profile.acquire(self, False)):
+        # Undecided, the standard acquire tries without blocking, unless no permit is left: the
+        # attempt would fail, at the price of a second pass through the semaphore's Condition.
+        if taken == IN_PLACE_DONE or (taken == IN_PLACE_UNDECIDED
+                                      and getattr(self, "_value", 1) != 0 and profile.acquire(self, False)):
             hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
             _start_hold(state, False, hold)
             return True
@@ -386,22 +387,31 @@ class _ThreadingSemaphore(_Profiled):
         self.release()
 
 
-# threading's semaphores and Condition as CPython 3.9 to 3.13 define them alike: what the
-# in-place permits below reproduce.
+# threading's Condition, whose lock the in-place permits take (its own methods checked by
+# _permits() when a class is profiled).
 cdef object _STANDARD_CONDITION = original_class(threading.Condition)
-cdef object _STANDARD_ACQUIRE = original_class(threading.Semaphore).acquire
-cdef object _STANDARD_RELEASE = original_class(threading.Semaphore).release
-cdef object _STANDARD_BOUNDED_RELEASE = original_class(threading.BoundedSemaphore).release
+
+
+cdef bint _threading_own(function, str qualname):
+    """Whether `function` is threading.py's own `qualname`, not another library's replacement."""
+    code = getattr(function, "__code__", None)
+    return (getattr(code, "co_filename", None) == threading.__file__
+            and getattr(function, "__qualname__", None) == qualname)
 
 
 cdef Permits _permits(base):
-    """Whether `base` is one of threading's standard semaphores, with their own methods."""
-    if getattr(base, "acquire", None) is not _STANDARD_ACQUIRE:
+    """Whether `base` works as threading's standard semaphores do (the same on 3.9 to 3.13):
+    their own acquire and release, over threading's own Condition."""
+    condition = _STANDARD_CONDITION
+    if not (_threading_own(getattr(base, "acquire", None), "Semaphore.acquire")
+            and _threading_own(condition.__enter__, "Condition.__enter__")
+            and _threading_own(condition.__exit__, "Condition.__exit__")
+            and _threading_own(condition.notify, "Condition.notify")):
         return PERMITS_BY_METHOD
     release = getattr(base, "release", None)
-    if release is _STANDARD_RELEASE:
+    if _threading_own(release, "Semaphore.release"):
         return PERMITS_SEMAPHORE
-    if release is _STANDARD_BOUNDED_RELEASE:
+    if _threading_own(release, "BoundedSemaphore.release"):
         return PERMITS_BOUNDED
     return PERMITS_BY_METHOD
 
@@ -415,7 +425,8 @@ cdef enum InPlace:
 cdef object _condition_lock(semaphore, ClassProfile profile):
     """The native lock of a standard semaphore's Condition, which the standard methods hold
     while they read and change the counter; None for a subclass (whose methods may be its own),
-    another kind of Condition or lock (gevent's), or a class with other methods."""
+    another kind of Condition, or a class with other methods. The lock itself may still be of
+    another kind (gevent's): take_native_lock() refuses it."""
     if profile.permits == PERMITS_BY_METHOD or type(semaphore) is not profile.cls:
         return None
     condition = getattr(semaphore, "_cond", None)

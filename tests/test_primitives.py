@@ -19,9 +19,10 @@ import pytest
 import lockprof
 from lockhelpers import JOIN, MS, hold_in_thread
 from lockprof import LockCollector
-from lockprof._lock import ProfiledLock, ProfiledRLock
+from lockprof._lock import ProfiledLock, ProfiledRLock, direct_try_kinds
 from lockprof._primitives import profiled_class
 
+ORIGINAL_LOCK = threading.Lock
 ORIGINAL = {name: getattr(threading, name) for name in ("Semaphore", "BoundedSemaphore", "Condition")}
 ORIGINAL_ASYNCIO = {name: getattr(asyncio, name) for name in ("Lock", "Semaphore", "BoundedSemaphore", "Condition")}
 THREADING_KINDS = {"Semaphore": "semaphore", "BoundedSemaphore": "bounded-semaphore", "Condition": "condition"}
@@ -158,6 +159,7 @@ def standard_methods_run(operation):
     return called
 
 
+@pytest.mark.skipif("lock" not in direct_try_kinds(), reason="native locks are not taken in place here")
 @pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
 def test_semaphore_permits_are_taken_in_place_only_for_the_standard_class(collector, name):
     def acquire_release(sem):
@@ -168,10 +170,43 @@ def test_semaphore_permits_are_taken_in_place_only_for_the_standard_class(collec
     class Sub(getattr(threading, name)):
         pass
 
-    assert "acquire" in standard_methods_run(acquire_release(Sub(1)))
-    other = getattr(threading, name)(1)
-    other._cond = ORIGINAL["Condition"](threading.RLock())  # not the lock the standard class uses
-    assert "acquire" in standard_methods_run(acquire_release(other))
+    class OtherCondition(ORIGINAL["Condition"]):
+        pass
+
+    other_lock = getattr(threading, name)(1)
+    other_lock._cond = ORIGINAL["Condition"](threading.RLock())  # not the lock the standard uses
+    other_condition = getattr(threading, name)(1)
+    other_condition._cond = OtherCondition(ORIGINAL_LOCK())
+    for sem in (Sub(1), other_lock, other_condition):
+        called = standard_methods_run(acquire_release(sem))
+        assert "acquire" in called and "release" in called
+
+
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_replaced_by_another_library_keeps_its_methods(monkeypatch, name):
+    """A Semaphore class whose methods are not threading's own is never handled in place."""
+    calls = []
+
+    class Instrumented(ORIGINAL[name]):
+        def acquire(self, blocking=True, timeout=None):
+            calls.append("acquire")
+            return super().acquire(blocking, timeout)
+
+        def release(self, n=1):
+            calls.append("release")
+            super().release(n)
+
+    monkeypatch.setattr(threading, name, Instrumented)
+    collector = LockCollector()
+    collector.start()
+    try:
+        sem = getattr(threading, name)(1)
+        assert sem._lp_info is not None
+        with sem:
+            pass
+    finally:
+        collector.stop()
+    assert calls == ["acquire", "release"]
 
 
 @pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
@@ -191,6 +226,71 @@ def test_semaphore_waits_for_its_condition_lock_as_natively(collector, name):
         worker.join(JOIN)
         holder.join(JOIN)
     assert sem._value == 1
+
+
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_release_wakes_a_waiter(collector, name):
+    sem = getattr(threading, name)(1)
+    assert sem.acquire()
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(sem.acquire(timeout=JOIN)))
+    waiter.start()
+    while not sem._cond._waiters:  # the waiter is in the Condition's wait
+        time.sleep(0.001)
+    sem.release()
+    waiter.join(JOIN)
+    assert got == [True] and sem._value == 0
+
+
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_made_while_profiling_works_after_stop(make_collector, name):
+    collector = make_collector(capture_pct=100)
+    sem = getattr(threading, name)(2)
+    with sem:
+        pass
+    collector.stop()
+    assert sem.acquire() and sem.acquire() and not sem.acquire(timeout=0.01)
+    sem.release(2)
+    assert sem._value == 2
+    if name == "BoundedSemaphore":
+        with pytest.raises(ValueError, match="Semaphore released too many times"):
+            sem.release()
+
+
+@pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
+def test_semaphore_counter_survives_threads_mixing_every_path(collector, name):
+    """Permits taken in place, by the standard methods (while a thread holds the Condition's
+    lock) and by waiters with timeouts, among four threads: none is lost or made up."""
+    sem = getattr(threading, name)(2)
+    stop = threading.Event()
+    errors = []
+
+    def user():
+        try:
+            for i in range(1000):
+                if sem.acquire(timeout=JOIN):
+                    if i % 7 == 0:
+                        time.sleep(0)  # let another thread in while holding a permit
+                    sem.release()
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    def condition_holder():
+        while not stop.is_set():
+            with sem._cond:
+                time.sleep(0.0005)
+            time.sleep(0.0005)
+
+    holder = threading.Thread(target=condition_holder)
+    holder.start()
+    users = [threading.Thread(target=user) for _ in range(4)]
+    for t in users:
+        t.start()
+    for t in users:
+        t.join(JOIN * 3)
+    stop.set()
+    holder.join(JOIN)
+    assert errors == [] and sem._value == 2 and not sem._cond._waiters
 
 
 def semaphore_waiter(sem):
