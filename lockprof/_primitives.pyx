@@ -422,25 +422,26 @@ cdef enum InPlace:
     IN_PLACE_UNDECIDED   # the standard method must decide
 
 
-cdef object _condition_lock(semaphore, ClassProfile profile):
-    """The native lock of a standard semaphore's Condition, which the standard methods hold
-    while they read and change the counter; None for a subclass (whose methods may be its own),
-    another kind of Condition, or a class with other methods. The lock itself may still be of
-    another kind (gevent's): take_native_lock() refuses it."""
+cdef object _standard_condition(semaphore, ClassProfile profile):
+    """A standard semaphore's Condition, whose lock the standard methods hold while they read
+    and change the counter; None for a subclass (whose methods may be its own), another kind of
+    Condition, or a class with other methods. Its lock may still be of another kind (gevent's):
+    take_native_lock() refuses it."""
     if profile.permits == PERMITS_BY_METHOD or type(semaphore) is not profile.cls:
         return None
     condition = getattr(semaphore, "_cond", None)
-    if type(condition) is not _STANDARD_CONDITION:
-        return None
-    return condition._lock
+    return condition if type(condition) is _STANDARD_CONDITION else None
 
 
 cdef InPlace _take_permit(semaphore, ClassProfile profile) except *:
     """What the standard acquire does when a permit is free, done here: with its Condition's
     lock taken (and the GIL held, no Python code run), the counter is read and decremented.
     Where that lock is held or cannot be taken here, the standard method decides."""
-    lock = _condition_lock(semaphore, profile)
-    if lock is None or take_native_lock(lock) != 1:
+    condition = _standard_condition(semaphore, profile)
+    if condition is None:
+        return IN_PLACE_UNDECIDED
+    lock = condition._lock
+    if take_native_lock(lock) != 1:
         return IN_PLACE_UNDECIDED
     try:
         value = getattr(semaphore, "_value", None)
@@ -459,11 +460,14 @@ cdef bint _give_permits(semaphore, ClassProfile profile, n) except -1:
     error, done here as _take_permit() does; False where the standard release must run."""
     if type(n) is not int or n < 1:
         return False
-    lock = _condition_lock(semaphore, profile)
-    if lock is None or take_native_lock(lock) != 1:
+    condition = _standard_condition(semaphore, profile)
+    if condition is None:
+        return False
+    lock = condition._lock
+    if take_native_lock(lock) != 1:
         return False
     try:
-        waiters = getattr(semaphore._cond, "_waiters", None)
+        waiters = getattr(condition, "_waiters", None)
         value = getattr(semaphore, "_value", None)
         if type(waiters) is not deque or waiters or type(value) is not int:
             return False  # a waiter to notify, or state of another shape
