@@ -231,9 +231,10 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     cdef WaiterStack waiter
     waiter_init(&waiter, frames)
     task_name = None
-    if contended and self._recorder.active and self._recorder.draw_before_wait(self._info, &waiter):
-        task_name = self._recorder.capture_waiter(&waiter)
     cdef int64_t start = lp_monotonic_ns(), end = 0
+    if contended and self._recorder.active and self._recorder.draw_before_wait(self._info, &waiter, start):
+        task_name = self._recorder.capture_waiter(&waiter)
+        start = lp_monotonic_ns()  # the wait starts after the walk
     lp_blocking_enter(&self._blocking, start)
     result = None
     try:
@@ -248,13 +249,13 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     if result is True:
         capture = self._recorder.sampler.should_capture()
         if contended:
-            entry = self._recorder.record_wait_of(self._info, wait_ns, False, capture, &waiter)
+            entry = self._recorder.record_wait_of(self._info, wait_ns, end, False, capture, &waiter)
         elif capture:
             entry = self._recorder.record_acquire(self._info)
         if capture:
             _start_hold(self, entry, end)
     elif result is False and contended:  # a blocking acquire that ran out of time
-        self._recorder.record_wait_of(self._info, wait_ns, True, False, &waiter)
+        self._recorder.record_wait_of(self._info, wait_ns, end, True, False, &waiter)
     return result
 
 
@@ -279,7 +280,7 @@ cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -
     if lp_blocking_pending(&self._blocking):
         blocked_ns = lp_blocking_release(&self._blocking, released_at)
         if blocked_ns > 0 and self._recorder.active:
-            self._recorder.record_blocking_hold(self._info, blocked_ns)
+            self._recorder.record_blocking_hold(self._info, blocked_ns, released_at)
     # After the native release, so outside the user's critical section; a lock is named once
     # it matters: a captured hold, or a hold that blocked others.
     if naming and (entry != NULL or blocked_ns > 0):
@@ -490,7 +491,7 @@ cdef object _contended_restore(_LockWrapper self, object args):
         lp_blocking_leave(&self._blocking, True, acquired, end)
     if self._recorder.active:
         capture = self._recorder.sampler.should_capture()
-        entry = self._recorder.record_wait(self._info, end - start, False, capture)
+        entry = self._recorder.record_wait(self._info, end - start, end, False, capture)
         if capture:
             _start_hold(self, entry, end)
     return result
@@ -724,7 +725,7 @@ cdef object _foreign_acquire(_ForeignWrapper self, tuple args, dict kwargs, bint
     if not self._recorder.active:
         return result
     capture = acquired and self._recorder.sampler.should_capture()
-    entry = self._recorder.record_wait(self._info, end - start, not acquired, capture)
+    entry = self._recorder.record_wait(self._info, end - start, end, not acquired, capture)
     if capture:
         _start_hold(self, entry, end)
     return result

@@ -366,10 +366,10 @@ class _ThreadingSemaphore(_Profiled):
             return True
         cdef int64_t start = lp_monotonic_ns()
         result = profile.acquire(self, True, timeout)
-        cdef int64_t wait_ns = lp_monotonic_ns() - start
+        cdef int64_t end = lp_monotonic_ns()
         if recorder.active:
             capture = bool(result) and recorder.sampler.should_capture()
-            entry = recorder.record_wait(state.info, wait_ns, not result, capture)
+            entry = recorder.record_wait(state.info, end - start, end, not result, capture)
             if result:
                 _start_hold(state, False, _hold(recorder, entry) if capture else None)
         return result
@@ -505,7 +505,7 @@ class _ThreadingCondition(_Profiled):
         result = state.profile.wait(self, timeout)
         restored_at = state.restored.pop(_acquirer(), None)
         if restored_at is not None and state.profiling():
-            state.recorder.record_condition_wait(state.info, <int64_t>restored_at - start)
+            state.recorder.record_condition_wait(state.info, <int64_t>restored_at - start, <int64_t>restored_at)
             name_lock(self, state.info)
         return result
 
@@ -581,7 +581,7 @@ class _AsyncioLock(_Profiled):
         state.last_wait_ns = end - start
         if recorder.active:
             capture = recorder.sampler.should_capture()
-            entry = recorder.record_wait(state.info, end - start, False, capture)
+            entry = recorder.record_wait(state.info, end - start, end, False, capture)
             if capture:
                 state.start_lock_hold(entry)
         return True
@@ -606,7 +606,7 @@ class _AsyncioLock(_Profiled):
             state.recorder.record_release(entry, released_at - state.acquired_at)
         cdef int64_t blocked_ns = lp_blocking_release(&state.blocking, released_at)
         if blocked_ns > 0 and state.profiling():
-            state.recorder.record_blocking_hold(state.info, blocked_ns)
+            state.recorder.record_blocking_hold(state.info, blocked_ns, released_at)
         name_lock(self, state.info)
 
 
@@ -657,10 +657,10 @@ class _AsyncioSemaphore(_Profiled):
         # differs between versions).
         cdef int64_t start = lp_monotonic_ns()
         result = await state.profile.acquire(self)
-        cdef int64_t wait_ns = lp_monotonic_ns() - start
+        cdef int64_t end = lp_monotonic_ns()
         if recorder.active:
             capture = recorder.sampler.should_capture()
-            entry = recorder.record_wait(state.info, wait_ns, False, capture)
+            entry = recorder.record_wait(state.info, end - start, end, False, capture)
             _start_hold(state, True, _hold(recorder, entry) if capture else None)
         return result
 
@@ -712,8 +712,9 @@ class _AsyncioCondition(_Profiled):
         # The re-acquire just finished in this task, with no other task run since: its wait,
         # when the lock is a profiled one, is not part of the wait for the notify.
         cdef int64_t reacquire_ns = (<ObjectState>lock_state).last_wait_ns if isinstance(lock_state, ObjectState) else 0
+        cdef int64_t end = lp_monotonic_ns()
         if state.profiling():
-            state.recorder.record_condition_wait(state.info, lp_monotonic_ns() - start - reacquire_ns)
+            state.recorder.record_condition_wait(state.info, end - start - reacquire_ns, end)
             name_lock(self, state.info)
         return result
 

@@ -74,7 +74,7 @@ cdef class Recorder:
     cdef int64_t _untracked[4]  # contended, wait, max wait, timeouts of locks beyond the list
     cdef lp_long_wait _long_waits[10]  # LP_LONG_WAITS
     cdef dict _thread_names
-    cdef unsigned long _seen_threads[64]
+    cdef unsigned long _seen_threads[256]  # threads already named this period (_note_thread)
     cdef dict _modules
     cdef object _asyncio_loop_getter
     cdef dict _asyncio_current_tasks  # asyncio's running task by event loop
@@ -82,20 +82,21 @@ cdef class Recorder:
     cdef object _c_task_get_name  # its own get_name, or None
 
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept
-    cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire) noexcept
+    cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
+                              bint count_acquire) noexcept
     cdef object capture_waiter(self, WaiterStack* waiter)
-    cdef lp_entry* record_wait_of(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire,
-                                  WaiterStack* waiter) noexcept
+    cdef lp_entry* record_wait_of(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
+                                  bint count_acquire, WaiterStack* waiter) noexcept
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept
-    cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept
-    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept
-    cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter) noexcept
+    cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns, int64_t now) noexcept
+    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns, int64_t now) noexcept
+    cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter, int64_t now) noexcept
     cdef lp_entry* _entry_here(self, LockInfo info) noexcept
-    cdef int64_t _sampled(self, int64_t duration_ns) noexcept
-    cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold) noexcept
-    cdef int64_t _interval_now(self) noexcept
+    cdef int64_t _sampled(self, int64_t duration_ns, int64_t now) noexcept
+    cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold, int64_t now) noexcept
+    cdef int64_t _interval_now(self, int64_t now) noexcept
     cdef int64_t _threshold(self, int64_t interval) noexcept
-    cdef void _rescale_interval(self) noexcept
+    cdef void _rescale_interval(self, int64_t now) noexcept
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
                           int depth, bint timed_out) noexcept

@@ -132,14 +132,17 @@ cdef class Recorder:
             entry.pending += 1
         return entry
 
-    cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire) noexcept:
-        """Count a contended wait. With count_acquire (the sampler chose this acquire, which got
-        the lock) the acquire is counted too and the entry returned is pending, as from
-        record_acquire; otherwise the result is NULL."""
+    cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
+                              bint count_acquire) noexcept:
+        """Count a contended wait that ended at now (the caller's clock read, which the capture
+        budget's window is measured with too: a clock read saved on every event). With
+        count_acquire (the sampler chose this acquire, which got the lock) the acquire is counted
+        too and the entry returned is pending, as from record_acquire; otherwise the result is
+        NULL."""
         cdef lp_frame_ref frames[LP_MAX_FRAMES]
         cdef WaiterStack waiter
         waiter_init(&waiter, frames)  # walked and drawn in record_wait_of, only when needed
-        return self.record_wait_of(info, wait_ns, timed_out, count_acquire, &waiter)
+        return self.record_wait_of(info, wait_ns, now, timed_out, count_acquire, &waiter)
 
     cdef object capture_waiter(self, WaiterStack* waiter):
         """Walk the stack and read the thread and task of an acquire about to block (into
@@ -149,13 +152,13 @@ cdef class Recorder:
         waiter.nframes = lp_capture_stack(waiter.frames, self.max_frames, &waiter.depth)
         return self._context(&waiter.context)
 
-    cdef lp_entry* record_wait_of(self, LockInfo info, int64_t wait_ns, bint timed_out, bint count_acquire,
-                                  WaiterStack* waiter) noexcept:
+    cdef lp_entry* record_wait_of(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
+                                  bint count_acquire, WaiterStack* waiter) noexcept:
         """record_wait() for a waiter whose stack capture_waiter() took (or, nframes < 0, is
         taken here when needed). The waiter's task name stays alive in its caller."""
         cdef lp_entry* entry = NULL
-        cdef int64_t interval = (self._chosen(wait_ns, waiter.interval, waiter.threshold) if waiter.interval > 0
-                                 else self._sampled(wait_ns))
+        cdef int64_t interval = (self._chosen(wait_ns, waiter.interval, waiter.threshold, now) if waiter.interval > 0
+                                 else self._sampled(wait_ns, now))
         cdef bint sampled = interval > 0
         cdef lp_long_wait* slot = lp_long_wait_slot(self._long_waits, wait_ns)
         self._count_contention(info, wait_ns, timed_out)
@@ -195,27 +198,27 @@ cdef class Recorder:
             entry.release_count += 1
             entry.release_hold_ns += hold_ns
 
-    cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns) noexcept:
-        """A release ended a hold during which other threads were blocked for blocked_ns (the
-        time from the first of them starting to wait); sampled like a wait, on this stack."""
-        cdef int64_t interval = self._sampled(blocked_ns)
+    cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns, int64_t now) noexcept:
+        """A release at now ended a hold during which other threads were blocked for blocked_ns
+        (the time from the first of them starting to wait); sampled like a wait, on this stack."""
+        cdef int64_t interval = self._sampled(blocked_ns, now)
         if interval == 0:
             return
         entry = self._entry_here(info)
         if entry != NULL:
             entry.blocking_hold_ns += blocked_ns if blocked_ns >= interval else interval
 
-    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns) noexcept:
-        """Condition.wait() waited wait_ns for a notify (its lock released meanwhile); sampled
-        like a wait, on this stack, apart from lock contention."""
-        cdef int64_t interval = self._sampled(wait_ns)
+    cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns, int64_t now) noexcept:
+        """Condition.wait() waited wait_ns for a notify until now (its lock released meanwhile);
+        sampled like a wait, on this stack, apart from lock contention."""
+        cdef int64_t interval = self._sampled(wait_ns, now)
         if interval == 0:
             return
         entry = self._entry_here(info)
         if entry != NULL:
             entry.condition_wait_ns += wait_ns if wait_ns >= interval else interval
 
-    cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter) noexcept:
+    cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter, int64_t now) noexcept:
         """Decide, before an acquire blocks, which wait of it will be captured: one longer than
         a threshold drawn uniformly below the interval in force (so with probability
         min(1, wait / interval), as _sampled). Returns whether its stack is worth taking now:
@@ -223,7 +226,7 @@ cdef class Recorder:
         likely exceed it. Taken after the wait, the stack would lengthen the critical section
         the other waiters are queued behind; taken for every waiter, it would cost every
         contended acquire, beyond the capture budget."""
-        waiter.interval = self._interval_now()
+        waiter.interval = self._interval_now(now)
         waiter.threshold = self._threshold(waiter.interval)
         return info.contended > 0 and info.wait_ns > waiter.threshold * info.contended
 
@@ -237,26 +240,26 @@ cdef class Recorder:
         task_name = self._context(&context)
         return self._entry(info, &context, frames, nframes, depth, False)
 
-    cdef int64_t _sampled(self, int64_t duration_ns) noexcept:
+    cdef int64_t _sampled(self, int64_t duration_ns, int64_t now) noexcept:
         """The interval a duration was chosen at (a weight: a duration shorter than it stands
         for interval / duration of them), or 0 when it is not captured."""
         if duration_ns <= 0:
             return 0
-        cdef int64_t interval = self._interval_now()
-        return self._chosen(duration_ns, interval, self._threshold(interval))
+        cdef int64_t interval = self._interval_now(now)
+        return self._chosen(duration_ns, interval, self._threshold(interval), now)
 
-    cdef int64_t _interval_now(self) noexcept:
+    cdef int64_t _interval_now(self, int64_t now) noexcept:
         """The interval in force, a raised one brought up to date first: after a quiet spell it
         is the configured one again, which always captures a wait at least that long."""
         if self.interval_in_force != self.wait_sample_interval:
-            self._rescale_interval()
+            self._rescale_interval(now)
         return self.interval_in_force
 
     cdef int64_t _threshold(self, int64_t interval) noexcept:
         """A duration's threshold, drawn uniformly in [0, interval)."""
         return <int64_t>((lp_random(&self._random_state) >> 1) % <uint64_t>interval)
 
-    cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold) noexcept:
+    cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold, int64_t now) noexcept:
         """interval when a duration exceeds the threshold drawn for it uniformly below interval
         (so with probability min(1, duration / interval)), counted in the capture budget; else
         0."""
@@ -265,17 +268,19 @@ cdef class Recorder:
         if duration_ns <= threshold:
             return 0
         self._window_captures += 1
-        self._rescale_interval()
+        self._rescale_interval(now)
         return interval
 
-    cdef void _rescale_interval(self) noexcept:
+    cdef void _rescale_interval(self, int64_t now) noexcept:
         """Keep captures under capture_budget a second: at the end of a window, the interval in
         force is scaled by the window's capture rate over the budget (fewer captures in
         proportion, the waits at least the interval aside). Each duration is chosen with the
         interval in force when its threshold is drawn and weighted by it, so the totals stay
-        unbiased as it changes."""
-        cdef int64_t now = lp_monotonic_ns()
+        unbiased as it changes. now is a caller's clock read: one older than the window's start
+        (read before another thread began the window) decides nothing."""
         cdef int64_t elapsed = now - self._window_start_ns
+        if elapsed < 0:
+            return
         cdef double budget = <double>(self.capture_budget if self.capture_budget > 0 else 1)
         cdef double window_share = budget * RATE_WINDOW_NS / 1e9
         if self._window_captures < window_share and elapsed < RATE_WINDOW_NS:
@@ -357,9 +362,10 @@ cdef class Recorder:
 
     cdef void _note_thread(self, unsigned long thread_id) noexcept:
         # A direct-mapped cache of the threads already named this period keeps the dict lookups
-        # and the Python attribute read off the common path. Thread ids are aligned addresses
-        # (pthread_t) or small multiples of 4 (Windows): a multiplicative hash spreads them.
-        cdef unsigned long slot = <unsigned long>((<unsigned long long>thread_id * 0x9E3779B97F4A7C15ULL) >> 58)
+        # and the Python attribute read off the common path, for a few hundred threads. Thread
+        # ids are aligned addresses (pthread_t) or small multiples of 4 (Windows): a
+        # multiplicative hash spreads them over the 256 slots.
+        cdef unsigned long slot = <unsigned long>((<unsigned long long>thread_id * 0x9E3779B97F4A7C15ULL) >> 56)
         if self._seen_threads[slot] == thread_id:
             return
         self._seen_threads[slot] = thread_id
@@ -586,8 +592,7 @@ cdef class Recorder:
     cdef dict _drain_thread_names(self):
         thread_names = self._thread_names
         self._thread_names = {}
-        for i in range(64):
-            self._seen_threads[i] = 0
+        memset(self._seen_threads, 0, sizeof(self._seen_threads))
         return thread_names
 
     @property
