@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """Per-operation cost of the profiled Semaphore, BoundedSemaphore and Condition of threading
-and Lock, Semaphore, BoundedSemaphore and Condition of asyncio, against the standard classes.
+and Lock, Semaphore, BoundedSemaphore and Condition of asyncio, against the standard classes,
+and of a nested level of a threading.RLock.
 
 Each row times one uncontended `with obj: pass` (threading) or `async with obj: pass` inside a
 running task (asyncio), for an object made by the standard class and one made while a
-LockCollector runs at the default settings (capture_pct=1). Native and profiled cells alternate
+LockCollector runs at the default settings (capture_pct=1). The RLock row's lock is already held
+by the timing thread, so each `with` takes and gives back a nested level. Native and profiled cells alternate
 in every round; a cell's result is the median over the rounds of each round's minimum.
 
 Run it from outside the source tree with the interpreter whose installed lockprof you want to
@@ -24,6 +26,7 @@ import timeit
 from benchcli import parse_args, write_json
 
 THREADING = ("Semaphore", "BoundedSemaphore", "Condition")
+NESTED_RLOCK = "threading.RLock.nested"
 ASYNCIO = ("Lock", "Semaphore", "BoundedSemaphore", "Condition")
 UNROLL = 10
 
@@ -46,15 +49,24 @@ def asyncio_cell(loop, obj, number: int) -> float:
     return loop.run_until_complete(body()) / number
 
 
+def held_rlock():
+    """A threading.RLock this thread holds once."""
+    lock = threading.RLock()
+    lock.acquire()
+    return lock
+
+
 def measure(rounds: int, repeat: int, number: int) -> dict:
     from lockprof import LockCollector
 
     native = {f"threading.{n}": getattr(threading, n)() for n in THREADING}
+    native[NESTED_RLOCK] = held_rlock()
     collector = LockCollector()  # the default settings
     collector.start()
     loop = asyncio.new_event_loop()
     try:
         profiled = {f"threading.{n}": getattr(threading, n)() for n in THREADING}
+        profiled[NESTED_RLOCK] = held_rlock()
 
         async def make_asyncio(names):
             return {f"asyncio.{n}": getattr(asyncio, n)() for n in names}

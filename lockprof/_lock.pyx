@@ -29,7 +29,7 @@ from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS,
     LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
     lp_call_vector, lp_lock_release_direct, lp_lock_try_direct, lp_native_layout_matches,
-    lp_rlock_try_direct, lp_try_acquire,
+    lp_rlock_nest_direct, lp_rlock_owned_direct, lp_rlock_try_direct, lp_rlock_unnest_direct, lp_try_acquire,
     lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
     lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release, lp_frame_local_name,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
@@ -165,10 +165,16 @@ cdef inline object _lock_release(_LockWrapper self):
 # outermost release. Only the owner changes _depth, under the GIL. With _depth == 0 an acquire is
 # an outermost one and needs no thread id; only with _depth > 0 (nested, or another thread's
 # hold) is the native lock asked whose hold it is. Tracking starts at an outermost acquire while
-# profiling runs, so after stop() an RLock with _depth == 0 takes the plain native path.
+# profiling runs, so after stop() an RLock with _depth == 0 takes the plain native path. Where
+# the native layout is known (_lockcore.h), the owner is read and a nested level counted in
+# place, as the native methods do, without their calls and argument parsing.
 
 cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     if self._depth != 0 and _rlock_is_owned(self):
+        if nargs == 0 and kwnames == NULL and RLOCK_OPS.try_kind == LP_TRY_RLOCK:
+            lp_rlock_nest_direct(<PyObject*>self._wrapped)  # what the native call would count
+            self._depth += 1
+            return True
         result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
         if result is True:
             self._depth += 1
@@ -182,6 +188,8 @@ cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 
 
 cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
+    if RLOCK_OPS.try_kind == LP_TRY_RLOCK:
+        return lp_rlock_owned_direct(<PyObject*>self._wrapped)
     return lp_call0(&RLOCK_OPS.is_owned, <PyObject*>self._wrapped) is True
 
 
@@ -189,6 +197,9 @@ cdef inline object _rlock_release(_LockWrapper self):
     if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef bint outermost = self._depth == 1
+    if not outermost and RLOCK_OPS.try_kind == LP_TRY_RLOCK and lp_rlock_unnest_direct(<PyObject*>self._wrapped):
+        self._depth -= 1
+        return None
     cdef bint has_events = outermost and (self._hold_entry != NULL or lp_blocking_pending(&self._blocking))
     cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
@@ -599,10 +610,16 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
         else:
             lock = NATIVE_RLOCK()
             ok = lp_rlock_try_direct(<PyObject*>lock) == 1 and lock._is_owned()
-            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1
+            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1 and lp_rlock_owned_direct(<PyObject*>lock)
             ok = ok and getattr(lock, "_recursion_count", lambda: 1)() == 1
+            # A nested level counted directly, which the native release undoes, and back.
+            ok = ok and lp_rlock_nest_direct(<PyObject*>lock) == 0 and lock._is_owned()
             lock.release()
-            ok = ok and not lock._is_owned()
+            ok = ok and lock._is_owned() and lock.acquire(False)
+            ok = ok and lp_rlock_unnest_direct(<PyObject*>lock) and lock._is_owned()
+            ok = ok and not lp_rlock_unnest_direct(<PyObject*>lock)  # the outermost level is not
+            lock.release()
+            ok = ok and not lock._is_owned() and not lp_rlock_owned_direct(<PyObject*>lock)
     except Exception:
         ok = False
     if ok:

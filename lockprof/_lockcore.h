@@ -371,6 +371,38 @@ static inline int lp_rlock_try_direct(PyObject *rlock)
     return 1;
 }
 
+/* Whether this thread holds the RLock, as the native _is_owned() says. */
+static inline int lp_rlock_owned_direct(PyObject *rlock)
+{
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    return r->rlock_count > 0 && r->rlock_owner == (lp_thread_owner)PyThread_get_thread_ident();
+}
+
+/* A nested acquire of an RLock this thread holds, as the native acquire counts it: 0, or -1
+ * with the native OverflowError set when the count would wrap. */
+static inline int lp_rlock_nest_direct(PyObject *rlock)
+{
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    unsigned long count = r->rlock_count + 1;
+    if (count <= r->rlock_count) {
+        PyErr_SetString(PyExc_OverflowError, "Internal lock count overflowed");
+        return -1;
+    }
+    r->rlock_count = count;
+    return 0;
+}
+
+/* The release of a nested level of an RLock this thread holds, as the native release counts
+ * it: 1 done; 0 when this is not such a release (the native method decides, and raises). */
+static inline int lp_rlock_unnest_direct(PyObject *rlock)
+{
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    if (r->rlock_count < 2 || r->rlock_owner != (lp_thread_owner)PyThread_get_thread_ident())
+        return 0;
+    r->rlock_count--;
+    return 1;
+}
+
 /* The attempt by try_kind: 1 acquired, 0 not, -1 with an exception set. */
 static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)
 {

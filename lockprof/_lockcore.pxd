@@ -45,6 +45,9 @@ cdef extern from "_lockcore.h":
     int lp_lock_try_direct(PyObject* lock)
     void lp_lock_release_direct(PyObject* lock)
     int lp_rlock_try_direct(PyObject* rlock)
+    bint lp_rlock_owned_direct(PyObject* rlock) noexcept
+    int lp_rlock_nest_direct(PyObject* rlock) except -1
+    bint lp_rlock_unnest_direct(PyObject* rlock) noexcept
     bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
     int lp_classify_acquire(PyObject** args, Py_ssize_t nargs, PyObject* kwnames) noexcept
     uint64_t lp_random(uint64_t* state) noexcept

@@ -236,6 +236,39 @@ def test_rlock_release_from_non_owner_same_error(profiled_pair, capture_pct):
 
 
 @pytest.mark.parametrize("capture_pct", [100, 0])
+def test_rlock_nested_levels_match_native(profiled_pair, capture_pct):
+    """Nested levels, which the wrapper counts in place where it knows the native layout, agree
+    with the native RLock's after every step, however they are taken and given back."""
+    native, profiled = profiled_pair("RLock", capture_pct)
+    steps = [
+        lambda lock: lock.acquire(),
+        lambda lock: lock.acquire(),
+        lambda lock: lock.acquire(False),
+        lambda lock: lock.acquire(timeout=0.01),
+        lambda lock: lock.__enter__(),
+        lambda lock: run_in_thread(lock.release),  # not the owner: RuntimeError, nothing changes
+        lambda lock: lock.acquire(blocking=True, timeout=-1),
+        lambda lock: lock.release(),
+        lambda lock: lock.__exit__(None, None, None),
+        lambda lock: lock.release(),
+        lambda lock: lock.release(),
+        lambda lock: lock.release(),
+        lambda lock: lock.release(),  # the outermost level: free again
+        lambda lock: lock.release(),  # one too many: RuntimeError
+        lambda lock: lock.acquire(),
+        lambda lock: lock.acquire(),
+        lambda lock: lock.release(),
+        lambda lock: lock.release(),
+    ]
+    for number, step in enumerate(steps):
+        assert outcome(lambda: step(profiled)) == outcome(lambda: step(native)), number
+        assert profiled._is_owned() == native._is_owned(), number
+        if hasattr(native, "_recursion_count"):
+            assert profiled._recursion_count() == native._recursion_count(), number
+        assert free_from_other_thread(profiled) == free_from_other_thread(native), number
+
+
+@pytest.mark.parametrize("capture_pct", [100, 0])
 @pytest.mark.parametrize("kind", KINDS)
 def test_exit_unheld_same_error(profiled_pair, kind, capture_pct):
     native, profiled = profiled_pair(kind, capture_pct)
