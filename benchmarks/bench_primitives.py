@@ -6,8 +6,9 @@ and of a nested level of a threading.RLock.
 Each row times one uncontended `with obj: pass` (threading) or `async with obj: pass` inside a
 running task (asyncio), for an object made by the standard class and one made while a
 LockCollector runs at the default settings (capture_pct=1). The RLock row's lock is already held
-by the timing thread, so each `with` takes and gives back a nested level. Native and profiled cells alternate
-in every round; a cell's result is the median over the rounds of each round's minimum.
+by the timing thread, so each `with` takes and gives back a nested level. Native and profiled
+cells alternate in every round; a cell's result is the median over the rounds of each round's
+minimum.
 
 Run it from outside the source tree with the interpreter whose installed lockprof you want to
 measure:  cd /tmp && python /path/to/benchmarks/bench_primitives.py [--quick] [--json PATH]

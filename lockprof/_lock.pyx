@@ -29,7 +29,8 @@ from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS,
     LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
     lp_call_vector, lp_lock_release_direct, lp_lock_try_direct, lp_native_layout_matches,
-    lp_rlock_nest_direct, lp_rlock_owned_direct, lp_rlock_try_direct, lp_rlock_unnest_direct, lp_try_acquire,
+    lp_rlock_nest_direct, lp_rlock_owned_direct, lp_rlock_try_direct, lp_rlock_unnest_direct,
+    lp_try_acquire,
     lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
     lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release, lp_frame_local_name,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
@@ -197,7 +198,8 @@ cdef inline object _rlock_release(_LockWrapper self):
     if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef bint outermost = self._depth == 1
-    if not outermost and RLOCK_OPS.try_kind == LP_TRY_RLOCK and lp_rlock_unnest_direct(<PyObject*>self._wrapped):
+    if (not outermost and RLOCK_OPS.try_kind == LP_TRY_RLOCK
+            and lp_rlock_unnest_direct(<PyObject*>self._wrapped)):  # as the native release counts it
         self._depth -= 1
         return None
     cdef bint has_events = outermost and (self._hold_entry != NULL or lp_blocking_pending(&self._blocking))
@@ -610,7 +612,8 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
         else:
             lock = NATIVE_RLOCK()
             ok = lp_rlock_try_direct(<PyObject*>lock) == 1 and lock._is_owned()
-            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1 and lp_rlock_owned_direct(<PyObject*>lock)
+            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1
+            ok = ok and lp_rlock_owned_direct(<PyObject*>lock)
             ok = ok and getattr(lock, "_recursion_count", lambda: 1)() == 1
             # A nested level counted directly, which the native release undoes, and back.
             ok = ok and lp_rlock_nest_direct(<PyObject*>lock) == 0 and lock._is_owned()
