@@ -95,6 +95,9 @@ FORK_WHILE_EXPORTING = """
     profiler = Profiler(capture_pct=100, output=sys.argv[1], upload_interval=0.001)
     profiler.start()
     locks = [threading.Lock() for _ in range(50)]
+    # The child's own profiled lock, which no thread holds at fork: a churned lock may be held
+    # by a thread that does not exist in the child, which deadlocks natively too.
+    child_lock = threading.Lock()
 
     def churn():
         while True:
@@ -109,7 +112,7 @@ FORK_WHILE_EXPORTING = """
         pid = os.fork()
         if pid == 0:
             signal.alarm(10)  # a deadlocked child dies of SIGALRM
-            with locks[0]:
+            with child_lock:
                 pass
             profiler.stop()
             os._exit(0)
