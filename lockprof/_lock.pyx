@@ -825,7 +825,7 @@ _install_methods()
 
 # ------------------------------------------------------------------ creation
 
-cdef LockInfo new_lock_info(str kind, object excludes, dict decisions):
+cdef LockInfo new_lock_info(Recorder recorder, str kind, object excludes, dict decisions):
     """The LockInfo of a lock created now by the running Python frame, or None when that frame's
     module is excluded. decisions caches excludes() per module name."""
     cdef PyObject* frame = lp_current_frame()
@@ -840,8 +840,8 @@ cdef LockInfo new_lock_info(str kind, object excludes, dict decisions):
         decisions[module] = excluded
     if excluded:
         return None
-    return LockInfo.__new__(LockInfo, kind, lp_frame_code(frame), lp_frame_lasti(frame),
-                            module if isinstance(module, str) else None)
+    return recorder.lock_info_at(kind, lp_frame_code(frame), lp_frame_lasti(frame),
+                                 module if isinstance(module, str) else None)
 
 
 cdef class LockFactory:
@@ -891,7 +891,7 @@ cdef class LockFactory:
             native = self._make_native()
         if not self._recorder.active:
             return native
-        info = new_lock_info(self.kind, self._excludes, self._decisions)
+        info = new_lock_info(self._recorder, self.kind, self._excludes, self._decisions)
         if info is None:
             return native
         if type(native) is not self._native_type:

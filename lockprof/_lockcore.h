@@ -698,34 +698,133 @@ static inline PyObject *lp_cell_contents(PyObject *v)
     return (v != NULL && PyCell_Check(v)) ? PyCell_GET(v) : v;
 }
 
+/* The name of local slot i of co (its locals, then its cell and free variables, as a frame
+ * lays them out), borrowed; the caller keeps i below lp_code_nslots(co). */
+static inline Py_ssize_t lp_code_nslots(PyCodeObject *co)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return co->co_nlocalsplus;
+#else
+    return co->co_nlocals + PyTuple_GET_SIZE(co->co_cellvars) + PyTuple_GET_SIZE(co->co_freevars);
+#endif
+}
+
+static inline PyObject *lp_code_slot_name(PyCodeObject *co, Py_ssize_t i)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return PyTuple_GET_ITEM(co->co_localsplusnames, i);
+#else
+    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
+    if (i < nlocals)
+        return PyTuple_GET_ITEM(co->co_varnames, i);
+    if (i < nlocals + ncells)
+        return PyTuple_GET_ITEM(co->co_cellvars, i - nlocals);
+    return PyTuple_GET_ITEM(co->co_freevars, i - nlocals - ncells);
+#endif
+}
+
 static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, PyObject **first)
 {
     PyCodeObject *co;
     PyObject **slots;
-    Py_ssize_t n;
 #if PY_VERSION_HEX >= 0x030B0000
     _PyInterpreterFrame *f = ((PyFrameObject *)frame)->f_frame;
     co = (PyCodeObject *)lp_interpreter_frame_code(f);
     slots = f->localsplus;
-    n = co->co_nlocalsplus;
-#define LP_LOCAL_NAME(i) PyTuple_GET_ITEM(co->co_localsplusnames, (i))
 #else
     PyFrameObject *f = (PyFrameObject *)frame;
     co = f->f_code;
     slots = f->f_localsplus;
-    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
-    n = nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars);
-#define LP_LOCAL_NAME(i) ((i) < nlocals ? PyTuple_GET_ITEM(co->co_varnames, (i)) \
-                          : (i) < nlocals + ncells ? PyTuple_GET_ITEM(co->co_cellvars, (i) - nlocals) \
-                          : PyTuple_GET_ITEM(co->co_freevars, (i) - nlocals - ncells))
 #endif
+    Py_ssize_t n = lp_code_nslots(co);
     *first = (co->co_argcount > 0 && n > 0) ? lp_cell_contents(slots[0]) : NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (lp_cell_contents(slots[i]) == target)
-            return LP_LOCAL_NAME(i);
+            return lp_code_slot_name(co, i);
     }
     return NULL;
-#undef LP_LOCAL_NAME
+}
+
+/* ------------------------------------------------------- assigned names
+ * The variable a creation site stores the new lock into, read from the bytecode after the
+ * call: `lock = Lock()` (a local, cell or global), `self._lock = Lock()` (an attribute of a
+ * plain variable). Opcode numbers differ per version: the importing module classifies them
+ * from dis.opmap into lp_opcode_class. Runs no bytecode and calls nothing that could.
+ */
+
+enum {
+    LP_OP_OTHER = 0,
+    LP_OP_CACHE,          /* an inline cache unit (3.11+) */
+    LP_OP_EXTENDED_ARG,
+    LP_OP_LOAD,           /* a plain variable, the object of a following STORE_ATTR */
+    LP_OP_STORE_FAST,
+    LP_OP_STORE_FAST_LOAD_FAST, /* 3.13: oparg >> 4 is the store */
+    LP_OP_STORE_DEREF,
+    LP_OP_STORE_NAME,     /* STORE_NAME, STORE_GLOBAL */
+    LP_OP_STORE_ATTR,
+};
+
+static unsigned char lp_opcode_class[256];
+
+/* The instruction at unit *i (its caches skipped before it, EXTENDED_ARG folded into its
+ * argument); *i moves past it. -1 at the end of the code. */
+static inline int lp_next_instruction(const unsigned char *units, Py_ssize_t nunits, Py_ssize_t *i, int *arg)
+{
+    int extended = 0;
+    for (; *i < nunits; (*i)++) {
+        int op = units[2 * *i], cls = lp_opcode_class[op];
+        if (cls == LP_OP_CACHE)
+            continue;
+        extended = (extended << 8) | units[2 * *i + 1];
+        if (cls == LP_OP_EXTENDED_ARG)
+            continue;
+        (*i)++;
+        *arg = extended;
+        return cls;
+    }
+    return -1;
+}
+
+/* The name the instruction after the one at byte `offset` of code stores into (borrowed), or
+ * NULL when it stores nothing nameable; -1 with an exception set when the code cannot be read. */
+static inline int lp_assigned_name(PyObject *code, int offset, PyObject **name)
+{
+    PyCodeObject *co = (PyCodeObject *)code;
+    *name = NULL;
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *bytecode = PyCode_GetCode(co); /* without the specializations, caches as CACHE */
+    if (bytecode == NULL)
+        return -1;
+#else
+    PyObject *bytecode = co->co_code;
+    Py_INCREF(bytecode);
+#endif
+    const unsigned char *units = (const unsigned char *)PyBytes_AS_STRING(bytecode);
+    Py_ssize_t nunits = PyBytes_GET_SIZE(bytecode) / 2, i = offset / 2 + 1;
+    int arg, cls = lp_next_instruction(units, nunits, &i, &arg);
+    if (cls == LP_OP_LOAD && lp_next_instruction(units, nunits, &i, &arg) == LP_OP_STORE_ATTR)
+        cls = LP_OP_STORE_ATTR;
+    else if (cls == LP_OP_LOAD)
+        cls = LP_OP_OTHER;
+    Py_ssize_t slot = -1;
+    switch (cls) {
+    case LP_OP_STORE_FAST: slot = arg; break;
+    case LP_OP_STORE_FAST_LOAD_FAST: slot = arg >> 4; break;
+#if PY_VERSION_HEX >= 0x030B0000
+    case LP_OP_STORE_DEREF: slot = arg; break; /* an index into all the slots */
+#else
+    case LP_OP_STORE_DEREF: slot = co->co_nlocals + arg; break; /* into the cells and frees */
+#endif
+    case LP_OP_STORE_NAME:
+    case LP_OP_STORE_ATTR:
+        if (arg < PyTuple_GET_SIZE(co->co_names))
+            *name = PyTuple_GET_ITEM(co->co_names, arg);
+        break;
+    }
+    if (slot >= 0 && slot < lp_code_nslots(co))
+        *name = lp_code_slot_name(co, slot);
+    Py_DECREF(bytecode); /* the names are the code's own */
+    return 0;
 }
 
 /* ------------------------------------------------------------- event table

@@ -71,6 +71,17 @@ cdef extern from "_lockcore.h":
     int lp_frame_lasti(PyObject* frame)
     int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
     PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
+    enum:
+        LP_OP_CACHE
+        LP_OP_EXTENDED_ARG
+        LP_OP_LOAD
+        LP_OP_STORE_FAST
+        LP_OP_STORE_FAST_LOAD_FAST
+        LP_OP_STORE_DEREF
+        LP_OP_STORE_NAME
+        LP_OP_STORE_ATTR
+    unsigned char lp_opcode_class[256]
+    int lp_assigned_name(object code, int offset, PyObject** name) except -1
 
     ctypedef struct lp_entry:
         PyObject* lock_info

@@ -208,7 +208,8 @@ cdef object _new(cls, args, kwargs):
     not apply (stopped, or made in an excluded module) unless cls is a user's subclass."""
     cdef ClassProfile profile = cls._lp_profile
     base = profile.original
-    info = new_lock_info(profile.kind, profile.excludes, profile.decisions) if profile.recorder.active else None
+    info = (new_lock_info(profile.recorder, profile.kind, profile.excludes, profile.decisions)
+            if profile.recorder.active else None)
     if info is None and "_lp_original" in cls.__dict__:
         native = base.__new__(base)
         base.__init__(native, *args, **kwargs)  # not called by type() for another class
@@ -216,6 +217,13 @@ cdef object _new(cls, args, kwargs):
     obj = base.__new__(cls)
     _init_state(obj, info)
     return obj
+
+
+cdef void _held_as(LockInfo info, obj) except *:
+    """The program holds info's lock as obj (a Condition its own lock): name it after obj, unless
+    its creation site named it already."""
+    if info.name is None:
+        info.owner = weakref.ref(obj)
 
 
 cdef void _init_state(obj, LockInfo info) except *:
@@ -490,7 +498,7 @@ class _ThreadingCondition(_Profiled):
         cdef ObjectState state = _state(self)
         info = state.info
         if info is not None and lock is None:
-            (<LockInfo>info).owner = weakref.ref(self)
+            _held_as(info, self)
             lock = profiled_rlock(info, state.recorder)
         state.profile.original.__init__(self, lock)
         if info is not None:
@@ -698,7 +706,7 @@ class _AsyncioCondition(_Profiled):
             own = object.__new__(lock_class)
             lock_class._lp_original.__init__(own, **kwargs)
             _init_state(own, info)
-            (<LockInfo>info).owner = weakref.ref(self)
+            _held_as(info, self)
             self._lock = own
             self.locked, self.acquire, self.release = own.locked, own.acquire, own.release
 

@@ -6,7 +6,8 @@ from lockprof._sampler cimport CaptureSampler
 
 
 cdef class LockInfo:
-    """What the profile says about one profiled lock: its kind, creation site and name, and its
+    """What the profile says about one profiled lock (or about all the locks one site stores
+    into one variable, which profiles name alike): its kind, creation site and name, and its
     exact contention counters for the current period."""
     cdef readonly str kind
     cdef readonly object created_code
@@ -76,11 +77,13 @@ cdef class Recorder:
     cdef dict _thread_names
     cdef unsigned long _seen_threads[256]  # threads already named this period (_note_thread)
     cdef dict _modules
+    cdef dict _sites  # (code, offset, kind) -> the LockInfo its locks share, or the code (lock_info_at)
     cdef object _asyncio_loop_getter
     cdef dict _asyncio_current_tasks  # asyncio's running task by event loop
     cdef object _c_task_type  # asyncio's C Task, or None
     cdef object _c_task_get_name  # its own get_name, or None
 
+    cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module)
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept
     cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
                               bint count_acquire) noexcept

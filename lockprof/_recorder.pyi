@@ -16,7 +16,8 @@ LockTotalsRecord = Tuple[Optional["LockInfo"], int, int, int, int]
 LongWaitRecord = Tuple[int, "LockInfo", int, Optional[int], Optional[str], bool, Frames]
 
 class LockInfo:
-    """What the profile says about one profiled lock: its kind, creation site and name."""
+    """What the profile says about one profiled lock (or about all the locks one site stores
+    into one variable): its kind, creation site and name."""
 
     name: Optional[str]
     name_attempts: int

@@ -21,7 +21,7 @@ from types import MethodDescriptorType
 
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from cpython.object cimport PyObject
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 
 from lockprof._lockcore cimport (
@@ -29,7 +29,9 @@ from lockprof._lockcore cimport (
     lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_ref, lp_key,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
-    lp_thread_ident, lp_thread_native_id,
+    lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_opcode_class,
+    LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_FAST, LP_OP_STORE_FAST_LOAD_FAST,
+    LP_OP_STORE_DEREF, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
 )
 from lockprof._sampler cimport CaptureSampler
 
@@ -53,8 +55,31 @@ DEF RATE_WINDOW_NS = 100000000
 DEF MAX_GROWTH = 4
 DEF MAX_INTERVAL_NS = 1000000000
 
+# The most creation sites whose shared LockInfo (or its absence) a Recorder remembers, holding
+# their code objects; locks made at further sites get their own.
+DEF MAX_SITES = 16384
+
 if lp_register_atfork() != 0:
     raise OSError("lockprof: pthread_atfork failed")
+
+
+def _classify_opcodes():
+    # For lp_assigned_name(): the opcodes of this version that matter to a `name = Lock()`.
+    import dis
+    classes = {
+        "CACHE": LP_OP_CACHE, "EXTENDED_ARG": LP_OP_EXTENDED_ARG,
+        "LOAD_FAST": LP_OP_LOAD, "LOAD_FAST_CHECK": LP_OP_LOAD, "LOAD_DEREF": LP_OP_LOAD,
+        "LOAD_CLASSDEREF": LP_OP_LOAD, "LOAD_NAME": LP_OP_LOAD, "LOAD_GLOBAL": LP_OP_LOAD,
+        "STORE_FAST": LP_OP_STORE_FAST, "STORE_FAST_LOAD_FAST": LP_OP_STORE_FAST_LOAD_FAST,
+        "STORE_DEREF": LP_OP_STORE_DEREF, "STORE_NAME": LP_OP_STORE_NAME,
+        "STORE_GLOBAL": LP_OP_STORE_NAME, "STORE_ATTR": LP_OP_STORE_ATTR,
+    }
+    for name, cls in classes.items():
+        if name in dis.opmap:
+            lp_opcode_class[dis.opmap[name]] = cls
+
+
+_classify_opcodes()
 
 
 cdef class LockInfo:
@@ -104,6 +129,7 @@ cdef class Recorder:
         self._contended_locks = []
         self._thread_names = {}
         self._modules = sys.modules
+        self._sites = {}
 
     def __dealloc__(self):
         cdef size_t i
@@ -119,6 +145,32 @@ cdef class Recorder:
                 lp_entry_free(e)
         PyMem_RawFree(self._table.slots)
         self._table.slots = NULL
+
+    # -------------------------------------------------------------- locks
+
+    cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module):
+        """The LockInfo of a lock made now by instruction `offset` of `code`. The locks a site
+        stores into one variable (`self._lock = threading.Lock()`) share one, named after that
+        variable: profiles name them alike anyway, and a lock made per request then adds one
+        event table key, not one per request. Any other lock gets its own, named at its first
+        captured release."""
+        cdef PyObject* name
+        cdef LockInfo info
+        # The code's address is unique while the entry holds the code (both kinds of value do).
+        site = (<uintptr_t><PyObject*>code, offset, kind)
+        shared = self._sites.get(site)
+        if shared is None and len(self._sites) < MAX_SITES:
+            lp_assigned_name(code, offset, &name)
+            if name == NULL:
+                shared = code  # no variable to name the locks made here after
+            else:
+                info = LockInfo.__new__(LockInfo, kind, code, offset, module)
+                info.name = <object>name
+                shared = info
+            shared = self._sites.setdefault(site, shared)
+        if type(shared) is LockInfo:
+            return <LockInfo>shared
+        return LockInfo.__new__(LockInfo, kind, code, offset, module)
 
     # -------------------------------------------------------------- events
     # Called from inside the user's lock operations: they never raise and run no user code.

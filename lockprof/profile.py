@@ -47,8 +47,9 @@ class LockSample:
     condition_wait_ns: int = 0
     # The waits of this key ended in a timeout, not with the lock.
     timed_out: bool = False
-    # The core's LockInfo, while the sample is in-process: a lock is named at its first captured
-    # release, so lock_name is refreshed from it when a period is exported. None once decoded.
+    # The core's LockInfo, while the sample is in-process: a lock not named at its creation is
+    # named at its first captured release, so lock_name is refreshed from it when a period is
+    # exported. None once decoded.
     lock_info: Any = field(default=None, compare=False, repr=False)
 
     def merge(self, other: LockSample) -> None:

@@ -395,6 +395,50 @@ def _shadow(self):
 SlotShadowedByProperty.calls = 0
 # The slot's member descriptor replaced by a property: __slots__ still names it.
 SlotShadowedByProperty.a_shadow = property(_shadow)
+
+
+def new_lock():
+    return threading.Lock()
+
+
+MADE_LOCK = new_lock()
+
+
+def use_made():
+    with MADE_LOCK:
+        pass
+
+
+class WithClassLock:
+    class_lock = threading.Lock()
+
+
+def closure_lock():
+    cell_lock = threading.Lock()
+
+    def use():
+        with cell_lock:
+            pass
+    return cell_lock, use
+
+
+class PerRequest:
+    def __init__(self):
+        self.lock = threading.Lock()
+
+    def handle(self):
+        with self.lock:
+            pass
+
+
+class WithCondition:
+    def __init__(self):
+        self._cond = threading.Condition()
+
+
+def make_of(factory):
+    made = factory()
+    return made
 '''
 
 
@@ -501,11 +545,72 @@ def test_lock_info_site_and_kind(collector):
     assert info.kind == "lock"
     assert info.site.endswith(f"{os.path.basename(__file__)}:{line}")
     assert info.module == __name__
-    assert info.name is None  # not named before the first captured release
-    with lock:
-        pass
-    assert info.name == "lock"
+    assert info.name == "lock"  # named where it is made
     assert info.display_name == f"{info.site}:lock"
+
+
+def test_a_lock_stored_where_it_is_made_is_named_before_any_use(names_module, collector):
+    module, path = names_module
+    made = [
+        (module.GLOBAL_LOCK.lock_info, "GLOBAL_LOCK = threading.Lock()", "GLOBAL_LOCK"),
+        (module.WithClassLock.class_lock.lock_info, "class_lock = threading.Lock()", "class_lock"),
+        (module.closure_lock()[0].lock_info, "cell_lock = threading.Lock()", "cell_lock"),
+        (module.PerRequest().lock.lock_info, "self.lock = threading.Lock()", "lock"),
+        (module.WithCondition()._cond._lp_info, "self._cond = threading.Condition()", "_cond"),
+    ]
+    for info, text, name in made:
+        assert info.display_name == f"{path}:{_line_of(NAMES_MODULE, text)}:{name}"
+    assert made[-1][0].owner is None  # named already: not looked for through the Condition
+
+
+def test_a_lock_a_factory_returns_is_named_where_it_is_first_released(names_module, collector):
+    module, path = names_module
+    info = module.MADE_LOCK.lock_info
+    assert info.name is None
+    module.use_made()
+    line = _line_of(NAMES_MODULE, "return threading.Lock()")
+    assert info.display_name == f"{path}:{line}:MADE_LOCK"
+    assert module.new_lock().lock_info is not info  # each has its own
+
+
+def test_locks_made_per_request_share_their_name_and_table_key(names_module, collector):
+    module, path = names_module
+    requests = [module.PerRequest() for _ in range(2000)]
+    for request in requests:
+        request.handle()
+    assert len({id(request.lock.lock_info) for request in requests}) == 1
+    assert collector.table_size[0] < 10  # a key per lock would fill the 4096
+    snap = collector.snapshot()
+    assert snap.dropped_events == 0
+    name = f"{path}:{_line_of(NAMES_MODULE, 'self.lock = threading.Lock()')}:lock"
+    assert sum(s.release_count for s in snap.samples if s.lock_name == name) == 2000
+    # Still 2000 locks: one held does not hold the others.
+    with requests[0].lock:
+        assert not requests[0].lock.acquire(blocking=False)
+        assert requests[1].lock.acquire(blocking=False)
+        requests[1].lock.release()
+
+
+def test_one_site_making_two_kinds_profiles_each_as_its_own(names_module, collector):
+    module, _ = names_module
+    lock, rlock = module.make_of(threading.Lock), module.make_of(threading.RLock)
+    assert (lock.lock_info.kind, rlock.lock_info.kind) == ("lock", "rlock")
+    assert lock.lock_info.name == rlock.lock_info.name == "made"
+    assert module.make_of(threading.Lock).lock_info is lock.lock_info
+
+
+def test_a_name_past_the_first_256_is_read_whole(collector):
+    # Their index needs EXTENDED_ARG: 300 locals before the lock, 300 attribute names.
+    source = ("import threading\n"
+              "def local():\n" + "".join(f"    v{i} = {i}\n" for i in range(300))
+              + "    late_lock = threading.Lock()\n    return late_lock\n"
+              "class Attribute:\n    def __init__(self):\n"
+              + "".join(f"        self.a{i} = {i}\n" for i in range(300))
+              + "        self.late_lock = threading.RLock()\n")
+    namespace = {}
+    exec(compile(source, "<many names>", "exec"), namespace)
+    assert namespace["local"]().lock_info.name == "late_lock"
+    assert namespace["Attribute"]().late_lock.lock_info.name == "late_lock"
 
 
 # ------------------------------------------------------------------ thread and task labels
@@ -773,11 +878,11 @@ def test_lock_dropped_while_held_frees_its_entry(make_collector):
     collector = make_collector(capture_pct=100, max_entries=1)
     lock = threading.Lock()
     lock.acquire()  # captured: its entry is pending until the release that never comes
-    site = lock.lock_info.site
+    name = lock.lock_info.display_name
     del lock
     gc.collect()
     first = collector.snapshot()
-    assert [s.lock_name for s in first.samples] == [site]
+    assert [s.lock_name for s in first.samples] == [name]
     collector.snapshot()  # the entry is idle now: evicted
     other = threading.Lock()
     with other:
