@@ -5,7 +5,8 @@ from typing import Any, Callable, Optional, Union
 from lockprof._recorder import Recorder
 
 class LockInfo:
-    """What a profile says about one lock: kind, creation site, variable name."""
+    """What a profile says about one lock (or about all the locks one site stores under one
+    attribute or module variable): kind, creation site, variable name."""
 
     kind: str
     created_code: Optional[CodeType]

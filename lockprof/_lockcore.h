@@ -746,10 +746,12 @@ static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, P
 }
 
 /* ------------------------------------------------------- assigned names
- * The variable a creation site stores the new lock into, read from the bytecode after the
- * call: `lock = Lock()` (a local, cell or global), `self._lock = Lock()` (an attribute of a
- * plain variable). Opcode numbers differ per version: the importing module classifies them
- * from dis.opmap into lp_opcode_class. Runs no bytecode and calls nothing that could.
+ * The name a creation site stores the new lock under, read from the bytecode after the call:
+ * an attribute of a plain variable (`self._lock = Lock()`) or a module or class variable
+ * (`_lock = Lock()`), after one forward jump at most (`x = Lock() if c else None`, a dataclass
+ * field's default_factory). A local is not read: the function may be a factory that hands the
+ * lock on, to be named where it is released. Opcode numbers differ per version: the caller
+ * classifies them (from dis.opmap) into `classes`. Runs no bytecode and calls nothing that could.
  */
 
 enum {
@@ -757,27 +759,29 @@ enum {
     LP_OP_CACHE,          /* an inline cache unit (3.11+) */
     LP_OP_EXTENDED_ARG,
     LP_OP_LOAD,           /* a plain variable, the object of a following STORE_ATTR */
-    LP_OP_STORE_FAST,
-    LP_OP_STORE_FAST_LOAD_FAST, /* 3.13: oparg >> 4 is the store */
-    LP_OP_STORE_DEREF,
     LP_OP_STORE_NAME,     /* STORE_NAME, STORE_GLOBAL */
     LP_OP_STORE_ATTR,
+    LP_OP_JUMP_FORWARD,   /* relative: bytes on 3.9, code units since */
+    LP_OP_JUMP_ABSOLUTE,  /* 3.9 (bytes) and 3.10 (code units) */
 };
 
-static unsigned char lp_opcode_class[256];
-
-/* The instruction at unit *i (its caches skipped before it, EXTENDED_ARG folded into its
- * argument); *i moves past it. -1 at the end of the code. */
-static inline int lp_next_instruction(const unsigned char *units, Py_ssize_t nunits, Py_ssize_t *i, int *arg)
+/* The class of the instruction at unit *i (its caches skipped before it, at most three
+ * EXTENDED_ARG prefixes folded into *arg); *i moves past it. -1 at the end of the code. */
+static inline int lp_next_instruction(const unsigned char *units, Py_ssize_t nunits,
+                                      const unsigned char *classes, Py_ssize_t *i, unsigned int *arg)
 {
-    int extended = 0;
+    unsigned int extended = 0;
+    int prefixes = 0;
     for (; *i < nunits; (*i)++) {
-        int op = units[2 * *i], cls = lp_opcode_class[op];
+        int cls = classes[units[2 * *i]];
         if (cls == LP_OP_CACHE)
             continue;
         extended = (extended << 8) | units[2 * *i + 1];
-        if (cls == LP_OP_EXTENDED_ARG)
+        if (cls == LP_OP_EXTENDED_ARG) {
+            if (++prefixes > 3)
+                return -1;
             continue;
+        }
         (*i)++;
         *arg = extended;
         return cls;
@@ -785,12 +789,14 @@ static inline int lp_next_instruction(const unsigned char *units, Py_ssize_t nun
     return -1;
 }
 
-/* The name the instruction after the one at byte `offset` of code stores into (borrowed), or
- * NULL when it stores nothing nameable; -1 with an exception set when the code cannot be read. */
-static inline int lp_assigned_name(PyObject *code, int offset, PyObject **name)
+/* The name the instructions after the one at byte `offset` of code store its result under
+ * (borrowed from the code), or NULL; -1 with an exception set when the code cannot be read. */
+static inline int lp_assigned_name(PyObject *code, int offset, const unsigned char *classes, PyObject **name)
 {
     PyCodeObject *co = (PyCodeObject *)code;
     *name = NULL;
+    if (offset < 0)
+        return 0;
 #if PY_VERSION_HEX >= 0x030B0000
     PyObject *bytecode = PyCode_GetCode(co); /* without the specializations, caches as CACHE */
     if (bytecode == NULL)
@@ -801,28 +807,21 @@ static inline int lp_assigned_name(PyObject *code, int offset, PyObject **name)
 #endif
     const unsigned char *units = (const unsigned char *)PyBytes_AS_STRING(bytecode);
     Py_ssize_t nunits = PyBytes_GET_SIZE(bytecode) / 2, i = offset / 2 + 1;
-    int arg, cls = lp_next_instruction(units, nunits, &i, &arg);
-    if (cls == LP_OP_LOAD && lp_next_instruction(units, nunits, &i, &arg) == LP_OP_STORE_ATTR)
-        cls = LP_OP_STORE_ATTR;
-    else if (cls == LP_OP_LOAD)
-        cls = LP_OP_OTHER;
-    Py_ssize_t slot = -1;
-    switch (cls) {
-    case LP_OP_STORE_FAST: slot = arg; break;
-    case LP_OP_STORE_FAST_LOAD_FAST: slot = arg >> 4; break;
-#if PY_VERSION_HEX >= 0x030B0000
-    case LP_OP_STORE_DEREF: slot = arg; break; /* an index into all the slots */
+    unsigned int arg = 0;
+    int cls = lp_next_instruction(units, nunits, classes, &i, &arg);
+#if PY_VERSION_HEX < 0x030A0000
+    Py_ssize_t unit_arg = arg / 2; /* 3.9 counts jumps in bytes */
 #else
-    case LP_OP_STORE_DEREF: slot = co->co_nlocals + arg; break; /* into the cells and frees */
+    Py_ssize_t unit_arg = arg;
 #endif
-    case LP_OP_STORE_NAME:
-    case LP_OP_STORE_ATTR:
-        if (arg < PyTuple_GET_SIZE(co->co_names))
-            *name = PyTuple_GET_ITEM(co->co_names, arg);
-        break;
+    if (cls == LP_OP_JUMP_FORWARD || (cls == LP_OP_JUMP_ABSOLUTE && unit_arg > i)) {
+        i = cls == LP_OP_JUMP_FORWARD ? i + unit_arg : unit_arg;
+        cls = lp_next_instruction(units, nunits, classes, &i, &arg);
     }
-    if (slot >= 0 && slot < lp_code_nslots(co))
-        *name = lp_code_slot_name(co, slot);
+    if (cls == LP_OP_LOAD)
+        cls = lp_next_instruction(units, nunits, classes, &i, &arg) == LP_OP_STORE_ATTR ? LP_OP_STORE_ATTR : -1;
+    if ((cls == LP_OP_STORE_NAME || cls == LP_OP_STORE_ATTR) && arg < (unsigned int)PyTuple_GET_SIZE(co->co_names))
+        *name = PyTuple_GET_ITEM(co->co_names, arg);
     Py_DECREF(bytecode); /* the names are the code's own */
     return 0;
 }

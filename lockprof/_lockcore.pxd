@@ -75,13 +75,11 @@ cdef extern from "_lockcore.h":
         LP_OP_CACHE
         LP_OP_EXTENDED_ARG
         LP_OP_LOAD
-        LP_OP_STORE_FAST
-        LP_OP_STORE_FAST_LOAD_FAST
-        LP_OP_STORE_DEREF
         LP_OP_STORE_NAME
         LP_OP_STORE_ATTR
-    unsigned char lp_opcode_class[256]
-    int lp_assigned_name(object code, int offset, PyObject** name) except -1
+        LP_OP_JUMP_FORWARD
+        LP_OP_JUMP_ABSOLUTE
+    int lp_assigned_name(object code, int offset, const unsigned char* classes, PyObject** name) except -1
 
     ctypedef struct lp_entry:
         PyObject* lock_info

@@ -7,8 +7,8 @@ from lockprof._sampler cimport CaptureSampler
 
 cdef class LockInfo:
     """What the profile says about one profiled lock (or about all the locks one site stores
-    into one variable, which profiles name alike): its kind, creation site and name, and its
-    exact contention counters for the current period."""
+    under one attribute or module variable, which profiles name alike): its kind, creation site
+    and name, and its exact contention counters for the current period."""
     cdef readonly str kind
     cdef readonly object created_code
     cdef readonly int created_offset
@@ -77,7 +77,7 @@ cdef class Recorder:
     cdef dict _thread_names
     cdef unsigned long _seen_threads[256]  # threads already named this period (_note_thread)
     cdef dict _modules
-    cdef dict _sites  # (code, offset, kind) -> the LockInfo its locks share, or the code (lock_info_at)
+    cdef dict _sites  # (code address, offset, kind) -> the LockInfo its locks share (lock_info_at)
     cdef object _asyncio_loop_getter
     cdef dict _asyncio_current_tasks  # asyncio's running task by event loop
     cdef object _c_task_type  # asyncio's C Task, or None

@@ -17,7 +17,7 @@ LongWaitRecord = Tuple[int, "LockInfo", int, Optional[int], Optional[str], bool,
 
 class LockInfo:
     """What the profile says about one profiled lock (or about all the locks one site stores
-    into one variable): its kind, creation site and name."""
+    under one attribute or module variable): its kind, creation site and name."""
 
     name: Optional[str]
     name_attempts: int

@@ -29,9 +29,9 @@ from lockprof._lockcore cimport (
     lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_ref, lp_key,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
-    lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_opcode_class,
-    LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_FAST, LP_OP_STORE_FAST_LOAD_FAST,
-    LP_OP_STORE_DEREF, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
+    lp_thread_ident, lp_thread_native_id, lp_assigned_name,
+    LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
+    LP_OP_JUMP_FORWARD, LP_OP_JUMP_ABSOLUTE,
 )
 from lockprof._sampler cimport CaptureSampler
 
@@ -55,28 +55,31 @@ DEF RATE_WINDOW_NS = 100000000
 DEF MAX_GROWTH = 4
 DEF MAX_INTERVAL_NS = 1000000000
 
-# The most creation sites whose shared LockInfo (or its absence) a Recorder remembers, holding
-# their code objects; locks made at further sites get their own.
+# The most creation sites whose shared LockInfo a Recorder keeps (each holds its code object);
+# locks named at further sites get a LockInfo of their own.
 DEF MAX_SITES = 16384
 
 if lp_register_atfork() != 0:
     raise OSError("lockprof: pthread_atfork failed")
 
+# The opcodes of this version that matter to lp_assigned_name(), by class.
+cdef unsigned char OPCODE_CLASSES[256]
+
 
 def _classify_opcodes():
-    # For lp_assigned_name(): the opcodes of this version that matter to a `name = Lock()`.
     import dis
     classes = {
         "CACHE": LP_OP_CACHE, "EXTENDED_ARG": LP_OP_EXTENDED_ARG,
         "LOAD_FAST": LP_OP_LOAD, "LOAD_FAST_CHECK": LP_OP_LOAD, "LOAD_DEREF": LP_OP_LOAD,
         "LOAD_CLASSDEREF": LP_OP_LOAD, "LOAD_NAME": LP_OP_LOAD, "LOAD_GLOBAL": LP_OP_LOAD,
-        "STORE_FAST": LP_OP_STORE_FAST, "STORE_FAST_LOAD_FAST": LP_OP_STORE_FAST_LOAD_FAST,
-        "STORE_DEREF": LP_OP_STORE_DEREF, "STORE_NAME": LP_OP_STORE_NAME,
-        "STORE_GLOBAL": LP_OP_STORE_NAME, "STORE_ATTR": LP_OP_STORE_ATTR,
+        "STORE_NAME": LP_OP_STORE_NAME, "STORE_GLOBAL": LP_OP_STORE_NAME,
+        "STORE_ATTR": LP_OP_STORE_ATTR,
+        "JUMP_FORWARD": LP_OP_JUMP_FORWARD, "JUMP_ABSOLUTE": LP_OP_JUMP_ABSOLUTE,
     }
     for name, cls in classes.items():
-        if name in dis.opmap:
-            lp_opcode_class[dis.opmap[name]] = cls
+        opcode = dis.opmap.get(name)
+        if opcode is not None and 0 <= opcode < 256:
+            OPCODE_CLASSES[opcode] = cls
 
 
 _classify_opcodes()
@@ -150,27 +153,24 @@ cdef class Recorder:
 
     cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module):
         """The LockInfo of a lock made now by instruction `offset` of `code`. The locks a site
-        stores into one variable (`self._lock = threading.Lock()`) share one, named after that
-        variable: profiles name them alike anyway, and a lock made per request then adds one
-        event table key, not one per request. Any other lock gets its own, named at its first
-        captured release."""
+        stores under one attribute or module or class variable (`self._lock = threading.Lock()`)
+        share one, named after it: profiles name them alike anyway, and a lock made per request
+        then adds one event table key, not one per request. Any other lock gets its own, named
+        at its first captured release."""
         cdef PyObject* name
         cdef LockInfo info
-        # The code's address is unique while the entry holds the code (both kinds of value do).
+        # The code's address is unique while the shared LockInfo holds the code.
         site = (<uintptr_t><PyObject*>code, offset, kind)
         shared = self._sites.get(site)
-        if shared is None and len(self._sites) < MAX_SITES:
-            lp_assigned_name(code, offset, &name)
-            if name == NULL:
-                shared = code  # no variable to name the locks made here after
-            else:
-                info = LockInfo.__new__(LockInfo, kind, code, offset, module)
-                info.name = <object>name
-                shared = info
-            shared = self._sites.setdefault(site, shared)
-        if type(shared) is LockInfo:
+        if shared is not None:
             return <LockInfo>shared
-        return LockInfo.__new__(LockInfo, kind, code, offset, module)
+        lp_assigned_name(code, offset, OPCODE_CLASSES, &name)
+        info = LockInfo.__new__(LockInfo, kind, code, offset, module)
+        if name != NULL:
+            info.name = <object>name
+            if len(self._sites) < MAX_SITES:
+                info = <LockInfo>self._sites.setdefault(site, info)
+        return info
 
     # -------------------------------------------------------------- events
     # Called from inside the user's lock operations: they never raise and run no user code.

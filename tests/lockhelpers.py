@@ -11,9 +11,9 @@ JOIN = 10
 
 
 def _is_lock_name(lock, name):
-    # A lock is named at its first captured release, so a snapshot taken before that shows it
-    # as 'path:line' and later ones as 'path:line:variable'. Every test lock is created on a
-    # line of its own.
+    # A lock its creation site does not name is named at its first captured release, so a
+    # snapshot taken before that shows it as 'path:line' and later ones as
+    # 'path:line:variable'. Every test lock is created on a line of its own.
     site = lock.lock_info.site
     return name == site or name.startswith(site + ":")
 

@@ -65,8 +65,8 @@ def values_by_variable(paths: Iterable[str], sample_type: str = "lock-acquire") 
 
 def values_by_line(paths: Iterable[str], sample_type: str = "lock-acquire") -> Dict[int, int]:
     """sample_type summed per line of the test program that created the lock: exact even for a
-    lock left unnamed (a lock is named at its first captured release, which a signal handler or
-    a finaliser running inside it can make miss)."""
+    lock left unnamed (a lock its creation site does not name is named at its first captured
+    release, which a signal handler or a finaliser running inside it can make miss)."""
     totals: Counter = Counter()
     for path in paths:
         profile = read(path)

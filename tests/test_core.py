@@ -401,6 +401,11 @@ def new_lock():
     return threading.Lock()
 
 
+def new_local_lock():
+    local = threading.Lock()  # a local: named where it is released, not here
+    return local
+
+
 MADE_LOCK = new_lock()
 
 
@@ -409,22 +414,39 @@ def use_made():
         pass
 
 
+class WithMadeLocks:
+    __slots__ = ("_made_first", "_made_second", "_made_slot")
+
+    def __init__(self):
+        self._made_first = new_local_lock()
+        self._made_second = new_local_lock()
+        self._made_slot = new_lock()
+
+    def use(self):
+        with self._made_first:
+            pass
+        with self._made_second:
+            pass
+        with self._made_slot:
+            pass
+
+
 class WithClassLock:
     class_lock = threading.Lock()
 
 
-def closure_lock():
-    cell_lock = threading.Lock()
+def set_global():
+    global SET_GLOBAL_LOCK
+    SET_GLOBAL_LOCK = threading.Lock()
 
-    def use():
-        with cell_lock:
-            pass
-    return cell_lock, use
+
+HOLDER = WithClassLock()
+HOLDER.held_lock = threading.Lock()
 
 
 class PerRequest:
-    def __init__(self):
-        self.lock = threading.Lock()
+    def __init__(self, profiled=True):
+        self.lock = threading.Lock() if profiled else None
 
     def handle(self):
         with self.lock:
@@ -436,9 +458,9 @@ class WithCondition:
         self._cond = threading.Condition()
 
 
-def make_of(factory):
-    made = factory()
-    return made
+class Holder:
+    def __init__(self, factory):
+        self.made = factory()
 '''
 
 
@@ -545,22 +567,44 @@ def test_lock_info_site_and_kind(collector):
     assert info.kind == "lock"
     assert info.site.endswith(f"{os.path.basename(__file__)}:{line}")
     assert info.module == __name__
-    assert info.name == "lock"  # named where it is made
+    assert info.name is None  # a local: not named before its first captured release
+    with lock:
+        pass
+    assert info.name == "lock"
     assert info.display_name == f"{info.site}:lock"
 
 
 def test_a_lock_stored_where_it_is_made_is_named_before_any_use(names_module, collector):
     module, path = names_module
+    module.set_global()
     made = [
         (module.GLOBAL_LOCK.lock_info, "GLOBAL_LOCK = threading.Lock()", "GLOBAL_LOCK"),
         (module.WithClassLock.class_lock.lock_info, "class_lock = threading.Lock()", "class_lock"),
-        (module.closure_lock()[0].lock_info, "cell_lock = threading.Lock()", "cell_lock"),
-        (module.PerRequest().lock.lock_info, "self.lock = threading.Lock()", "lock"),
+        (module.SET_GLOBAL_LOCK.lock_info, "SET_GLOBAL_LOCK = threading.Lock()", "SET_GLOBAL_LOCK"),
+        (module.HOLDER.held_lock.lock_info, "HOLDER.held_lock = threading.Lock()", "held_lock"),
+        (module.PerRequest().lock.lock_info, "self.lock = threading.Lock() if", "lock"),  # a jump
         (module.WithCondition()._cond._lp_info, "self._cond = threading.Condition()", "_cond"),
     ]
     for info, text, name in made:
         assert info.display_name == f"{path}:{_line_of(NAMES_MODULE, text)}:{name}"
     assert made[-1][0].owner is None  # named already: not looked for through the Condition
+
+
+def test_asyncio_and_dataclass_locks_are_named_where_made(collector):
+    import dataclasses
+
+    @dataclasses.dataclass
+    class Service:
+        lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+        size: int = 0
+
+    class Task:
+        def __init__(self):
+            self._alock = asyncio.Lock()
+
+    assert Service().lock.lock_info.name == "lock"
+    assert Task()._alock._lp_info.name == "_alock"
+    assert Service().lock.lock_info is Service().lock.lock_info
 
 
 def test_a_lock_a_factory_returns_is_named_where_it_is_first_released(names_module, collector):
@@ -573,6 +617,18 @@ def test_a_lock_a_factory_returns_is_named_where_it_is_first_released(names_modu
     assert module.new_lock().lock_info is not info  # each has its own
 
 
+def test_a_factory_storing_its_lock_in_a_local_lets_each_be_named_where_it_is_held(names_module, collector):
+    module, path = names_module
+    obj = module.WithMadeLocks()
+    first, second, slot = obj._made_first.lock_info, obj._made_second.lock_info, obj._made_slot.lock_info
+    assert first is not second and first.name is None
+    obj.use()
+    local_line = _line_of(NAMES_MODULE, "local = threading.Lock()")
+    assert first.display_name == f"{path}:{local_line}:_made_first"
+    assert second.display_name == f"{path}:{local_line}:_made_second"
+    assert slot.display_name == f"{path}:{_line_of(NAMES_MODULE, 'return threading.Lock()')}:_made_slot"
+
+
 def test_locks_made_per_request_share_their_name_and_table_key(names_module, collector):
     module, path = names_module
     requests = [module.PerRequest() for _ in range(2000)]
@@ -582,7 +638,7 @@ def test_locks_made_per_request_share_their_name_and_table_key(names_module, col
     assert collector.table_size[0] < 10  # a key per lock would fill the 4096
     snap = collector.snapshot()
     assert snap.dropped_events == 0
-    name = f"{path}:{_line_of(NAMES_MODULE, 'self.lock = threading.Lock()')}:lock"
+    name = f"{path}:{_line_of(NAMES_MODULE, 'self.lock = threading.Lock() if')}:lock"
     assert sum(s.release_count for s in snap.samples if s.lock_name == name) == 2000
     # Still 2000 locks: one held does not hold the others.
     with requests[0].lock:
@@ -593,24 +649,42 @@ def test_locks_made_per_request_share_their_name_and_table_key(names_module, col
 
 def test_one_site_making_two_kinds_profiles_each_as_its_own(names_module, collector):
     module, _ = names_module
-    lock, rlock = module.make_of(threading.Lock), module.make_of(threading.RLock)
+    lock, rlock = module.Holder(threading.Lock).made, module.Holder(threading.RLock).made
     assert (lock.lock_info.kind, rlock.lock_info.kind) == ("lock", "rlock")
     assert lock.lock_info.name == rlock.lock_info.name == "made"
-    assert module.make_of(threading.Lock).lock_info is lock.lock_info
+    assert module.Holder(threading.Lock).made.lock_info is lock.lock_info
 
 
 def test_a_name_past_the_first_256_is_read_whole(collector):
-    # Their index needs EXTENDED_ARG: 300 locals before the lock, 300 attribute names.
-    source = ("import threading\n"
-              "def local():\n" + "".join(f"    v{i} = {i}\n" for i in range(300))
-              + "    late_lock = threading.Lock()\n    return late_lock\n"
+    # Its index needs EXTENDED_ARG: 300 names before the lock's.
+    source = ("import threading\n" + "".join(f"v{i} = {i}\n" for i in range(300))
+              + "late_lock = threading.Lock()\n"
               "class Attribute:\n    def __init__(self):\n"
               + "".join(f"        self.a{i} = {i}\n" for i in range(300))
               + "        self.late_lock = threading.RLock()\n")
     namespace = {}
     exec(compile(source, "<many names>", "exec"), namespace)
-    assert namespace["local"]().lock_info.name == "late_lock"
+    assert namespace["late_lock"].lock_info.name == "late_lock"
     assert namespace["Attribute"]().late_lock.lock_info.name == "late_lock"
+
+
+def test_sites_beyond_the_limit_still_name_their_locks(collector):
+    # The recorder keeps 16,384 sites; a lock named at a further site has a LockInfo of its own.
+    code = [compile("import threading\nsite_lock = threading.Lock()\n", f"<site {i}>", "exec")
+            for i in range(16384 + 2)]
+
+    def made_at(site):
+        namespace = {}
+        exec(site, namespace)
+        return namespace["site_lock"].lock_info
+
+    first = made_at(code[0])
+    assert made_at(code[0]) is first
+    for site in code[1:-1]:
+        made_at(site)
+    beyond = [made_at(code[-1]), made_at(code[-1])]
+    assert first.name == beyond[0].name == beyond[1].name == "site_lock"
+    assert beyond[0] is not beyond[1]
 
 
 # ------------------------------------------------------------------ thread and task labels
@@ -1038,7 +1112,8 @@ def test_naming_a_lock_leaves_its_owners_attribute_storage_alone(collector):
 
     class Box:
         def __init__(self):
-            self._lock = threading.Lock()
+            # Made where its site does not name it, so that naming runs at its release.
+            self._lock = [threading.Lock()][0]
             self.count = 0
 
         def bump(self):
