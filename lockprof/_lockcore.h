@@ -698,51 +698,34 @@ static inline PyObject *lp_cell_contents(PyObject *v)
     return (v != NULL && PyCell_Check(v)) ? PyCell_GET(v) : v;
 }
 
-/* The name of local slot i of co (its locals, then its cell and free variables, as a frame
- * lays them out), borrowed; the caller keeps i below lp_code_nslots(co). */
-static inline Py_ssize_t lp_code_nslots(PyCodeObject *co)
-{
-#if PY_VERSION_HEX >= 0x030B0000
-    return co->co_nlocalsplus;
-#else
-    return co->co_nlocals + PyTuple_GET_SIZE(co->co_cellvars) + PyTuple_GET_SIZE(co->co_freevars);
-#endif
-}
-
-static inline PyObject *lp_code_slot_name(PyCodeObject *co, Py_ssize_t i)
-{
-#if PY_VERSION_HEX >= 0x030B0000
-    return PyTuple_GET_ITEM(co->co_localsplusnames, i);
-#else
-    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
-    if (i < nlocals)
-        return PyTuple_GET_ITEM(co->co_varnames, i);
-    if (i < nlocals + ncells)
-        return PyTuple_GET_ITEM(co->co_cellvars, i - nlocals);
-    return PyTuple_GET_ITEM(co->co_freevars, i - nlocals - ncells);
-#endif
-}
-
 static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, PyObject **first)
 {
     PyCodeObject *co;
     PyObject **slots;
+    Py_ssize_t n;
 #if PY_VERSION_HEX >= 0x030B0000
     _PyInterpreterFrame *f = ((PyFrameObject *)frame)->f_frame;
     co = (PyCodeObject *)lp_interpreter_frame_code(f);
     slots = f->localsplus;
+    n = co->co_nlocalsplus;
+#define LP_LOCAL_NAME(i) PyTuple_GET_ITEM(co->co_localsplusnames, (i))
 #else
     PyFrameObject *f = (PyFrameObject *)frame;
     co = f->f_code;
     slots = f->f_localsplus;
+    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
+    n = nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars);
+#define LP_LOCAL_NAME(i) ((i) < nlocals ? PyTuple_GET_ITEM(co->co_varnames, (i)) \
+                          : (i) < nlocals + ncells ? PyTuple_GET_ITEM(co->co_cellvars, (i) - nlocals) \
+                          : PyTuple_GET_ITEM(co->co_freevars, (i) - nlocals - ncells))
 #endif
-    Py_ssize_t n = lp_code_nslots(co);
     *first = (co->co_argcount > 0 && n > 0) ? lp_cell_contents(slots[0]) : NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (lp_cell_contents(slots[i]) == target)
-            return lp_code_slot_name(co, i);
+            return LP_LOCAL_NAME(i);
     }
     return NULL;
+#undef LP_LOCAL_NAME
 }
 
 /* ------------------------------------------------------- assigned names
