@@ -445,8 +445,9 @@ HOLDER.held_lock = threading.Lock()
 
 
 class PerRequest:
-    def __init__(self, profiled=True):
-        self.lock = threading.Lock() if profiled else None
+    def __init__(self, with_lock=True):
+        # A conditional expression: a jump between the call and the store.
+        self.lock = threading.Lock() if with_lock else None
 
     def handle(self):
         with self.lock:
