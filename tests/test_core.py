@@ -603,8 +603,11 @@ def test_asyncio_and_dataclass_locks_are_named_where_made(collector):
         def __init__(self):
             self._alock = asyncio.Lock()
 
+    async def make_task():  # 3.9's asyncio.Lock() wants an event loop
+        return Task()
+
     assert Service().lock.lock_info.name == "lock"
-    assert Task()._alock._lp_info.name == "_alock"
+    assert asyncio.run(make_task())._alock._lp_info.name == "_alock"
     assert Service().lock.lock_info is Service().lock.lock_info
 
 
