@@ -1,24 +1,7 @@
 import _thread
-from types import CodeType
 from typing import Any, Callable, Optional, Union
 
-from lockprof._recorder import Recorder
-
-class LockInfo:
-    """What a profile says about one lock (or about all the locks one site stores under one
-    attribute or module variable): kind, creation site, variable name."""
-
-    kind: str
-    created_code: Optional[CodeType]
-    created_offset: int
-    module: Optional[str]
-    name: Optional[str]
-    name_attempts: int
-    def __init__(self, kind: str, created_code: Optional[CodeType], created_offset: int, module: Optional[str]) -> None: ...
-    @property
-    def site(self) -> str: ...
-    @property
-    def display_name(self) -> str: ...
+from lockprof._recorder import LockInfo as LockInfo, Recorder
 
 class _LockWrapper:
     @property

@@ -305,7 +305,7 @@ cdef int name_lock(object target, LockInfo info) except -1:
     """Look for the variable bound to target (or to its owner: a Condition holding its own
     lock) from the running frame and its caller, once of NAME_ATTEMPTS; never raises into the
     caller's lock operation."""
-    if info is None or info.name is not None or info.name_attempts >= NAME_ATTEMPTS:
+    if info is None or info.site_named or info.name is not None or info.name_attempts >= NAME_ATTEMPTS:
         return 0
     info.name_attempts += 1
     try:

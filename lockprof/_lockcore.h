@@ -698,6 +698,26 @@ static inline PyObject *lp_cell_contents(PyObject *v)
     return (v != NULL && PyCell_Check(v)) ? PyCell_GET(v) : v;
 }
 
+/* The name of local slot i of code (3.9 and 3.10: its locals, then its cell and free
+ * variables, in that order), or NULL when there is no such slot (borrowed). */
+static inline PyObject *lp_code_local_name(PyCodeObject *co, Py_ssize_t i)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return (i >= 0 && i < co->co_nlocalsplus) ? PyTuple_GET_ITEM(co->co_localsplusnames, i) : NULL;
+#else
+    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
+    if (i < 0)
+        return NULL;
+    if (i < nlocals)
+        return PyTuple_GET_ITEM(co->co_varnames, i);
+    if (i < nlocals + ncells)
+        return PyTuple_GET_ITEM(co->co_cellvars, i - nlocals);
+    if (i < nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars))
+        return PyTuple_GET_ITEM(co->co_freevars, i - nlocals - ncells);
+    return NULL;
+#endif
+}
+
 static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, PyObject **first)
 {
     PyCodeObject *co;
@@ -708,33 +728,29 @@ static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, P
     co = (PyCodeObject *)lp_interpreter_frame_code(f);
     slots = f->localsplus;
     n = co->co_nlocalsplus;
-#define LP_LOCAL_NAME(i) PyTuple_GET_ITEM(co->co_localsplusnames, (i))
 #else
     PyFrameObject *f = (PyFrameObject *)frame;
     co = f->f_code;
     slots = f->f_localsplus;
-    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
-    n = nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars);
-#define LP_LOCAL_NAME(i) ((i) < nlocals ? PyTuple_GET_ITEM(co->co_varnames, (i)) \
-                          : (i) < nlocals + ncells ? PyTuple_GET_ITEM(co->co_cellvars, (i) - nlocals) \
-                          : PyTuple_GET_ITEM(co->co_freevars, (i) - nlocals - ncells))
+    n = co->co_nlocals + PyTuple_GET_SIZE(co->co_cellvars) + PyTuple_GET_SIZE(co->co_freevars);
 #endif
     *first = (co->co_argcount > 0 && n > 0) ? lp_cell_contents(slots[0]) : NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (lp_cell_contents(slots[i]) == target)
-            return LP_LOCAL_NAME(i);
+            return lp_code_local_name(co, i);
     }
     return NULL;
-#undef LP_LOCAL_NAME
 }
 
 /* ------------------------------------------------------- assigned names
- * The name a creation site stores the new lock under, read from the bytecode after the call:
- * an attribute of a plain variable (`self._lock = Lock()`) or a module or class variable
- * (`_lock = Lock()`), after one forward jump at most (`x = Lock() if c else None`, a dataclass
- * field's default_factory). A local is not read: the function may be a factory that hands the
- * lock on, to be named where it is released. Opcode numbers differ per version: the caller
- * classifies them (from dis.opmap) into `classes`. Runs no bytecode and calls nothing that could.
+ * The name a creation site stores the new lock under, read from the bytecode after the call,
+ * after one forward jump at most (`x = Lock() if c else None`, a dataclass field's
+ * default_factory): an attribute of a plain variable (`self._lock = Lock()`) or a module or
+ * class variable (`_lock = Lock()`), which names every lock the site makes; else a local
+ * (`lock = Lock()`), which the caller uses only for a site that keeps making locks, since a
+ * factory's local hands the lock on to be named where it is released. Opcode numbers differ
+ * per version: the caller classifies them (from dis.opmap) into `classes`. Runs no bytecode
+ * and calls nothing that could.
  */
 
 enum {
@@ -744,9 +760,15 @@ enum {
     LP_OP_LOAD,           /* a plain variable, the object of a following STORE_ATTR */
     LP_OP_STORE_NAME,     /* STORE_NAME, STORE_GLOBAL */
     LP_OP_STORE_ATTR,
+    LP_OP_STORE_FAST,     /* a local slot */
+    LP_OP_STORE_FAST_LOAD_FAST, /* 3.13: a local slot (the argument's high nibble), then a load */
+    LP_OP_STORE_DEREF,    /* a cell: a local slot on 3.11+, a cell or free variable before */
     LP_OP_JUMP_FORWARD,   /* relative: bytes on 3.9, code units since */
     LP_OP_JUMP_ABSOLUTE,  /* 3.9 (bytes) and 3.10 (code units) */
 };
+
+/* What an assigned name is. */
+enum { LP_NAME_NONE = 0, LP_NAME_SITE, LP_NAME_LOCAL };
 
 /* The class of the instruction at unit *i (its caches skipped before it, at most three
  * EXTENDED_ARG prefixes folded into *arg); *i moves past it. -1 at the end of the code. */
@@ -773,13 +795,14 @@ static inline int lp_next_instruction(const unsigned char *units, Py_ssize_t nun
 }
 
 /* The name the instructions after the one at byte `offset` of code store its result under
- * (borrowed from the code), or NULL; -1 with an exception set when the code cannot be read. */
+ * (borrowed from the code), or NULL; returns what it is (LP_NAME_*), or -1 with an exception
+ * set when the code cannot be read. */
 static inline int lp_assigned_name(PyObject *code, int offset, const unsigned char *classes, PyObject **name)
 {
     PyCodeObject *co = (PyCodeObject *)code;
     *name = NULL;
     if (offset < 0)
-        return 0;
+        return LP_NAME_NONE;
 #if PY_VERSION_HEX >= 0x030B0000
     PyObject *bytecode = PyCode_GetCode(co); /* without the specializations, caches as CACHE */
     if (bytecode == NULL)
@@ -803,10 +826,28 @@ static inline int lp_assigned_name(PyObject *code, int offset, const unsigned ch
     }
     if (cls == LP_OP_LOAD)
         cls = lp_next_instruction(units, nunits, classes, &i, &arg) == LP_OP_STORE_ATTR ? LP_OP_STORE_ATTR : -1;
-    if ((cls == LP_OP_STORE_NAME || cls == LP_OP_STORE_ATTR) && arg < (unsigned int)PyTuple_GET_SIZE(co->co_names))
-        *name = PyTuple_GET_ITEM(co->co_names, arg);
     Py_DECREF(bytecode); /* the names are the code's own */
-    return 0;
+    switch (cls) {
+    case LP_OP_STORE_NAME:
+    case LP_OP_STORE_ATTR:
+        if (arg < (unsigned int)PyTuple_GET_SIZE(co->co_names))
+            *name = PyTuple_GET_ITEM(co->co_names, arg);
+        return *name != NULL ? LP_NAME_SITE : LP_NAME_NONE;
+    case LP_OP_STORE_FAST_LOAD_FAST:
+        arg >>= 4;
+        /* fall through */
+    case LP_OP_STORE_FAST:
+        *name = lp_code_local_name(co, arg);
+        break;
+    case LP_OP_STORE_DEREF:
+#if PY_VERSION_HEX >= 0x030B0000
+        *name = lp_code_local_name(co, arg);
+#else
+        *name = lp_code_local_name(co, co->co_nlocals + arg);
+#endif
+        break;
+    }
+    return *name != NULL ? LP_NAME_LOCAL : LP_NAME_NONE;
 }
 
 /* ------------------------------------------------------------- event table

@@ -77,8 +77,15 @@ cdef extern from "_lockcore.h":
         LP_OP_LOAD
         LP_OP_STORE_NAME
         LP_OP_STORE_ATTR
+        LP_OP_STORE_FAST
+        LP_OP_STORE_FAST_LOAD_FAST
+        LP_OP_STORE_DEREF
         LP_OP_JUMP_FORWARD
         LP_OP_JUMP_ABSOLUTE
+    enum:
+        LP_NAME_NONE
+        LP_NAME_SITE
+        LP_NAME_LOCAL
     int lp_assigned_name(object code, int offset, const unsigned char* classes, PyObject** name) except -1
 
     ctypedef struct lp_entry:

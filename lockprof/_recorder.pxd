@@ -6,9 +6,9 @@ from lockprof._sampler cimport CaptureSampler
 
 
 cdef class LockInfo:
-    """What the profile says about one profiled lock (or about all the locks one site stores
-    under one attribute or module variable, which profiles name alike): its kind, creation site
-    and name, and its exact contention counters for the current period."""
+    """What the profile says about one profiled lock (or about all the locks one site makes,
+    Recorder.lock_info_at): its kind, creation site and name, and its exact contention counters
+    for the current period."""
     cdef readonly str kind
     cdef readonly object created_code
     cdef readonly int created_offset
@@ -23,6 +23,9 @@ cdef class LockInfo:
     # A weak reference to what the program holds in a variable when that is not the lock
     # itself (a Condition holding its own lock), for naming; None otherwise.
     cdef public object owner
+    # Named by its creation site, and shared by the locks the site makes (see
+    # Recorder.lock_info_at): never named at a release.
+    cdef readonly bint site_named
 
 
 cdef struct Context:
@@ -78,6 +81,7 @@ cdef class Recorder:
     cdef unsigned long _seen_threads[256]  # threads already named this period (_note_thread)
     cdef dict _modules
     cdef dict _sites  # (code address, offset, kind) -> the LockInfo its locks share (lock_info_at)
+    cdef dict _site_counts  # (code address, offset, kind) -> locks made by a site not yet shared
     cdef object _asyncio_loop_getter
     cdef dict _asyncio_current_tasks  # asyncio's running task by event loop
     cdef object _c_task_type  # asyncio's C Task, or None

@@ -16,12 +16,15 @@ LockTotalsRecord = Tuple[Optional["LockInfo"], int, int, int, int]
 LongWaitRecord = Tuple[int, "LockInfo", int, Optional[int], Optional[str], bool, Frames]
 
 class LockInfo:
-    """What the profile says about one profiled lock (or about all the locks one site stores
-    under one attribute or module variable): its kind, creation site and name."""
+    """What the profile says about one profiled lock (or about all the locks one site makes,
+    see Recorder.lock_info_at): its kind, creation site and name."""
 
     name: Optional[str]
     name_attempts: int
     owner: Any
+    @property
+    def site_named(self) -> bool:
+        """Named by its creation site and shared by the locks it makes: never named at a release."""
     @property
     def kind(self) -> str: ...
     @property

@@ -31,7 +31,8 @@ from lockprof._lockcore cimport (
     lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
     lp_thread_ident, lp_thread_native_id, lp_assigned_name,
     LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
-    LP_OP_JUMP_FORWARD, LP_OP_JUMP_ABSOLUTE,
+    LP_OP_STORE_FAST, LP_OP_STORE_FAST_LOAD_FAST, LP_OP_STORE_DEREF, LP_OP_JUMP_FORWARD,
+    LP_OP_JUMP_ABSOLUTE, LP_NAME_SITE,
 )
 from lockprof._sampler cimport CaptureSampler
 
@@ -56,8 +57,12 @@ DEF MAX_GROWTH = 4
 DEF MAX_INTERVAL_NS = 1000000000
 
 # The most creation sites whose shared LockInfo a Recorder keeps (each holds its code object);
-# locks named at further sites get a LockInfo of their own.
+# locks made at further sites get a LockInfo of their own.
 DEF MAX_SITES = 16384
+# A site that does not name its locks shares one LockInfo from its HOT_SITE_LOCKS-th lock on,
+# counted over up to MAX_COUNTED_SITES such sites at once (the counts start again when full).
+DEF HOT_SITE_LOCKS = 64
+DEF MAX_COUNTED_SITES = 4096
 
 if lp_register_atfork() != 0:
     raise OSError("lockprof: pthread_atfork failed")
@@ -74,6 +79,8 @@ def _classify_opcodes():
         "LOAD_CLASSDEREF": LP_OP_LOAD, "LOAD_NAME": LP_OP_LOAD, "LOAD_GLOBAL": LP_OP_LOAD,
         "STORE_NAME": LP_OP_STORE_NAME, "STORE_GLOBAL": LP_OP_STORE_NAME,
         "STORE_ATTR": LP_OP_STORE_ATTR,
+        "STORE_FAST": LP_OP_STORE_FAST, "STORE_FAST_LOAD_FAST": LP_OP_STORE_FAST_LOAD_FAST,
+        "STORE_DEREF": LP_OP_STORE_DEREF,
         "JUMP_FORWARD": LP_OP_JUMP_FORWARD, "JUMP_ABSOLUTE": LP_OP_JUMP_ABSOLUTE,
     }
     for name, cls in classes.items():
@@ -95,6 +102,7 @@ cdef class LockInfo:
         self.name = None
         self.name_attempts = 0
         self.owner = None
+        self.site_named = False
 
     @property
     def site(self):
@@ -133,6 +141,7 @@ cdef class Recorder:
         self._thread_names = {}
         self._modules = sys.modules
         self._sites = {}
+        self._site_counts = {}
 
     def __dealloc__(self):
         cdef size_t i
@@ -153,23 +162,35 @@ cdef class Recorder:
 
     cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module):
         """The LockInfo of a lock made now by instruction `offset` of `code`. The locks a site
-        stores under one attribute or module or class variable (`self._lock = threading.Lock()`)
-        share one, named after it: profiles name them alike anyway, and a lock made per request
-        then adds one event table key, not one per request. Any other lock gets its own, named
-        at its first captured release."""
+        makes share one, so that locks made per request add one event table key, not one per
+        request: when the site stores them under one attribute or module or class variable
+        (`self._lock = threading.Lock()`), which profiles name alike anyway, named after it;
+        and once any other site has made HOT_SITE_LOCKS of them, named after the local they are
+        stored in, if any. Until then, such a site's locks get one each, named at their first
+        captured release: a factory function's lock is better named where it is held."""
         cdef PyObject* name
         cdef LockInfo info
-        # The code's address is unique while the shared LockInfo holds the code.
+        # The code's address is unique while the shared LockInfo holds the code. A count may
+        # outlive its code and be continued by another at the same address: it only counts.
         site = (<uintptr_t><PyObject*>code, offset, kind)
         shared = self._sites.get(site)
         if shared is not None:
             return <LockInfo>shared
-        lp_assigned_name(code, offset, OPCODE_CLASSES, &name)
+        what = lp_assigned_name(code, offset, OPCODE_CLASSES, &name)
         info = LockInfo.__new__(LockInfo, kind, code, offset, module)
+        if what != LP_NAME_SITE:
+            made = self._site_counts.get(site, 0) + 1
+            if made < HOT_SITE_LOCKS:
+                if len(self._site_counts) >= MAX_COUNTED_SITES:
+                    self._site_counts.clear()
+                self._site_counts[site] = made
+                return info
+            self._site_counts.pop(site, None)
         if name != NULL:
             info.name = <object>name
-            if len(self._sites) < MAX_SITES:
-                info = <LockInfo>self._sites.setdefault(site, info)
+        info.site_named = True
+        if len(self._sites) < MAX_SITES:
+            info = <LockInfo>self._sites.setdefault(site, info)
         return info
 
     # -------------------------------------------------------------- events

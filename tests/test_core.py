@@ -462,6 +462,45 @@ class WithCondition:
 class Holder:
     def __init__(self, factory):
         self.made = factory()
+
+    def use(self):
+        with self.made:
+            pass
+
+
+def per_request_local():
+    request_lock = threading.Lock()  # a local: the site names its locks once it keeps making them
+    with request_lock:
+        pass
+    return request_lock
+
+
+def per_request_cell():
+    cell_lock = threading.RLock()  # a closure's cell
+
+    def use():
+        with cell_lock:
+            pass
+
+    use()
+    return cell_lock
+
+
+def per_request_one_line():
+    one_line_lock = threading.Lock(); one_line_lock.acquire()  # 3.13: STORE_FAST_LOAD_FAST
+    one_line_lock.release()
+    return one_line_lock
+
+
+def per_request_condition():
+    condition = threading.Condition()
+    with condition:
+        pass
+    return condition
+
+
+def per_request_unstored():
+    return [threading.Lock(), threading.Condition()]  # stored nowhere by name
 '''
 
 
@@ -649,6 +688,62 @@ def test_locks_made_per_request_share_their_name_and_table_key(names_module, col
         assert not requests[0].lock.acquire(blocking=False)
         assert requests[1].lock.acquire(blocking=False)
         requests[1].lock.release()
+
+
+HOT_SITE_LOCKS = 64  # _recorder.pyx
+
+
+def test_a_site_that_keeps_making_locks_in_a_local_shares_one_lock_info(names_module, collector):
+    module, path = names_module
+    locks = [module.per_request_local() for _ in range(2000)]
+    infos = [lock.lock_info for lock in locks]
+    # The first locks are each their own, named at their release; then the site shares one.
+    first = infos[:HOT_SITE_LOCKS - 1]
+    assert len({id(info) for info in first}) == len(first)
+    assert {(info.name, info.site_named) for info in first} == {("request_lock", False)}
+    shared = infos[HOT_SITE_LOCKS - 1]
+    assert all(info is shared for info in infos[HOT_SITE_LOCKS - 1:]) and shared.site_named
+    line = _line_of(NAMES_MODULE, "request_lock = threading.Lock()")
+    assert shared.display_name == f"{path}:{line}:request_lock"
+    assert collector.table_size[0] < HOT_SITE_LOCKS + 10  # a key per lock would fill the 4096
+    snap = collector.snapshot()
+    assert snap.dropped_events == 0
+    assert sum(s.release_count for s in snap.samples if s.lock_name == shared.display_name) == 2000
+    # Still 2000 locks.
+    with locks[-1]:
+        assert locks[-2].acquire(blocking=False)
+        locks[-2].release()
+
+
+def test_hot_sites_share_while_other_sites_make_locks_between(names_module, collector):
+    module, path = names_module
+    made = [(module.per_request_cell(), module.per_request_one_line(), module.per_request_condition(),
+             *module.per_request_unstored()) for _ in range(HOT_SITE_LOCKS)]
+    cell, one_line, condition, unstored, unstored_condition = (objects[-1] for objects in zip(*made))
+    assert cell.lock_info.site_named and cell.lock_info.name == "cell_lock"
+    assert one_line.lock_info.site_named and one_line.lock_info.name == "one_line_lock"
+    assert cell.lock_info is module.per_request_cell().lock_info
+    assert condition._lp_info.site_named and condition._lp_info.name == "condition"
+    assert condition._lp_info.owner is None  # named already: not looked for through the Condition
+    # A site that stores its lock under no name shares a LockInfo named by its line alone, and
+    # is never named after wherever one of its locks is held.
+    info = unstored.lock_info
+    assert info.site_named and info.name is None
+    module.Holder(lambda: unstored).use()
+    assert info.name is None
+    assert info.display_name == f"{path}:{_line_of(NAMES_MODULE, 'return [threading.Lock(), threading.Condition()]')}"
+    assert unstored_condition._lp_info.site_named and unstored_condition._lp_info.owner is None
+
+
+def test_a_factory_that_keeps_making_locks_names_them_by_its_line(names_module, collector):
+    module, path = names_module
+    holders = [module.Holder(module.new_lock) for _ in range(HOT_SITE_LOCKS + 1)]
+    for holder in holders:
+        holder.use()
+    assert holders[0].made.lock_info.name == "made"  # one of the first: named where it is held
+    info = holders[-1].made.lock_info
+    assert info is holders[-2].made.lock_info and info.name is None
+    assert info.display_name == f"{path}:{_line_of(NAMES_MODULE, 'return threading.Lock()')}"
 
 
 def test_one_site_making_two_kinds_profiles_each_as_its_own(names_module, collector):
