@@ -34,7 +34,7 @@ _COLUMNS = (_ACQUIRES, _WAIT, _CONTENDED, _HOLD, _BLOCKING_HOLD, _CONDITION_WAIT
             _WAIT_TOTAL)
 
 _LONG_WAIT_PREFIX = "long wait: "
-_LONG_WAIT_MS = re.compile(r"long wait: ([0-9.]+) ms")
+_LONG_WAIT_MS = re.compile(r"long wait: ([0-9]+(?:\.[0-9]+)?) ms")
 _DROPPED_PREFIX = "dropped events: "
 _NO_TASK = "(no task)"
 

@@ -117,6 +117,13 @@ def test_long_waits_and_dropped_events_come_from_the_comments():
     assert len(report.long_waits) == 4
 
 
+def test_a_long_wait_with_a_malformed_duration_is_listed_last():
+    # Found by the fuzz test: a mutated "7.000" read as a float raised out of the command.
+    profile = decoded()
+    profile.comments[:] = ["long wait: ..000 ms on a", "long wait: 1.2.3 ms on b", "long wait: 5.000 ms on c"]
+    assert build_report([profile]).long_waits == ["5.000 ms on c", "..000 ms on a", "1.2.3 ms on b"]
+
+
 def test_samples_of_other_tools_are_read_by_column_name():
     # A profile with only some of the columns, in another order, and a non-lock sample.
     def value_type(t, u):
