@@ -702,14 +702,16 @@ static inline PyObject *lp_cell_contents(PyObject *v)
  * variables, in that order), or NULL when there is no such slot (borrowed). */
 static inline PyObject *lp_code_local_name(PyCodeObject *co, Py_ssize_t i)
 {
+    /* Bounded by the name tuples too: on 3.9 and 3.10, code.replace() accepts a co_nlocals
+     * larger than co_varnames. */
 #if PY_VERSION_HEX >= 0x030B0000
-    return (i >= 0 && i < co->co_nlocalsplus) ? PyTuple_GET_ITEM(co->co_localsplusnames, i) : NULL;
+    return (i >= 0 && i < PyTuple_GET_SIZE(co->co_localsplusnames)) ? PyTuple_GET_ITEM(co->co_localsplusnames, i) : NULL;
 #else
     Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
     if (i < 0)
         return NULL;
     if (i < nlocals)
-        return PyTuple_GET_ITEM(co->co_varnames, i);
+        return i < PyTuple_GET_SIZE(co->co_varnames) ? PyTuple_GET_ITEM(co->co_varnames, i) : NULL;
     if (i < nlocals + ncells)
         return PyTuple_GET_ITEM(co->co_cellvars, i - nlocals);
     if (i < nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars))
@@ -761,7 +763,8 @@ enum {
     LP_OP_STORE_NAME,     /* STORE_NAME, STORE_GLOBAL */
     LP_OP_STORE_ATTR,
     LP_OP_STORE_FAST,     /* a local slot */
-    LP_OP_STORE_FAST_LOAD_FAST, /* 3.13: a local slot (the argument's high nibble), then a load */
+    LP_OP_STORE_FAST_PAIR, /* 3.13's STORE_FAST_LOAD_FAST and STORE_FAST_STORE_FAST: the
+                            * argument's high nibble is the slot stored into first */
     LP_OP_STORE_DEREF,    /* a cell: a local slot on 3.11+, a cell or free variable before */
     LP_OP_JUMP_FORWARD,   /* relative: bytes on 3.9, code units since */
     LP_OP_JUMP_ABSOLUTE,  /* 3.9 (bytes) and 3.10 (code units) */
@@ -833,7 +836,7 @@ static inline int lp_assigned_name(PyObject *code, int offset, const unsigned ch
         if (arg < (unsigned int)PyTuple_GET_SIZE(co->co_names))
             *name = PyTuple_GET_ITEM(co->co_names, arg);
         return *name != NULL ? LP_NAME_SITE : LP_NAME_NONE;
-    case LP_OP_STORE_FAST_LOAD_FAST:
+    case LP_OP_STORE_FAST_PAIR:
         arg >>= 4;
         /* fall through */
     case LP_OP_STORE_FAST:
@@ -843,7 +846,7 @@ static inline int lp_assigned_name(PyObject *code, int offset, const unsigned ch
 #if PY_VERSION_HEX >= 0x030B0000
         *name = lp_code_local_name(co, arg);
 #else
-        *name = lp_code_local_name(co, co->co_nlocals + arg);
+        *name = lp_code_local_name(co, (Py_ssize_t)co->co_nlocals + (Py_ssize_t)arg);
 #endif
         break;
     }

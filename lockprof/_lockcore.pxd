@@ -78,7 +78,7 @@ cdef extern from "_lockcore.h":
         LP_OP_STORE_NAME
         LP_OP_STORE_ATTR
         LP_OP_STORE_FAST
-        LP_OP_STORE_FAST_LOAD_FAST
+        LP_OP_STORE_FAST_PAIR
         LP_OP_STORE_DEREF
         LP_OP_JUMP_FORWARD
         LP_OP_JUMP_ABSOLUTE

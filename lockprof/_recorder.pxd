@@ -23,8 +23,8 @@ cdef class LockInfo:
     # A weak reference to what the program holds in a variable when that is not the lock
     # itself (a Condition holding its own lock), for naming; None otherwise.
     cdef public object owner
-    # Named by its creation site, and shared by the locks the site makes (see
-    # Recorder.lock_info_at): never named at a release.
+    # Named by its creation site (Recorder.lock_info_at), and shared by the locks the site
+    # makes up to MAX_SITES: never named at a release.
     cdef readonly bint site_named
 
 

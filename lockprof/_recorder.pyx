@@ -31,7 +31,7 @@ from lockprof._lockcore cimport (
     lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
     lp_thread_ident, lp_thread_native_id, lp_assigned_name,
     LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
-    LP_OP_STORE_FAST, LP_OP_STORE_FAST_LOAD_FAST, LP_OP_STORE_DEREF, LP_OP_JUMP_FORWARD,
+    LP_OP_STORE_FAST, LP_OP_STORE_FAST_PAIR, LP_OP_STORE_DEREF, LP_OP_JUMP_FORWARD,
     LP_OP_JUMP_ABSOLUTE, LP_NAME_SITE,
 )
 from lockprof._sampler cimport CaptureSampler
@@ -79,8 +79,8 @@ def _classify_opcodes():
         "LOAD_CLASSDEREF": LP_OP_LOAD, "LOAD_NAME": LP_OP_LOAD, "LOAD_GLOBAL": LP_OP_LOAD,
         "STORE_NAME": LP_OP_STORE_NAME, "STORE_GLOBAL": LP_OP_STORE_NAME,
         "STORE_ATTR": LP_OP_STORE_ATTR,
-        "STORE_FAST": LP_OP_STORE_FAST, "STORE_FAST_LOAD_FAST": LP_OP_STORE_FAST_LOAD_FAST,
-        "STORE_DEREF": LP_OP_STORE_DEREF,
+        "STORE_FAST": LP_OP_STORE_FAST, "STORE_FAST_LOAD_FAST": LP_OP_STORE_FAST_PAIR,
+        "STORE_FAST_STORE_FAST": LP_OP_STORE_FAST_PAIR, "STORE_DEREF": LP_OP_STORE_DEREF,
         "JUMP_FORWARD": LP_OP_JUMP_FORWARD, "JUMP_ABSOLUTE": LP_OP_JUMP_ABSOLUTE,
     }
     for name, cls in classes.items():
@@ -166,8 +166,9 @@ cdef class Recorder:
         request: when the site stores them under one attribute or module or class variable
         (`self._lock = threading.Lock()`), which profiles name alike anyway, named after it;
         and once any other site has made HOT_SITE_LOCKS of them, named after the local they are
-        stored in, if any. Until then, such a site's locks get one each, named at their first
-        captured release: a factory function's lock is better named where it is held."""
+        stored in, if any. Until then (and beyond MAX_SITES), such a site's locks get one each,
+        named at their first captured release: a factory function's lock is better named where
+        it is held."""
         cdef PyObject* name
         cdef LockInfo info
         # The code's address is unique while the shared LockInfo holds the code. A count may
@@ -180,7 +181,7 @@ cdef class Recorder:
         info = LockInfo.__new__(LockInfo, kind, code, offset, module)
         if what != LP_NAME_SITE:
             made = self._site_counts.get(site, 0) + 1
-            if made < HOT_SITE_LOCKS:
+            if made < HOT_SITE_LOCKS or len(self._sites) >= MAX_SITES:
                 if len(self._site_counts) >= MAX_COUNTED_SITES:
                     self._site_counts.clear()
                 self._site_counts[site] = made

@@ -487,9 +487,25 @@ def per_request_cell():
 
 
 def per_request_one_line():
-    one_line_lock = threading.Lock(); one_line_lock.acquire()  # 3.13: STORE_FAST_LOAD_FAST
-    one_line_lock.release()
+    made = []
+    one_line_lock = threading.Lock(); made.append(1)  # 3.13: STORE_FAST_LOAD_FAST, two slots
     return one_line_lock
+
+
+def per_request_pair():
+    first, pair_lock = len(()), threading.Lock()  # 3.13: STORE_FAST_STORE_FAST
+    return pair_lock
+
+
+def per_request_nonlocal():
+    free_lock = None
+
+    def make():
+        nonlocal free_lock
+        free_lock = threading.Lock()  # a free variable's cell
+
+    make()
+    return free_lock
 
 
 def per_request_condition():
@@ -717,11 +733,12 @@ def test_a_site_that_keeps_making_locks_in_a_local_shares_one_lock_info(names_mo
 
 def test_hot_sites_share_while_other_sites_make_locks_between(names_module, collector):
     module, path = names_module
-    made = [(module.per_request_cell(), module.per_request_one_line(), module.per_request_condition(),
-             *module.per_request_unstored()) for _ in range(HOT_SITE_LOCKS)]
-    cell, one_line, condition, unstored, unstored_condition = (objects[-1] for objects in zip(*made))
-    assert cell.lock_info.site_named and cell.lock_info.name == "cell_lock"
-    assert one_line.lock_info.site_named and one_line.lock_info.name == "one_line_lock"
+    made = [(module.per_request_cell(), module.per_request_one_line(), module.per_request_pair(),
+             module.per_request_nonlocal(), module.per_request_condition(), *module.per_request_unstored())
+            for _ in range(HOT_SITE_LOCKS)]
+    cell, one_line, pair, free, condition, unstored, unstored_condition = (objects[-1] for objects in zip(*made))
+    for lock, name in [(cell, "cell_lock"), (one_line, "one_line_lock"), (pair, "pair_lock"), (free, "free_lock")]:
+        assert (lock.lock_info.site_named, lock.lock_info.name) == (True, name)
     assert cell.lock_info is module.per_request_cell().lock_info
     assert condition._lp_info.site_named and condition._lp_info.name == "condition"
     assert condition._lp_info.owner is None  # named already: not looked for through the Condition
@@ -784,6 +801,24 @@ def test_sites_beyond_the_limit_still_name_their_locks(collector):
     beyond = [made_at(code[-1]), made_at(code[-1])]
     assert first.name == beyond[0].name == beyond[1].name == "site_lock"
     assert beyond[0] is not beyond[1]
+    # A site storing its locks in a local: each its own too, named at its release.
+    namespace = {}
+    exec("import threading\ndef make():\n    local_lock = threading.Lock()\n    return local_lock\n", namespace)
+    infos = [namespace["make"]().lock_info for _ in range(HOT_SITE_LOCKS + 1)]
+    assert len({id(info) for info in infos}) == len(infos)
+    assert not any(info.site_named or info.name for info in infos)
+
+
+def test_a_site_counts_again_once_4096_other_sites_were_counted(names_module, collector):
+    module, _ = names_module
+    infos = [module.per_request_local().lock_info for _ in range(HOT_SITE_LOCKS - 1)]
+    assert not any(info.site_named for info in infos)
+    namespace = {}
+    source = "import threading\ndef make():\n" + "".join(f"    lock_{i} = threading.Lock()\n" for i in range(4096))
+    exec(source, namespace)
+    namespace["make"]()  # 4,096 sites, each counted once: the counts start again
+    infos = [module.per_request_local().lock_info for _ in range(HOT_SITE_LOCKS)]
+    assert not any(info.site_named for info in infos[:-1]) and infos[-1].site_named
 
 
 # ------------------------------------------------------------------ thread and task labels
