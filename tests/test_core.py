@@ -737,7 +737,8 @@ def test_hot_sites_share_while_other_sites_make_locks_between(names_module, coll
              module.per_request_nonlocal(), module.per_request_condition(), *module.per_request_unstored())
             for _ in range(HOT_SITE_LOCKS)]
     cell, one_line, pair, free, condition, unstored, unstored_condition = (objects[-1] for objects in zip(*made))
-    for lock, name in [(cell, "cell_lock"), (one_line, "one_line_lock"), (pair, "pair_lock"), (free, "free_lock")]:
+    pair_name = "pair_lock" if sys.version_info >= (3, 11) else None  # 3.9, 3.10: ROT_TWO first
+    for lock, name in [(cell, "cell_lock"), (one_line, "one_line_lock"), (pair, pair_name), (free, "free_lock")]:
         assert (lock.lock_info.site_named, lock.lock_info.name) == (True, name)
     assert cell.lock_info is module.per_request_cell().lock_info
     assert condition._lp_info.site_named and condition._lp_info.name == "condition"
