@@ -305,7 +305,9 @@ cdef int name_lock(object target, LockInfo info) except -1:
     """Look for the variable bound to target (or to its owner: a Condition holding its own
     lock) from the running frame and its caller, once of NAME_ATTEMPTS; never raises into the
     caller's lock operation."""
-    if info is None or info.site_named or info.name is not None or info.name_attempts >= NAME_ATTEMPTS:
+    if info is None or info.site_named or info.name_attempts >= NAME_ATTEMPTS:
+        return 0
+    if info.name is not None and not info.local_named:
         return 0
     info.name_attempts += 1
     try:
@@ -314,7 +316,10 @@ cdef int name_lock(object target, LockInfo info) except -1:
             target = owner
         current = lp_current_frame()
         frame = <object>current if current != NULL else None
-        info.name = _find_lock_name(target, frame)
+        name = _find_lock_name(target, frame, info.local_named)
+        if name is not None:
+            info.name = name
+            info.local_named = False
     except Exception:
         pass  # a lock without a name is still profiled; never fail the user's operation
     return 0
@@ -328,11 +333,12 @@ cdef int name_lock(object target, LockInfo info) except -1:
 
 
 
-cdef object _find_lock_name(object lock, object frame):
+cdef object _find_lock_name(object lock, object frame, bint no_locals):
     """The variable or attribute `lock` is bound to, seen from the frame that released it and
-    its caller: a local, an attribute of the method's first argument (instance dict or
-    __slots__), or a module global. Frames of the lock's own methods (a Condition's __exit__,
-    asyncio's __aexit__), whose first argument is the lock, are passed over first."""
+    its caller: a local (unless no_locals), an attribute of the method's first argument
+    (instance dict or __slots__), or a module global. Frames of the lock's own methods (a
+    Condition's __exit__, asyncio's __aexit__), whose first argument is the lock, are passed
+    over first."""
     for _ in range(3):
         if frame is None or not _is_method_of(frame, lock):
             break
@@ -340,7 +346,7 @@ cdef object _find_lock_name(object lock, object frame):
     for _ in range(2):
         if frame is None:
             return None
-        name = _name_in_frame(lock, frame)
+        name = _name_in_frame(lock, frame, no_locals)
         if name is not None:
             return name
         frame = frame.f_back
@@ -353,10 +359,10 @@ cdef bint _is_method_of(object frame, object lock) except -1:
     return first == <PyObject*>lock
 
 
-cdef object _name_in_frame(object lock, object frame):
+cdef object _name_in_frame(object lock, object frame, bint no_locals):
     cdef PyObject* first = NULL
     cdef PyObject* local_name = lp_frame_local_name(<PyObject*>frame, <PyObject*>lock, &first)
-    if local_name != NULL:
+    if local_name != NULL and not no_locals:
         return <object>local_name
     if first != NULL:
         name = _attribute_holding(<object>first, lock, frame.f_code.co_names)

@@ -222,7 +222,7 @@ cdef object _new(cls, args, kwargs):
 cdef void _held_as(LockInfo info, obj) except *:
     """The program holds info's lock as obj (a Condition its own lock): name it after obj, unless
     its creation site named it already."""
-    if not info.site_named:
+    if not info.site_named and (info.name is None or info.local_named):
         info.owner = weakref.ref(obj)
 
 

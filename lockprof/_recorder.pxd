@@ -26,6 +26,9 @@ cdef class LockInfo:
     # Named by its creation site (Recorder.lock_info_at), and shared by the locks the site
     # makes up to MAX_SITES: never named at a release.
     cdef readonly bint site_named
+    # Named after the local its creation site stored it in, until a release finds it held
+    # under an attribute or global (a factory's `lock = Lock(); return lock`).
+    cdef public bint local_named
 
 
 cdef struct Context:

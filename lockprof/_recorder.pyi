@@ -22,6 +22,7 @@ class LockInfo:
     name: Optional[str]
     name_attempts: int
     owner: Any
+    local_named: bool
     @property
     def site_named(self) -> bool:
         """Named by its creation site (the attribute, variable or local it stores its locks under,

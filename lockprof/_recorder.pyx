@@ -103,6 +103,7 @@ cdef class LockInfo:
         self.name_attempts = 0
         self.owner = None
         self.site_named = False
+        self.local_named = False
 
     @property
     def site(self):
@@ -167,8 +168,9 @@ cdef class Recorder:
         (`self._lock = threading.Lock()`), which profiles name alike anyway, named after it;
         and once any other site has made HOT_SITE_LOCKS of them, named after the local they are
         stored in, if any. Until then (and beyond MAX_SITES), such a site's locks get one each,
-        named at their first captured release: a factory function's lock is better named where
-        it is held."""
+        named at their first captured release when they are held under an attribute or global
+        there (a factory's lock is better named where it is held), else after the site's local:
+        never after a local of the releasing code, which would make one site two names."""
         cdef PyObject* name
         cdef LockInfo info
         # The code's address is unique while the shared LockInfo holds the code. A count may
@@ -185,6 +187,9 @@ cdef class Recorder:
                 if len(self._site_counts) >= MAX_COUNTED_SITES:
                     self._site_counts.clear()
                 self._site_counts[site] = made
+                if name != NULL:
+                    info.name = <object>name
+                    info.local_named = True
                 return info
             self._site_counts.pop(site, None)
         if name != NULL:

@@ -517,6 +517,25 @@ def per_request_condition():
 
 def per_request_unstored():
     return [threading.Lock(), threading.Condition()]  # stored nowhere by name
+
+
+def guarded(lock):
+    def decorate(function):
+        def call():
+            with lock:  # held under the decorator's own name for it
+                return function()
+        return call
+    return decorate
+
+
+def decorated_per_request():
+    cache_lock = threading.Lock()
+
+    @guarded(cache_lock)
+    def cached():
+        return 1
+
+    return cached
 '''
 
 
@@ -623,10 +642,7 @@ def test_lock_info_site_and_kind(collector):
     assert info.kind == "lock"
     assert info.site.endswith(f"{os.path.basename(__file__)}:{line}")
     assert info.module == __name__
-    assert info.name is None  # a local: not named before its first captured release
-    with lock:
-        pass
-    assert info.name == "lock"
+    assert info.name == "lock" and info.local_named  # a local: named after it at creation
     assert info.display_name == f"{info.site}:lock"
 
 
@@ -680,7 +696,7 @@ def test_a_factory_storing_its_lock_in_a_local_lets_each_be_named_where_it_is_he
     module, path = names_module
     obj = module.WithMadeLocks()
     first, second, slot = obj._made_first.lock_info, obj._made_second.lock_info, obj._made_slot.lock_info
-    assert first is not second and first.name is None
+    assert first is not second and first.name == "local"  # until held under another name
     obj.use()
     local_line = _line_of(NAMES_MODULE, "local = threading.Lock()")
     assert first.display_name == f"{path}:{local_line}:_made_first"
@@ -713,7 +729,7 @@ def test_a_site_that_keeps_making_locks_in_a_local_shares_one_lock_info(names_mo
     module, path = names_module
     locks = [module.per_request_local() for _ in range(2000)]
     infos = [lock.lock_info for lock in locks]
-    # The first locks are each their own, named at their release; then the site shares one.
+    # The first locks are each their own, named after the local; then the site shares one.
     first = infos[:HOT_SITE_LOCKS - 1]
     assert len({id(info) for info in first}) == len(first)
     assert {(info.name, info.site_named) for info in first} == {("request_lock", False)}
@@ -729,6 +745,16 @@ def test_a_site_that_keeps_making_locks_in_a_local_shares_one_lock_info(names_mo
     with locks[-1]:
         assert locks[-2].acquire(blocking=False)
         locks[-2].release()
+
+
+def test_a_lock_held_under_another_name_than_its_sites_is_one_row(names_module, collector):
+    # The first locks of the site used to be named where held (`lock`) and the later ones
+    # after the local (`cache_lock`): two rows for one lock, their counts varying by run.
+    module, path = names_module
+    for _ in range(2 * HOT_SITE_LOCKS):
+        module.decorated_per_request()()
+    names = {sample.lock_name for sample in collector.snapshot().samples}
+    assert names == {f"{path}:{_line_of(NAMES_MODULE, 'cache_lock = threading.Lock()')}:cache_lock"}
 
 
 def test_hot_sites_share_while_other_sites_make_locks_between(names_module, collector):
@@ -802,12 +828,12 @@ def test_sites_beyond_the_limit_still_name_their_locks(collector):
     beyond = [made_at(code[-1]), made_at(code[-1])]
     assert first.name == beyond[0].name == beyond[1].name == "site_lock"
     assert beyond[0] is not beyond[1]
-    # A site storing its locks in a local: each its own too, named at its release.
+    # A site storing its locks in a local: each its own, named after the local until held.
     namespace = {}
     exec("import threading\ndef make():\n    local_lock = threading.Lock()\n    return local_lock\n", namespace)
     infos = [namespace["make"]().lock_info for _ in range(HOT_SITE_LOCKS + 1)]
     assert len({id(info) for info in infos}) == len(infos)
-    assert not any(info.site_named or info.name for info in infos)
+    assert {(info.site_named, info.name) for info in infos} == {(False, "local_lock")}
 
 
 def test_a_site_counts_again_once_4096_other_sites_were_counted(names_module, collector):
