@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import _thread
 import importlib
-import os
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from lockprof._recorder import Recorder
 from lockprof._sampler import CaptureSampler
 from lockprof.config import Config
 from lockprof.filters import ModuleFilter
+from lockprof.forking import call_after_fork_in_child
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
 # The attributes the collector replaces, per module, with the lock kind each makes. Lock and
@@ -272,25 +272,6 @@ class LockCollector:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LockCollector {state} capture_pct={self.capture_pct} max_frames={self.max_frames}>"
-
-
-# What has an _after_fork_in_child() to run in a fork child: collectors and profilers that
-# were started (weakly held: a forgotten one is not kept alive for it).
-_FORK_AWARE: "weakref.WeakSet[Any]" = weakref.WeakSet()
-
-
-def call_after_fork_in_child(obj: Any) -> None:
-    """Have obj._after_fork_in_child() run in every fork child of this process."""
-    _FORK_AWARE.add(obj)
-
-
-def _after_fork_in_child() -> None:
-    for obj in list(_FORK_AWARE):
-        obj._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _installed_by_stopped_collector(obj: Any) -> bool:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from lockprof import pprof
 from lockprof._term import color_enabled, width
+from lockprof.forking import call_after_fork_in_child
 from lockprof.profiler import Profiler
 from lockprof.report import build_report, format_text
 
@@ -140,35 +141,44 @@ class FinalFlush:
     """Stop the profiler (writing the final profile) once: at exit, or on SIGTERM or SIGHUP,
     which natively end a Python process with no cleanup at all, and which then end it the same
     way once the profile is written. A signal that arrives while the profile is being written
-    at exit ends the process when it is written."""
+    at exit ends the process when it is written.
+
+    All this belongs to the process `lockprof run` started: a fork child gets back the signal
+    dispositions it would have unprofiled, and prints no summary (its profiler writes its own
+    profiles)."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))  # Windows has no SIGHUP
 
     def __init__(self, profiler: Profiler, then: Optional[Callable[[], Any]] = None) -> None:
         self.profiler = profiler
         self.then = then  # what to do after the final profile is written (the summary)
         self.state = "running"  # then "flushing", then "done"
         self.pending_signal: Optional[int] = None
-        self.pid = os.getpid()
+        self.handled: Tuple[int, ...] = ()  # the signals whose handler this installed
 
     def install(self) -> None:
         """Call after profiler.start(), before the program runs: this exit handler then runs
         after the program's own (atexit goes last in, first out), and before the profiler's,
         which the stop() here unregisters."""
         atexit.register(self.flush)
-        for name in ("SIGTERM", "SIGHUP"):
-            signum = getattr(signal, name, None)  # Windows has no SIGHUP
-            # A signal already handled or ignored (a launcher's nohup) is left alone.
-            if signum is not None and signal.getsignal(signum) == signal.SIG_DFL:
-                signal.signal(signum, self._on_signal)
+        # A signal already handled or ignored (a launcher's nohup) is left alone.
+        self.handled = tuple(signum for signum in self.SIGNALS
+                             if signal.getsignal(signum) == signal.SIG_DFL)
+        for signum in self.handled:
+            signal.signal(signum, self._on_signal)
+        call_after_fork_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Signals are blocked until this is done (lockprof.forking): none is lost meanwhile.
+        for signum in self.handled:
+            if signal.getsignal(signum) == self._on_signal:  # not replaced by the program
+                signal.signal(signum, signal.SIG_DFL)
+        self.handled = ()
+        self.then = None
 
     def flush(self) -> None:
         if self.state != "running":
-            return
-        if os.getpid() != self.pid:
-            # A child forked without exec, ending: its profiler is a copy of the parent's, with
-            # the parent's data. It writes nothing (stop() also drops the profiler's own exit
-            # handler) and prints nothing.
-            self.state = "done"
-            self.profiler.stop(flush=False)
             return
         self.state = "flushing"
         try:
