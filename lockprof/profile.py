@@ -128,6 +128,11 @@ class Snapshot:
     def duration_ns(self) -> int:
         return max(0, self.end_ns - self.start_ns)
 
+    @property
+    def empty(self) -> bool:
+        """No lock activity at all in the period."""
+        return not (self.samples or self.lock_totals or self.long_waits or self.dropped_events)
+
     def totals_by_lock(self) -> Dict[str, Tuple[int, int, int, int]]:
         """lock name -> (acquires, wait ns, releases, hold ns), summed over stacks and threads."""
         totals: Dict[str, List[int]] = {}

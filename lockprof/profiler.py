@@ -13,6 +13,7 @@ import _thread
 import atexit
 import dataclasses
 import os
+import sys
 import time
 import warnings
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
@@ -20,8 +21,9 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 from lockprof import pprof
 from lockprof._lock import original_thread_attribute
 from lockprof._version import __version__
-from lockprof.collector import LockCollector, call_after_fork_in_child, collector_from_config, lock_site
+from lockprof.collector import LockCollector, collector_from_config, lock_site
 from lockprof.config import Config
+from lockprof.forking import call_after_fork_in_child
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
 
@@ -85,6 +87,11 @@ class _Exporter:
             self._done.release()
 
 
+def _stop_at_multiprocessing_exit(profiler: "Profiler") -> None:
+    # A multiprocessing child runs its finalizers, then os._exit(): no interpreter exit.
+    sys.modules["multiprocessing.util"].Finalize(None, profiler._stop_at_exit, exitpriority=0)
+
+
 class LockprofExportWarning(UserWarning):
     """A profile could not be written; profiling goes on and the next export retries."""
 
@@ -134,6 +141,7 @@ class Profiler:
         self._sequence = 0
         self._running = False
         self._exporter: Optional[_Exporter] = None
+        self._forked = False  # a fork child of the process that started profiling
         self.last_path: Optional[str] = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -160,7 +168,10 @@ class Profiler:
     def _after_fork_in_child(self) -> None:
         """A fork child goes on profiling into its own files (its pid in their names), with
         none of the parent's events, and with locks and an exporter thread of its own: the
-        parent's may have been held, or running, in a thread the child does not have."""
+        parent's may have been held, or running, in a thread the child does not have. It
+        writes a profile only for a period with lock activity in it, periodically and when it
+        ends (at its interpreter's exit, or at multiprocessing's exit of a worker process,
+        which skips the interpreter's)."""
         self._lifecycle_lock = _thread.allocate_lock()
         self._pending_lock = _thread.allocate_lock()
         self._export_lock = _thread.allocate_lock()
@@ -169,8 +180,14 @@ class Profiler:
         self._pending_max_interval = 0
         self._period_start_ns = time.time_ns()
         self._sequence = 0
+        self._forked = True
+        self._exporter = None  # the parent's thread: not in this process
         if self._running:
             self._start_exporter()
+            multiprocessing_util = sys.modules.get("multiprocessing.util")
+            if multiprocessing_util is not None:
+                # Run in a multiprocessing child after it clears the finalizers it inherited.
+                multiprocessing_util.register_after_fork(self, _stop_at_multiprocessing_exit)
 
     def stop(self, flush: bool = True) -> Optional[str]:
         """Stop profiling; with flush, write the final profile and return its path."""
@@ -180,9 +197,9 @@ class Profiler:
             self._running = False
             for collector in self.collectors:
                 collector.stop()
-            assert self._exporter is not None
-            self._exporter.stop()
-            self._exporter = None
+            if self._exporter is not None:
+                self._exporter.stop()
+                self._exporter = None
             atexit.unregister(self._stop_at_exit)
         return self.export() if flush else None
 
@@ -261,11 +278,14 @@ class Profiler:
     def export(self) -> Optional[str]:
         """Write the period's profile to <output>.<pid>.<seq>.pprof and start a new period.
 
-        Returns the path, or None when the write failed: then one LockprofExportWarning is
-        issued, the data of that period is lost, and the next export tries again.
+        Returns the path, or None when nothing was written: in a fork child, a period with no
+        lock activity; or when the write failed: then one LockprofExportWarning is issued, the
+        data of that period is lost, and the next export tries again.
         """
         with self._export_lock:
             snapshot = self._period(reset=True)
+            if self._forked and snapshot.empty:
+                return None
             path = f"{self.config.output}.{os.getpid()}.{self._sequence}.pprof"
             try:
                 directory = os.path.dirname(path)
