@@ -111,6 +111,8 @@ cdef class Recorder:
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
                           int depth, bint timed_out) noexcept
     cdef object _context(self, Context* context)
+    cdef int _awaiters_stack(self, WaiterStack* waiter, int max_frames) noexcept
+    cdef object _awaiter_of(self, object task)
     cdef void _note_thread(self, unsigned long thread_id) noexcept
     cdef object _current_task(self)
     cdef object _task_name(self, object task)

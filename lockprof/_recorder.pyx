@@ -17,7 +17,9 @@ the caller's code or allocates a Python object that the garbage collector tracks
 """
 
 import sys
-from types import MethodDescriptorType
+from functools import partial
+from types import CoroutineType, FunctionType, GeneratorType, MethodDescriptorType, MethodType
+from weakref import ReferenceType
 
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
 from cpython.object cimport PyObject
@@ -25,8 +27,8 @@ from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 
 from lockprof._lockcore cimport (
-    LP_LONG_WAIT_FRAMES, LP_LONG_WAITS, LP_MAX_FRAMES,
-    lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_ref, lp_key,
+    LP_LONG_WAIT_FRAMES, LP_LONG_WAITS, LP_MAX_FRAMES, LP_MAX_WALK,
+    lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_lasti, lp_frame_ref, lp_key,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
     lp_thread_ident, lp_thread_native_id, lp_assigned_name,
@@ -90,6 +92,40 @@ def _classify_opcodes():
 
 
 _classify_opcodes()
+
+
+cdef bint cell_has_contents(object cell):
+    try:
+        cell.cell_contents
+    except ValueError:  # an empty cell
+        return False
+    return True
+
+
+cdef int _coroutine_chain(object coroutine, WaiterStack* waiter, int max_frames) except -1:
+    """The frames of a suspended coroutine and of those it awaits in turn, leaf first, into
+    waiter.frames (max_frames of them, the whole depth in waiter.depth); returns how many.
+    The code objects are borrowed from the coroutines, alive while their task is."""
+    cdef int depth = 0, n = 0, i
+    frames = []  # the frame objects, kept alive until their code and offset are read
+    while coroutine is not None and depth < LP_MAX_WALK:
+        if type(coroutine) is CoroutineType:
+            frame, coroutine = coroutine.cr_frame, coroutine.cr_await
+        elif type(coroutine) is GeneratorType:
+            frame, coroutine = coroutine.gi_frame, coroutine.gi_yieldfrom
+        else:
+            break
+        if frame is None:
+            break
+        frames.append(frame)
+        depth += 1
+    for i in range(depth - 1, max(depth - 1 - max_frames, -1), -1):
+        frame = frames[i]
+        waiter.frames[n].code = <PyObject*>frame.f_code
+        waiter.frames[n].lasti = lp_frame_lasti(<PyObject*>frame)
+        n += 1
+    waiter.depth = depth
+    return n
 
 
 cdef class LockInfo:
@@ -245,9 +281,11 @@ cdef class Recorder:
             return NULL
         task_name = None
         if waiter.nframes < 0:
-            waiter.nframes = lp_capture_stack(waiter.frames, self.max_frames if (sampled or count_acquire) else LP_LONG_WAIT_FRAMES,
-                                              &waiter.depth)
             task_name = self._context(&waiter.context)
+            max_frames = self.max_frames if (sampled or count_acquire) else LP_LONG_WAIT_FRAMES
+            waiter.nframes = self._awaiters_stack(waiter, max_frames)
+            if waiter.nframes == 0:
+                waiter.nframes = lp_capture_stack(waiter.frames, max_frames, &waiter.depth)
         cdef lp_frame_ref* frames = waiter.frames
         cdef int nframes = waiter.nframes, depth = waiter.depth
         cdef Context context = waiter.context
@@ -438,6 +476,53 @@ cdef class Recorder:
             if task_name is not None:
                 context.task_name = <void*>task_name
         return task_name
+
+    cdef int _awaiters_stack(self, WaiterStack* waiter, int max_frames) noexcept:
+        """A wait in an asyncio task that runs the acquire itself (the helper task of
+        asyncio.wait_for() on 3.9 to 3.11, or one made by gather(), shield(), create_task()) has
+        only the event loop's frames on its stack: its frames are those of the coroutines that
+        await the task, leaf first, put in waiter.frames. Returns how many (0: not such a wait,
+        or no awaiter found). Only C-level getters and containers are read: no user code."""
+        try:
+            task = <object><PyObject*>waiter.context.task_id if waiter.context.task_id else None
+            if task is None or type(task) is not self._c_task_type or type(task._coro) is CoroutineType:
+                return 0
+            awaiter = self._awaiter_of(task)
+            if awaiter is None:
+                return 0
+            return _coroutine_chain(awaiter._coro, waiter, max_frames)
+        except Exception:
+            return 0
+
+    cdef object _awaiter_of(self, object task):
+        """The task whose awaited future is task, or a future that one of task's done callbacks
+        completes (wait_for's waiter, gather's outer future): found among asyncio's tasks."""
+        referenced = set()
+        for callback, _ in task._callbacks or ():
+            if type(callback) is partial:
+                referenced.update(id(arg) for arg in (<object>callback).args)
+            elif type(callback) is MethodType:
+                referenced.add(id(callback.__self__))
+            elif type(callback) is FunctionType:
+                referenced.update(id(cell.cell_contents) for cell in callback.__closure__ or ()
+                                  if cell_has_contents(cell))
+        namespace = PyObject_GenericGetDict(self._modules.get("asyncio.tasks"), NULL)
+        for registry in ("_all_tasks", "_scheduled_tasks", "_eager_tasks"):  # 3.9-3.11, 3.12+
+            tracked = namespace.get(registry)
+            if tracked is None:
+                continue
+            if type(tracked) is not set:  # a WeakSet: its set of references, read in place
+                tracked = PyObject_GenericGetDict(tracked, NULL).get("data")
+                if type(tracked) is not set:
+                    continue
+            for item in <set>tracked:
+                candidate = item() if type(item) is ReferenceType else item
+                if type(candidate) is not self._c_task_type or candidate is task:
+                    continue
+                awaited = candidate._fut_waiter
+                if awaited is not None and (awaited is task or id(awaited) in referenced):
+                    return candidate
+        return None
 
     cdef void _note_thread(self, unsigned long thread_id) noexcept:
         # A direct-mapped cache of the threads already named this period keeps the dict lookups

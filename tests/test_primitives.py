@@ -603,6 +603,42 @@ def test_asyncio_waiter_and_holder_each_on_their_own_task(make_collector, loop_k
     assert totals_named(snap, site_of(lock)).contended_count == 1
 
 
+HELPERS = {  # ways to wait for an acquire run by a task of its own
+    "wait_for": lambda acquire: asyncio.wait_for(acquire, 10),
+    "gather": asyncio.gather,
+    "ensure_future": asyncio.ensure_future,
+    "shield": asyncio.shield,
+}
+
+
+@pytest.mark.parametrize("helper", HELPERS)
+@pytest.mark.parametrize("name", ["Lock", "Semaphore"])
+def test_asyncio_wait_in_a_helper_task_is_shown_in_the_coroutines_awaiting_it(make_collector, helper, name):
+    collector = make_collector(capture_pct=100)
+
+    async def user_waits_through_a_helper(lock):
+        await HELPERS[helper](lock.acquire())
+        lock.release()
+
+    async def main():
+        lock = getattr(asyncio, name)(1) if name == "Semaphore" else asyncio.Lock()
+        started = asyncio.Event()
+        holder = asyncio.ensure_future(hold_for(lock, 0.05, started))
+        await started.wait()
+        await user_waits_through_a_helper(lock)
+        await holder
+        return lock
+
+    lock = run(main)
+    snap = collector.snapshot()
+    (wait,) = [s for s in samples_named(snap, site_of(lock)) if s.contended_count]
+    (long_wait,) = snap.long_waits
+    for frames in (wait.frames, long_wait.frames):
+        names = [frame.name for frame in frames]
+        assert any(n.endswith("user_waits_through_a_helper") for n in names), names
+        assert names[-1].endswith("main") and not any("run_once" in n for n in names), names
+
+
 def test_asyncio_two_waiters_are_timed_separately(make_collector):
     collector = make_collector(capture_pct=100)
 
