@@ -3,7 +3,8 @@
 # source tree with benchmarks/requirements.txt (ddtrace, PyYAML, Flask, gunicorn) into a fresh
 # virtual environment made with PYTHON, then each benchmark at a tiny size. No timing is checked;
 # a benchmark that crashes, or a lockprof profile that fails its validation, fails the run.
-# Needs wrk (Debian: apt-get install wrk) for the service benchmark.
+# Needs wrk (Debian: apt-get install wrk) for the service benchmark and valgrind for
+# instructions.py.
 # Usage: ci/bench_smoke.sh PYTHON          (used by .ci/run, once, with the newest CPython)
 set -euo pipefail
 python=${1:?usage: ci/bench_smoke.sh PYTHON}
@@ -22,5 +23,7 @@ echo "-- pytest-benchmark suite, each benchmark run once"
 "$bin/python" -m pytest "$root/benchmarks" -q -p no:cacheprovider --benchmark-disable
 echo "-- lock_profiler_stress/run.py, every configuration at 2% of its size"
 "$bin/python" "$root/benchmarks/lock_profiler_stress/run.py" "$work/stress" --scale 0.02 --repeat 1
+echo "-- instructions.py --quick"
+"$bin/python" "$root/benchmarks/instructions.py" --quick --json "$work/instructions.json"
 echo "-- service/run.py, one short round per profiler"
 "$bin/python" "$root/benchmarks/service/run.py" "$work/service" --duration 2 --warmup 1 --rounds 1
