@@ -224,6 +224,7 @@ class LockCollector:
             thread_name=self._thread_name(event.thread_id),
             task_id=event.task_id,
             task_name=event.task_name,
+            site=lock_site(info),
             acquire_count=round(event.acquire_count * scale),
             release_count=round(event.release_count * scale),
             release_hold_ns=round(event.release_hold_ns * scale),

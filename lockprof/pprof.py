@@ -32,6 +32,7 @@ __all__ = [
     "CONTEXT_LABELS",
     "LOCK_KIND_LABEL",
     "LOCK_NAME_LABEL",
+    "LOCK_SITE_LABEL",
     "LONG_WAIT_LABEL",
     "MAX_WAIT_LABEL",
     "METADATA_PREFIX",
@@ -49,8 +50,8 @@ __all__ = [
     "write_atomic",
 ]
 
-# The labels of a lock sample.
-LOCK_NAME_LABEL, LOCK_KIND_LABEL = "lock name", "lock kind"
+# The labels of a lock sample; a lock's creation site is "file:line".
+LOCK_NAME_LABEL, LOCK_KIND_LABEL, LOCK_SITE_LABEL = "lock name", "lock kind", "lock site"
 # Who waited or held, on lock samples and long waits: (label, attribute, type of its values).
 CONTEXT_LABELS = (
     ("thread id", "thread_id", int),
@@ -393,7 +394,7 @@ def decode(data: bytes) -> Snapshot:
                                                **context))
         else:
             lock_sample = LockSample(lock_name, lock_kind, tuple(sample.frames),
-                                     timed_out=timed_out,
+                                     site=labels.site(lock_name), timed_out=timed_out,
                                      **labels.context())
             for value_type, value in zip(raw.sample_types, sample.values):
                 known = _SAMPLE_TYPES.get(value_type.type)
@@ -431,6 +432,15 @@ class _Labels:
             context[attribute] = (self.number(key) if kind is int else self.text(key)) if present else None
         context["thread_name"] = context["thread_name"] or ""
         return context
+
+    def site(self, lock_name: str) -> Optional[Frame]:
+        if LOCK_SITE_LABEL not in self.labels:
+            return None
+        filename, _, line = self.text(LOCK_SITE_LABEL).rpartition(":")
+        try:
+            return Frame(lock_name, filename, int(line))
+        except ValueError:
+            raise ProfileFormatError(f"label {LOCK_SITE_LABEL!r} is not file:line") from None
 
 
 def _metadata(comments: List[str]) -> Dict[str, Any]:

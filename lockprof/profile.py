@@ -67,6 +67,8 @@ class LockSample:
     thread_name: str
     task_id: Optional[int] = None
     task_name: Optional[str] = None
+    # Where the lock was created (file and line; named after the lock), when known.
+    site: Optional[Frame] = None
     # Acquires and holds, sampled at capture_pct and upscaled.
     acquire_count: int = 0
     release_count: int = 0

@@ -193,6 +193,8 @@ def build_report(profiles: Iterable[Snapshot], by: str = "lock", sort: str = "wa
             row = group.row
             if by == "lock":
                 row.kind = row.kind or sample.lock_kind
+                if row.site is None and sample.site is not None and sample.site.filename:
+                    row.site = Frame(lock, sample.site.filename, sample.site.line)
             wait, hold = sample.acquire_wait_ns, sample.release_hold_ns
             row.acquires += sample.acquire_count
             if counts_contention:

@@ -159,6 +159,14 @@ def test_the_sampling_metadata_is_one_json_comment():
             back.dropped_events) == (1.0, 1_000_000, 4_000_000, 42)
 
 
+def test_a_lock_site_is_a_label_of_its_samples():
+    sample = LockSample("db_lock", "lock", (MAIN,), 1, 1001, "MainThread", acquire_count=1,
+                        site=Frame("db_lock", "/app/db.py", 12))
+    (raw,) = parse(encode(make_snapshot(samples=[sample]))).samples
+    assert raw.labels["lock site"] == "/app/db.py:12"
+    assert decode(encode(make_snapshot(samples=[sample]))).samples == [sample]
+
+
 def test_round_trip_deduplicates_strings_functions_and_locations():
     profile = parse(encode(make_snapshot()))
 
@@ -318,6 +326,8 @@ MALFORMED = [
      "dropped_events is '3', not a number"),
     ("long wait as text", strings("long wait", "x") + lfield(2, lfield(3, vfield(1, 1) + vfield(2, 2))),
      "label 'long wait' has text 'x', expected a number"),
+    ("lock site without a line", strings("lock site", "/a.py") + lfield(2, lfield(3, vfield(1, 1) + vfield(2, 2))),
+     "label 'lock site' is not file:line"),
 ]
 
 

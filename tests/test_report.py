@@ -4,10 +4,12 @@ sorting, and the text, JSON and CSV forms."""
 import csv
 import io
 import json
+import sys
+import threading
 
 import pytest
 
-from lockprof import pprof
+from lockprof import LockCollector, pprof
 from lockprof.collector import UNTRACKED_LOCKS
 from lockprof.profile import Frame, LockSample, LongWait, Snapshot
 from lockprof.renderers.csv_rows import CsvRenderer
@@ -280,6 +282,28 @@ def test_a_profile_rewritten_by_go_pprof_reports_the_same(tmp_path):
     assert rewritten.read_bytes() != ours.read_bytes()
     mine, theirs = (build_report([pprof.read_profile(str(p))]) for p in (ours, rewritten))
     assert [r.as_dict() for r in theirs.rows] == [r.as_dict() for r in mine.rows]
+
+
+def test_every_lock_with_samples_has_its_site_in_json_and_csv(tmp_path):
+    # Issue 21: a lock that never waited has no exact totals; its site comes with its samples.
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    try:
+        line = sys._getframe().f_lineno + 1
+        quiet_lock = threading.Lock()
+        with quiet_lock:
+            pass
+    finally:
+        collector.stop()
+    path = tmp_path / "quiet.pprof"
+    pprof.write_atomic(str(path), PprofRenderer().render(collector.snapshot()))
+    profiles = [pprof.read_profile(str(path))]
+    (row,) = [r for r in json.loads(JsonRenderer().render(profiles))["rows"] if r["name"].endswith(":quiet_lock")]
+    assert (row["contended_acquires"], row["exact"]) == (0, True)
+    assert row["site"] == {"function": row["name"], "file": __file__, "line": line}
+    (csv_row,) = [r for r in csv.DictReader(io.StringIO(CsvRenderer().render(profiles)))
+                  if r["name"].endswith(":quiet_lock")]
+    assert csv_row["site"] == f"{__file__}:{line}"
 
 
 def test_short_path(tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from lockprof._version import __version__
 from lockprof.pprof import (
     CONTEXT_LABELS, FUNCTION_FILENAME, FUNCTION_ID, FUNCTION_NAME, FUNCTION_SYSTEM_NAME, LABEL_KEY,
     LABEL_NUM, LABEL_NUM_UNIT, LABEL_STR, LEN, LINE_FUNCTION_ID, LINE_LINE, LOCATION_ID,
-    LOCATION_LINE, LOCATION_MAPPING_ID, LOCK_KIND_LABEL, LOCK_NAME_LABEL,
+    LOCATION_LINE, LOCATION_MAPPING_ID, LOCK_KIND_LABEL, LOCK_NAME_LABEL, LOCK_SITE_LABEL,
     LONG_WAIT_LABEL, MAPPING_HAS_FILENAMES, MAPPING_HAS_FUNCTIONS, MAPPING_HAS_LINE_NUMBERS,
     MAPPING_ID, MAPPING_ID_PYTHON, MAX_WAIT_LABEL, METADATA_FIELDS, METADATA_PREFIX,
     OUTCOME_LABEL, PROFILE_COMMENT, PROFILE_DEFAULT_SAMPLE_TYPE, PROFILE_DURATION_NANOS,
@@ -130,6 +130,8 @@ class _ProfileBuilder:
 
     def lock_sample(self, s: LockSample) -> bytes:
         labels = [(LOCK_NAME_LABEL, s.lock_name, ""), (LOCK_KIND_LABEL, s.lock_kind, "")]
+        if s.site is not None and s.site.filename:
+            labels.append((LOCK_SITE_LABEL, f"{s.site.filename}:{s.site.line}", ""))
         labels += _context_labels(s)
         if s.timed_out:
             labels.append((OUTCOME_LABEL, TIMED_OUT, ""))
