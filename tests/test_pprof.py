@@ -457,8 +457,8 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
     function_names = ["Lock.acquire", "worker", "main"]
 
     raw = run_pprof(go, ["-raw", str(path)], tmp_path)
-    for type_, unit in SAMPLE_TYPES:
-        assert f"{type_}/{unit}" in raw
+    for sample_type in SAMPLE_TYPES:
+        assert f"{sample_type.type}/{sample_type.unit}" in raw
     assert "lock-acquire-wait/nanoseconds[dflt]" in raw
     for name in function_names:
         assert name in raw
