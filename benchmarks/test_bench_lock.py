@@ -19,6 +19,7 @@ import pytest
 from measure_lock_overhead import frame_depth  # benchmarks/ is on sys.path under pytest
 from lockprof import pprof
 from lockprof.profile import Frame, LockSample, Snapshot
+from lockprof.renderers.pprof import PprofRenderer
 
 # The native factories, as threading held them at collection (conftest.py checks they are back
 # after every test).
@@ -274,15 +275,15 @@ def large_snapshot(n_samples: int = ENCODE_SAMPLES) -> Snapshot:
             release_hold_ns=2000 * i,
         ))
     return Snapshot(samples, 1_700_000_000_000_000_000, 1_700_000_060_000_000_000, 1.0,
-                    dropped_events=3, comments=["lockprof benchmark"])
+                    dropped_events=3)
 
 
 def test_pprof_encode_10k_samples(benchmark):
-    """lockprof.pprof.encode() of a 10k-sample snapshot (gzip included)."""
+    """lockprof's PprofRenderer().render() of a 10k-sample snapshot (gzip included)."""
     snapshot = large_snapshot()
     benchmark.extra_info["samples"] = len(snapshot.samples)
     benchmark.extra_info["frames"] = sum(len(s.frames) for s in snapshot.samples)
-    data = benchmark.pedantic(pprof.encode, args=(snapshot,), rounds=5, warmup_rounds=1)
+    data = benchmark.pedantic(PprofRenderer().render, args=(snapshot,), rounds=5, warmup_rounds=1)
     benchmark.extra_info["bytes"] = len(data)
     assert len(pprof.decode(data).samples) == ENCODE_SAMPLES
 
@@ -293,6 +294,6 @@ def test_export_10k_samples(benchmark, tmp_path):
     snapshot = large_snapshot()
     path = str(tmp_path / "large.pprof")
     benchmark.extra_info["samples"] = len(snapshot.samples)
-    benchmark.pedantic(lambda: pprof.write_atomic(path, pprof.encode(snapshot)), rounds=5, warmup_rounds=1)
+    benchmark.pedantic(lambda: pprof.write_atomic(path, PprofRenderer().render(snapshot)), rounds=5, warmup_rounds=1)
     with open(path, "rb") as f:
         assert len(pprof.decode(f.read()).samples) == ENCODE_SAMPLES

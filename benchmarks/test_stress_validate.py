@@ -13,6 +13,7 @@ import pytest
 
 from lockprof import pprof
 from lockprof.profile import Frame, LockSample, LockTotals, Snapshot
+from lockprof.renderers.pprof import PprofRenderer
 
 STRESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lock_profiler_stress")
 sys.path.insert(0, STRESS)
@@ -37,7 +38,7 @@ def result_with(tmp_path, samples: List[LockSample], totals_wait_ns: Optional[in
         totals.append(LockTotals(LOCK, "lock", Frame(LOCK, SCENARIO, 180), contended_count=100,
                                  wait_ns=totals_wait_ns, max_wait_ns=totals_wait_ns // 10))
     path = str(tmp_path / "lockprof.1.0.pprof")
-    pprof.write_atomic(path, pprof.encode(Snapshot(samples, 0, 10**9, 1.0, lock_totals=totals)))
+    pprof.write_atomic(path, PprofRenderer().render(Snapshot(samples, 0, 10**9, 1.0, lock_totals=totals)))
     return {"profile_files": [path], "scenario": scenario, "scenario_file": SCENARIO, "profiler_settings": {"capture_pct": 1.0},
             "measured_waits": {"profiled": {"acquires": acquires, "wait_ns": wait_ns, "wait_over_1ms_ns": over_1ms_ns}}}
 

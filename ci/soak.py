@@ -169,14 +169,10 @@ def audit_and_dropped(prefix: str, site: str) -> tuple:
     for path in glob.glob(f"{prefix}.{os.getpid()}.*.pprof"):
         with open(path, "rb") as f:
             profile = pprof.decode(f.read())
-        index = profile.value_index("lock-acquire")
         for sample in profile.samples:
-            name = str(sample.labels.get("lock name", ""))
-            if name == site or name.startswith(site + ":"):
-                acquires += sample.values[index]
-        for comment in profile.comments:
-            if comment.startswith("dropped events: "):
-                dropped += int(comment.split(": ")[1])
+            if sample.lock_name == site or sample.lock_name.startswith(site + ":"):
+                acquires += sample.acquire_count
+        dropped += profile.dropped_events
     return acquires, dropped
 
 

@@ -7,7 +7,7 @@ changing a program, `lockprof run examples/workload.py` does the same: see docs/
 """
 
 from lockprof import Profiler
-from lockprof.report import top_locks
+from lockprof.renderers.text import top_locks
 from workload import run
 
 

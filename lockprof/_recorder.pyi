@@ -5,16 +5,6 @@ from lockprof._sampler import CaptureSampler
 
 Frames = Tuple[Tuple[CodeType, int], ...]  # (code, instruction offset), leaf first
 
-# (lock_info, frames, omitted, thread_id, thread_native_id, task_id, task_name, timed_out,
-#  acquire_count, release_count, release_hold_ns, contended_count, acquire_wait_ns,
-#  blocking_hold_ns, condition_wait_ns)
-Record = Tuple[Any, Frames, int, int, int, Optional[int], Optional[str], bool,
-               int, int, int, float, int, int, int]
-# (lock_info or None for the locks beyond the tracking limit, contended, wait_ns, max_wait_ns, timeouts)
-LockTotalsRecord = Tuple[Optional["LockInfo"], int, int, int, int]
-# (wait_ns, lock_info, thread_id, task_id, task_name, timed_out, frames)
-LongWaitRecord = Tuple[int, "LockInfo", int, Optional[int], Optional[str], bool, Frames]
-
 class LockInfo:
     """What the profile says about one profiled lock (or about all the locks one site makes,
     see Recorder.lock_info_at): its kind, creation site and name."""
@@ -62,5 +52,82 @@ class Recorder:
     def __init__(self, sampler: CaptureSampler, max_frames: int = 64, max_entries: int = 4096,
                  wait_sample_interval: int = 1000000) -> None: ...
     def discard(self) -> None: ...
-    def drain(self) -> Tuple[List[Record], List[LockTotalsRecord], List[LongWaitRecord], int,
-                             Dict[int, str], int]: ...
+    def drain(self) -> Drained:
+        """Take what was gathered since the last drain and reset it."""
+
+class Captured:
+    """Who was captured where: a lock, a stack, a thread and task, and the outcome of the wait."""
+
+    @property
+    def lock_info(self) -> LockInfo: ...
+    @property
+    def frames(self) -> Frames: ...
+    @property
+    def thread_id(self) -> int: ...
+    @property
+    def task_id(self) -> Optional[int]: ...
+    @property
+    def task_name(self) -> Optional[str]: ...
+    @property
+    def timed_out(self) -> bool: ...
+
+class EventCounts(Captured):
+    """The counts of one event table key since the last drain. acquire_count, release_count and
+    release_hold_ns are raw (sampled at capture_pct); the other counts are already weighted."""
+
+    @property
+    def omitted(self) -> int: ...
+    @property
+    def thread_native_id(self) -> int: ...
+    @property
+    def acquire_count(self) -> int: ...
+    @property
+    def release_count(self) -> int: ...
+    @property
+    def release_hold_ns(self) -> int: ...
+    @property
+    def contended_count(self) -> float: ...
+    @property
+    def acquire_wait_ns(self) -> int: ...
+    @property
+    def blocking_hold_ns(self) -> int: ...
+    @property
+    def condition_wait_ns(self) -> int: ...
+
+class LockContention:
+    """The exact contention of one lock since the last drain; lock_info is None for the sum over
+    the locks beyond the tracking limit."""
+
+    @property
+    def lock_info(self) -> Optional[LockInfo]: ...
+    @property
+    def contended(self) -> int: ...
+    @property
+    def wait_ns(self) -> int: ...
+    @property
+    def max_wait_ns(self) -> int: ...
+    @property
+    def timeouts(self) -> int: ...
+
+class LongWaitRecord(Captured):
+    """One of the longest waits since the last drain, as it happened (the waiter's innermost
+    frames)."""
+
+    @property
+    def wait_ns(self) -> int: ...
+
+class Drained:
+    """Everything one drain() took."""
+
+    @property
+    def events(self) -> List[EventCounts]: ...
+    @property
+    def lock_totals(self) -> List[LockContention]: ...
+    @property
+    def long_waits(self) -> List[LongWaitRecord]: ...  # longest first
+    @property
+    def dropped(self) -> int: ...  # events the full table had no room for
+    @property
+    def thread_names(self) -> Dict[int, str]: ...
+    @property
+    def max_interval(self) -> int: ...  # the largest wait sampling interval in force (ns)

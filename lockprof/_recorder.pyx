@@ -152,6 +152,69 @@ cdef class LockInfo:
         return _resolve.lock_display_name(self)
 
 
+# What drain() returns: typed records, read by name (collector.py), built only in drain().
+
+cdef class Captured:
+    """Who was captured where: a lock, a stack, a thread and task, and the outcome of the wait."""
+    cdef readonly LockInfo lock_info
+    cdef readonly tuple frames  # (code, instruction offset) pairs, leaf first
+    cdef readonly unsigned long thread_id
+    cdef readonly object task_id  # None outside a task
+    cdef readonly object task_name
+    cdef readonly bint timed_out
+
+
+cdef class EventCounts(Captured):
+    """The counts of one event table key since the last drain. acquire_count, release_count and
+    release_hold_ns are raw (sampled at capture_pct); the other counts are already weighted."""
+    cdef readonly int omitted  # frames beyond max_frames, left out
+    cdef readonly unsigned long thread_native_id
+    cdef readonly int64_t acquire_count
+    cdef readonly int64_t release_count
+    cdef readonly int64_t release_hold_ns
+    cdef readonly double contended_count
+    cdef readonly int64_t acquire_wait_ns
+    cdef readonly int64_t blocking_hold_ns
+    cdef readonly int64_t condition_wait_ns
+
+
+cdef class LockContention:
+    """The exact contention of one lock since the last drain; lock_info is None for the sum over
+    the locks beyond the tracking limit."""
+    cdef readonly LockInfo lock_info
+    cdef readonly int64_t contended
+    cdef readonly int64_t wait_ns
+    cdef readonly int64_t max_wait_ns
+    cdef readonly int64_t timeouts
+
+
+cdef class LongWaitRecord(Captured):
+    """One of the longest waits since the last drain, as it happened (the waiter's innermost
+    frames)."""
+    cdef readonly int64_t wait_ns
+
+
+cdef class Drained:
+    """Everything one drain() took."""
+    cdef readonly list events  # EventCounts
+    cdef readonly list lock_totals  # LockContention, of the locks that were contended
+    cdef readonly list long_waits  # LongWaitRecord, longest first
+    cdef readonly uint64_t dropped  # events the full table had no room for
+    cdef readonly dict thread_names  # the names of the threads seen, by thread id
+    cdef readonly int64_t max_interval  # the largest wait sampling interval in force (ns)
+
+
+cdef LockContention _contention(LockInfo info, int64_t contended, int64_t wait_ns, int64_t max_wait_ns,
+                                int64_t timeouts):
+    cdef LockContention totals = LockContention.__new__(LockContention)
+    totals.lock_info = info
+    totals.contended = contended
+    totals.wait_ns = wait_ns
+    totals.max_wait_ns = max_wait_ns
+    totals.timeouts = timeouts
+    return totals
+
+
 cdef class Recorder:
     """Shared by every lock one collector creates; lives as long as the collector."""
 
@@ -621,30 +684,19 @@ cdef class Recorder:
         self.drain()
 
     def drain(self):
-        """Take what was gathered since the last drain and reset it.
-
-        Returns (records, lock_totals, long_waits, dropped, thread_names, max_interval):
-        - records: tuples (lock_info, frames, omitted, thread_id, thread_native_id, task_id,
-          task_name, timed_out, acquire_count, release_count, release_hold_ns,
-          contended_count, acquire_wait_ns, blocking_hold_ns, condition_wait_ns); the first
-          three counts are raw (sampled at capture_pct), the last four already weighted; frames is a tuple of
-          (code, offset) pairs, leaf first;
-        - lock_totals: exact (lock_info, contended, wait_ns, max_wait_ns, timeouts) per lock
-          contended, lock_info None for the sum over locks beyond the tracking limit;
-        - long_waits: (wait_ns, lock_info, thread_id, task_id, task_name, timed_out, frames),
-          longest first;
-        - dropped: the events the full table had no room for;
-        - thread_names: the names of the threads seen, by thread id;
-        - max_interval: the largest wait sampling interval in force (ns).
-        """
+        """Take what was gathered since the last drain and reset it, as a Drained record."""
         if self._draining:
             raise RuntimeError("Recorder.drain() is already running")
+        cdef Drained drained
         self._draining = True
         try:
-            records, dropped = self._drain()
-            max_interval, self._period_max_interval = self._period_max_interval, self.wait_sample_interval
-            return (records, self._drain_lock_totals(), self._drain_long_waits(), dropped,
-                    self._drain_thread_names(), max_interval)
+            drained = Drained.__new__(Drained)
+            drained.events, drained.dropped = self._drain()
+            drained.max_interval, self._period_max_interval = self._period_max_interval, self.wait_sample_interval
+            drained.lock_totals = self._drain_lock_totals()
+            drained.long_waits = self._drain_long_waits()
+            drained.thread_names = self._drain_thread_names()
+            return drained
         finally:
             self._draining = False
 
@@ -655,6 +707,7 @@ cdef class Recorder:
         cdef lp_entry** taken
         cdef lp_entry* values
         cdef int k
+        cdef EventCounts event
         # Phase 1, no Python allocation: copy out and zero the counters of the active entries,
         # marking them pending so nothing evicts them while phase 2 reads their frames.
         taken = <lp_entry**>PyMem_RawMalloc((count + 1) * sizeof(lp_entry*))
@@ -682,16 +735,23 @@ cdef class Recorder:
         try:
             for i in range(n):
                 e = taken[i]
-                frames = tuple([(<object>e.frames[k].code, e.frames[k].lasti) for k in range(e.nframes)])
-                records.append((
-                    <object>e.lock_info, frames, e.omitted, e.thread_id, e.thread_native_id,
-                    e.task_id if e.task_id != 0 else None,
-                    <object>e.task_name if e.task_name != NULL else None,
-                    bool(e.timed_out), values[i].acquire_count, values[i].release_count,
-                    values[i].release_hold_ns, values[i].contended_count,
-                    values[i].acquire_wait_ns, values[i].blocking_hold_ns,
-                    values[i].condition_wait_ns,
-                ))
+                event = EventCounts.__new__(EventCounts)
+                event.lock_info = <LockInfo>e.lock_info
+                event.frames = tuple([(<object>e.frames[k].code, e.frames[k].lasti) for k in range(e.nframes)])
+                event.omitted = e.omitted
+                event.thread_id = e.thread_id
+                event.thread_native_id = e.thread_native_id
+                event.task_id = e.task_id if e.task_id != 0 else None
+                event.task_name = <object>e.task_name if e.task_name != NULL else None
+                event.timed_out = e.timed_out
+                event.acquire_count = values[i].acquire_count
+                event.release_count = values[i].release_count
+                event.release_hold_ns = values[i].release_hold_ns
+                event.contended_count = values[i].contended_count
+                event.acquire_wait_ns = values[i].acquire_wait_ns
+                event.blocking_hold_ns = values[i].blocking_hold_ns
+                event.condition_wait_ns = values[i].condition_wait_ns
+                records.append(event)
         finally:
             for i in range(n):
                 taken[i].pending -= 1
@@ -721,9 +781,10 @@ cdef class Recorder:
             info.contended = info.wait_ns = info.max_wait_ns = info.timeouts = 0
             info.listed = False
             if contended:
-                totals.append((info, contended, wait_ns, max_wait_ns, timeouts))
+                totals.append(_contention(info, contended, wait_ns, max_wait_ns, timeouts))
         if self._untracked[0]:
-            untracked = (None, self._untracked[0], self._untracked[1], self._untracked[2], self._untracked[3])
+            untracked = _contention(None, self._untracked[0], self._untracked[1], self._untracked[2],
+                                    self._untracked[3])
             memset(self._untracked, 0, sizeof(self._untracked))
             totals.append(untracked)
         return totals
@@ -731,6 +792,7 @@ cdef class Recorder:
     cdef list _drain_long_waits(self):
         cdef lp_long_wait taken[LP_LONG_WAITS]
         cdef int i, k
+        cdef LongWaitRecord wait
         # Moved out whole, then read: the slots are empty for waits recorded meanwhile.
         memcpy(taken, self._long_waits, sizeof(taken))
         memset(self._long_waits, 0, sizeof(self._long_waits))
@@ -739,14 +801,16 @@ cdef class Recorder:
             for i in range(LP_LONG_WAITS):
                 if taken[i].wait_ns == 0:
                     continue
-                frames = tuple([(<object>taken[i].frames[k].code, taken[i].frames[k].lasti)
-                                for k in range(taken[i].nframes)])
-                waits.append((
-                    taken[i].wait_ns, <object>taken[i].lock_info, taken[i].thread_id,
-                    taken[i].task_id if taken[i].task_id != 0 else None,
-                    <object>taken[i].task_name if taken[i].task_name != NULL else None,
-                    bool(taken[i].timed_out), frames,
-                ))
+                wait = LongWaitRecord.__new__(LongWaitRecord)
+                wait.wait_ns = taken[i].wait_ns
+                wait.lock_info = <LockInfo>taken[i].lock_info
+                wait.thread_id = taken[i].thread_id
+                wait.task_id = taken[i].task_id if taken[i].task_id != 0 else None
+                wait.task_name = <object>taken[i].task_name if taken[i].task_name != NULL else None
+                wait.timed_out = taken[i].timed_out
+                wait.frames = tuple([(<object>taken[i].frames[k].code, taken[i].frames[k].lasti)
+                                     for k in range(taken[i].nframes)])
+                waits.append(wait)
         finally:
             for i in range(LP_LONG_WAITS):
                 lp_long_wait_clear(&taken[i])
@@ -769,5 +833,6 @@ cdef class Recorder:
         return self._table.max_entries
 
 
-def _wait_length(wait):
-    return wait[0]
+def _wait_length(LongWaitRecord wait):
+    return wait.wait_ns
+

@@ -11,12 +11,14 @@ A profile that cannot be read is reported on one line naming the file, with exit
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any, Callable, List, Optional
 
 from lockprof import flamegraph, pprof, report
 from lockprof._term import COLOR_MODES, color_enabled, width
+from lockprof.profile import Snapshot
+from lockprof.renderers import RENDERERS, FlameGraphRenderer, ReportRenderer, flame_graph_format_of, formats
+from lockprof.renderers.base import encode_text
 from lockprof._version import __version__
 from lockprof.config import parse_setting, settings
 from lockprof.runner import run_program
@@ -107,7 +109,7 @@ def _add_report(commands: Any) -> None:
                      help="rows to show, 0 for all (default: 20)")
     cmd.add_argument("--by", choices=report.GROUPINGS, default="lock",
                      help="one row per lock, thread or asyncio task (default: lock)")
-    cmd.add_argument("--format", choices=report.FORMATS, default="text",
+    cmd.add_argument("--format", choices=formats(ReportRenderer), default="text",
                      help="text for people, json or csv for programs (default: text)")
     cmd.add_argument("--color", choices=COLOR_MODES, default="auto",
                      help="colour the text: auto (on a terminal, unless NO_COLOR is set)")
@@ -124,7 +126,7 @@ def _add_flamegraph(commands: Any) -> None:
     cmd.add_argument("-o", "--output", default="-",
                      help="the file to write, - for stdout (default); its extension "
                      "(.html, .svg, .json, .folded) selects the format")
-    cmd.add_argument("--format", choices=flamegraph.FORMATS,
+    cmd.add_argument("--format", choices=formats(FlameGraphRenderer),
                      help="html (default), svg, speedscope or folded")
     cmd.add_argument("--metric", default=None,
                      help="wait (default), hold, blocking-hold or condition-wait; for other "
@@ -173,14 +175,10 @@ def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             types = ", ".join(f"{t.type}/{t.unit}" for t in profile.sample_types) or "none"
             print(f"lockprof: {path} is not a lock profile (its sample types: {types})",
                   file=sys.stderr)
-    result = report.build_report(profiles, by=args.by, sort=args.sort)
-    if args.format == "json":
-        text = report.format_json(result, limit=args.limit, files=args.profiles)
-    elif args.format == "csv":
-        text = report.format_csv(result, limit=args.limit)
-    else:
-        text = report.format_text(result, limit=args.limit, width=width(sys.stdout),
-                                  color=color_enabled(sys.stdout, args.color))
+    renderer = RENDERERS[args.format]
+    assert issubclass(renderer, ReportRenderer)  # --format's choices
+    text = renderer(by=args.by, sort=args.sort, limit=args.limit, files=args.profiles, width=width(sys.stdout),
+                    color=color_enabled(sys.stdout, args.color)).render(profiles)
     # Characters stdout cannot encode (a file name's undecodable bytes) are escaped.
     encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
     text = text.encode(encoding, "backslashreplace").decode(encoding)
@@ -189,7 +187,7 @@ def _report(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _flamegraph(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    fmt = args.format or flamegraph.EXTENSIONS.get(os.path.splitext(args.output)[1].lower(), "html")
+    fmt = args.format or flame_graph_format_of(args.output) or "html"
     profiles = _read(args.profiles)
     try:
         metric = flamegraph.choose_metric(profiles, args.metric)
@@ -197,18 +195,9 @@ def _flamegraph(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         parser.error(f"argument --metric: {error}")
     shown = args.profiles[0] if len(args.profiles) == 1 else f"{len(args.profiles)} profiles"
     title = args.title or f"lockprof: {shown}"
-    progress = sys.stderr
-    if fmt == "html":
-        text = flamegraph.format_html(profiles, metric, title, progress)
-    elif fmt == "speedscope":
-        text = flamegraph.format_speedscope(profiles, metric, title, progress)
-    else:
-        folded = flamegraph.folded_stacks(profiles, metric, progress)
-        if fmt == "svg":
-            text = flamegraph.format_svg(folded, metric, title)
-        else:
-            text = flamegraph.format_folded(folded)
-    data = flamegraph.encode_output(text)
+    renderer = RENDERERS[fmt]
+    assert issubclass(renderer, FlameGraphRenderer)  # --format's choices, or an extension's
+    data = encode_text(renderer(metric, title, progress_to=sys.stderr).render(profiles))
     if args.output == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
@@ -224,7 +213,7 @@ def _flamegraph(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     return 0
 
 
-def _read(paths: List[str]) -> List[pprof.DecodedProfile]:
+def _read(paths: List[str]) -> List[Snapshot]:
     """The profiles at paths; one that cannot be read ends the command (status 2)."""
     try:
         profiles = pprof.read_profiles(paths, progress_to=sys.stderr)

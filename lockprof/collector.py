@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from lockprof import _resolve
 from lockprof._lock import LockFactory, original_thread_attribute
 from lockprof._primitives import ProfiledClass, profiled_class
-from lockprof._recorder import Recorder
+from lockprof._recorder import EventCounts, LockContention, LongWaitRecord, Recorder
 from lockprof._sampler import CaptureSampler
 from lockprof.config import Config
 from lockprof.filters import ModuleFilter
@@ -192,62 +192,61 @@ class LockCollector:
     def snapshot(self) -> Snapshot:
         """What was collected since the previous snapshot (or start), and reset it."""
         with self._state_lock:
-            records, lock_totals, long_waits, dropped, thread_names, max_interval = self._recorder.drain()
+            drained = self._recorder.drain()
             start_ns, end_ns = self._period_start_ns, time.time_ns()
             self._period_start_ns = end_ns
-        self._thread_names.update(thread_names)
+        self._thread_names.update(drained.thread_names)
         snapshot = Snapshot(
-            samples=[self._sample(record) for record in records],
+            samples=[self._sample(event) for event in drained.events],
             start_ns=start_ns,
             end_ns=end_ns,
             capture_pct=self.capture_pct,
             wait_sample_interval_ns=self.wait_sample_interval,
-            max_wait_sample_interval_ns=max_interval,
-            lock_totals=[_lock_totals(totals) for totals in lock_totals],
-            long_waits=[self._long_wait(wait) for wait in long_waits],
-            dropped_events=dropped,
+            max_wait_sample_interval_ns=drained.max_interval,
+            lock_totals=[_lock_totals(totals) for totals in drained.lock_totals],
+            long_waits=[self._long_wait(wait) for wait in drained.long_waits],
+            dropped_events=drained.dropped,
         )
         self._forget_dead_threads()
         return snapshot
 
-    def _sample(self, record: Tuple[Any, ...]) -> LockSample:
-        (info, frames, omitted, thread_id, native_id, task_id, task_name, timed_out,
-         acquires, releases, hold_ns, contended, wait_ns, blocking_hold_ns, condition_wait_ns) = record
+    def _sample(self, event: EventCounts) -> LockSample:
         # Each acquire the sampler captured stands for 100 / capture_pct of them: upscale so
         # totals estimate the real ones. Waits and blocking holds come weighted already.
         scale = 100.0 / self.capture_pct if self.capture_pct > 0 else 0.0
+        info = event.lock_info
         return LockSample(
             lock_name=info.display_name,
             lock_kind=info.kind,
-            frames=_resolve.resolve_frames(frames, omitted),
-            thread_id=thread_id,
-            thread_native_id=native_id,
-            thread_name=self._thread_name(thread_id),
-            task_id=task_id,
-            task_name=task_name,
-            acquire_count=round(acquires * scale),
-            release_count=round(releases * scale),
-            release_hold_ns=round(hold_ns * scale),
-            contended_count=round(contended),
-            acquire_wait_ns=wait_ns,
-            blocking_hold_ns=blocking_hold_ns,
-            condition_wait_ns=condition_wait_ns,
-            timed_out=timed_out,
+            frames=_resolve.resolve_frames(event.frames, event.omitted),
+            thread_id=event.thread_id,
+            thread_native_id=event.thread_native_id,
+            thread_name=self._thread_name(event.thread_id),
+            task_id=event.task_id,
+            task_name=event.task_name,
+            site=lock_site(info),
+            acquire_count=round(event.acquire_count * scale),
+            release_count=round(event.release_count * scale),
+            release_hold_ns=round(event.release_hold_ns * scale),
+            contended_count=round(event.contended_count),
+            acquire_wait_ns=event.acquire_wait_ns,
+            blocking_hold_ns=event.blocking_hold_ns,
+            condition_wait_ns=event.condition_wait_ns,
+            timed_out=event.timed_out,
             lock_info=info,
         )
 
-    def _long_wait(self, wait: Tuple[Any, ...]) -> LongWait:
-        wait_ns, info, thread_id, task_id, task_name, timed_out, frames = wait
+    def _long_wait(self, wait: LongWaitRecord) -> LongWait:
         return LongWait(
-            lock_name=info.display_name,
-            wait_ns=wait_ns,
-            thread_id=thread_id,
-            thread_name=self._thread_name(thread_id),
-            task_id=task_id,
-            task_name=task_name,
-            frames=_resolve.resolve_frames(frames, 0),
-            timed_out=timed_out,
-            lock_info=info,
+            lock_name=wait.lock_info.display_name,
+            wait_ns=wait.wait_ns,
+            thread_id=wait.thread_id,
+            thread_name=self._thread_name(wait.thread_id),
+            task_id=wait.task_id,
+            task_name=wait.task_name,
+            frames=_resolve.resolve_frames(wait.frames, 0),
+            timed_out=wait.timed_out,
+            lock_info=wait.lock_info,
         )
 
     def _thread_name(self, thread_id: int) -> str:
@@ -397,13 +396,14 @@ class _GeventPatchListener:
 UNTRACKED_LOCKS = "<other locks>"
 
 
-def _lock_totals(totals: Tuple[Any, ...]) -> LockTotals:
-    info, contended, wait_ns, max_wait_ns, timeouts = totals
+def _lock_totals(totals: LockContention) -> LockTotals:
+    info = totals.lock_info
     if info is None:
         site = Frame(UNTRACKED_LOCKS, "", 0)
-        return LockTotals(UNTRACKED_LOCKS, "", site, contended, wait_ns, max_wait_ns, timeouts)
-    return LockTotals(info.display_name, info.kind, lock_site(info), contended, wait_ns,
-                      max_wait_ns, timeouts, lock_info=info)
+        return LockTotals(UNTRACKED_LOCKS, "", site, totals.contended, totals.wait_ns,
+                          totals.max_wait_ns, totals.timeouts)
+    return LockTotals(info.display_name, info.kind, lock_site(info), totals.contended,
+                      totals.wait_ns, totals.max_wait_ns, totals.timeouts, lock_info=info)
 
 
 def lock_site(info: Any) -> Frame:

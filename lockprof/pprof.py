@@ -1,80 +1,96 @@
-"""Read and write lock profiles in the pprof format (perftools.profiles.Profile, gzip-compressed).
+"""Read lock profiles in the pprof format (perftools.profiles.Profile, gzip-compressed or not),
+and the parts of the format its writer (lockprof.renderers.pprof) shares: field numbers, labels.
 
-The protobuf wire format is written and parsed by hand so that exporting a profile needs no
-third-party package. Field numbers follow google/pprof proto/profile.proto.
+The protobuf wire format is parsed by hand so that reading a profile needs no third-party
+package. Field numbers follow google/pprof proto/profile.proto. parse() gives the messages as
+they are; decode() reads them as the Snapshot they were written from. How a Snapshot maps onto
+pprof:
+- each LockSample is a sample: its stack, its values in the columns of SAMPLE_TYPES, its lock,
+  thread, task and outcome as labels;
+- each LockTotals is a sample whose only frame is the lock's creation site, with its values in
+  the exact columns and the labels MAX_WAIT_LABEL and TIMEOUTS_LABEL;
+- each LongWait is a sample with no values, the waiter's frames and the label LONG_WAIT_LABEL;
+- the sampling settings and the dropped events are one comment, METADATA_PREFIX and JSON; the
+  other comments are for people (go tool pprof shows them) and are not read back.
+Any other pprof file reads too: its own sample types and the lockprof labels it has.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tempfile
 import zlib
 from dataclasses import dataclass, field
-from typing import Container, Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple, Union
+from typing import Any, Container, Dict, Iterator, List, Optional, Sequence, Set, TextIO, Tuple, Union
 
 from lockprof._term import Progress
-from lockprof.profile import Frame, LockSample, LockTotals, Snapshot
+from lockprof.profile import SAMPLE_TYPES, Frame, LockSample, LockTotals, LongWait, Snapshot, ValueType
 
 __all__ = [
+    "CONTEXT_LABELS",
+    "LOCK_KIND_LABEL",
+    "LOCK_NAME_LABEL",
+    "LOCK_SITE_LABEL",
+    "LONG_WAIT_LABEL",
     "MAX_WAIT_LABEL",
+    "METADATA_PREFIX",
     "OUTCOME_LABEL",
-    "SAMPLE_TYPES",
     "TIMED_OUT",
     "TIMEOUTS_LABEL",
-    "DecodedProfile",
-    "DecodedSample",
     "ProfileFormatError",
     "ProfileReadError",
-    "ValueType",
+    "RawProfile",
+    "RawSample",
     "decode",
-    "encode",
+    "parse",
     "read_profile",
     "read_profiles",
     "write_atomic",
 ]
 
-# (type, unit) of Sample.value[i], in the order encode() writes the values. Samples with a
-# stack carry the estimates of the first seven; one stackless sample per lock (its only frame
-# is the lock's creation site, named after the lock) carries the exact totals of the last two.
-SAMPLE_TYPES = (
-    ("lock-acquire", "count"),  # acquires, sampled at capture_pct
-    ("lock-acquire-wait", "nanoseconds"),  # contended waits, sampled in proportion to length
-    ("lock-contended-acquire", "count"),  # acquires that had to block, timeouts included
-    ("lock-release", "count"),  # releases ending a hold sampled at capture_pct
-    ("lock-release-hold", "nanoseconds"),
-    ("lock-blocking-hold", "nanoseconds"),  # hold time while other threads were blocked
-    ("lock-condition-wait", "nanoseconds"),  # Condition.wait() waiting for a notify
-    ("lock-contended-total", "count"),  # exact, per lock
-    ("lock-wait-total", "nanoseconds"),  # exact, per lock
+# The labels of a lock sample; a lock's creation site is "file:line".
+LOCK_NAME_LABEL, LOCK_KIND_LABEL, LOCK_SITE_LABEL = "lock name", "lock kind", "lock site"
+# Who waited or held, on lock samples and long waits: (label, attribute, type of its values).
+CONTEXT_LABELS = (
+    ("thread id", "thread_id", int),
+    ("thread native id", "thread_native_id", int),
+    ("thread name", "thread_name", str),
+    ("task id", "task_id", int),
+    ("task name", "task_name", str),
 )
-_DEFAULT_SAMPLE_TYPE = "lock-acquire-wait"
-# Labels of the per-lock totals samples, beside "lock name" and "lock kind".
-MAX_WAIT_LABEL, TIMEOUTS_LABEL = "max wait", "timeouts"
-# The label of a stack sample whose waits ended in a timeout.
+# The label of a sample whose waits ended in a timeout.
 OUTCOME_LABEL, TIMED_OUT = "acquire outcome", "timed out"
+# The labels that make a sample a lock's exact totals, beside its name and kind.
+MAX_WAIT_LABEL, TIMEOUTS_LABEL = "max wait", "timeouts"
+# The label that makes a sample a long wait: its length.
+LONG_WAIT_LABEL = "long wait"
+# The comment holding the Snapshot fields no sample holds, as a JSON object.
+METADATA_PREFIX = "lockprof metadata: "
+METADATA_FIELDS = ("capture_pct", "wait_sample_interval_ns", "max_wait_sample_interval_ns", "dropped_events")
 
 # Wire types.
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+VARINT, I64, LEN, I32 = 0, 1, 2, 5
 
 # Field numbers from profile.proto.
-_PROFILE_SAMPLE_TYPE, _PROFILE_SAMPLE, _PROFILE_MAPPING, _PROFILE_LOCATION = 1, 2, 3, 4
-_PROFILE_FUNCTION, _PROFILE_STRING_TABLE, _PROFILE_DROP_FRAMES, _PROFILE_KEEP_FRAMES = 5, 6, 7, 8
-_PROFILE_TIME_NANOS, _PROFILE_DURATION_NANOS, _PROFILE_PERIOD_TYPE, _PROFILE_PERIOD = 9, 10, 11, 12
-_PROFILE_COMMENT, _PROFILE_DEFAULT_SAMPLE_TYPE = 13, 14
-_VALUE_TYPE_TYPE, _VALUE_TYPE_UNIT = 1, 2
-_SAMPLE_LOCATION_ID, _SAMPLE_VALUE, _SAMPLE_LABEL = 1, 2, 3
-_LABEL_KEY, _LABEL_STR, _LABEL_NUM, _LABEL_NUM_UNIT = 1, 2, 3, 4
-_MAPPING_ID, _MAPPING_FILENAME, _MAPPING_BUILD_ID = 1, 5, 6
-_MAPPING_HAS_FUNCTIONS, _MAPPING_HAS_FILENAMES, _MAPPING_HAS_LINE_NUMBERS = 7, 8, 9
-_LOCATION_ID, _LOCATION_MAPPING_ID, _LOCATION_LINE = 1, 2, 4
-_LINE_FUNCTION_ID, _LINE_LINE = 1, 2
-_FUNCTION_ID, _FUNCTION_NAME, _FUNCTION_SYSTEM_NAME = 1, 2, 3
-_FUNCTION_FILENAME, _FUNCTION_START_LINE = 4, 5
+PROFILE_SAMPLE_TYPE, PROFILE_SAMPLE, PROFILE_MAPPING, PROFILE_LOCATION = 1, 2, 3, 4
+PROFILE_FUNCTION, PROFILE_STRING_TABLE, PROFILE_DROP_FRAMES, PROFILE_KEEP_FRAMES = 5, 6, 7, 8
+PROFILE_TIME_NANOS, PROFILE_DURATION_NANOS, PROFILE_PERIOD_TYPE, PROFILE_PERIOD = 9, 10, 11, 12
+PROFILE_COMMENT, PROFILE_DEFAULT_SAMPLE_TYPE = 13, 14
+VALUE_TYPE_TYPE, VALUE_TYPE_UNIT = 1, 2
+SAMPLE_LOCATION_ID, SAMPLE_VALUE, SAMPLE_LABEL = 1, 2, 3
+LABEL_KEY, LABEL_STR, LABEL_NUM, LABEL_NUM_UNIT = 1, 2, 3, 4
+MAPPING_ID, MAPPING_FILENAME, MAPPING_BUILD_ID = 1, 5, 6
+MAPPING_HAS_FUNCTIONS, MAPPING_HAS_FILENAMES, MAPPING_HAS_LINE_NUMBERS = 7, 8, 9
+LOCATION_ID, LOCATION_MAPPING_ID, LOCATION_LINE = 1, 2, 4
+LINE_FUNCTION_ID, LINE_LINE = 1, 2
+FUNCTION_ID, FUNCTION_NAME, FUNCTION_SYSTEM_NAME = 1, 2, 3
+FUNCTION_FILENAME, FUNCTION_START_LINE = 4, 5
 
-_MAPPING_ID_PYTHON = 1  # the only mapping encode() writes
-_U64 = 1 << 64
-_GZIP_MAGIC = b"\x1f\x8b"
+MAPPING_ID_PYTHON = 1  # the only mapping lockprof writes
+U64 = 1 << 64
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 class ProfileFormatError(ValueError):
@@ -87,183 +103,11 @@ class ProfileReadError(ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Encoding
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _to_u64(n: int) -> int:
-    """The varint form of an int64: negative values are written in two's complement."""
-    if not -(1 << 63) <= n < 1 << 63:
-        raise ValueError(f"{n} does not fit in a protobuf int64")
-    return n % _U64
-
-
-def _int_field(number: int, n: int, *, always: bool = False) -> bytes:
-    # proto3 omits default (zero) values; `always` keeps an explicit 0 where presence matters.
-    if n == 0 and not always:
-        return b""
-    return _varint(number << 3 | _VARINT) + _varint(_to_u64(n))
-
-
-def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | _LEN) + _varint(len(payload)) + payload
-
-
-def _packed_field(number: int, values: List[int]) -> bytes:
-    if not values:
-        return b""
-    return _len_field(number, b"".join(_varint(_to_u64(v)) for v in values))
-
-
-def _utf8(s: str) -> bytes:
-    try:
-        # Filenames may hold undecodable bytes as surrogate escapes (os.fsdecode): restore them.
-        return s.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:
-        return s.encode("utf-8", "backslashreplace")
-
-
-class _ProfileBuilder:
-    """Interns strings, functions and locations so each is written once and referenced by id."""
-
-    def __init__(self) -> None:
-        self.strings: Dict[str, int] = {"": 0}
-        self.functions: Dict[Tuple[str, str], int] = {}
-        self.locations: Dict[Tuple[int, int], int] = {}
-
-    def string(self, s: str) -> int:
-        return self.strings.setdefault(s, len(self.strings))
-
-    def function(self, name: str, filename: str) -> int:
-        return self.functions.setdefault((name, filename), len(self.functions) + 1)
-
-    def location(self, frame: Frame) -> int:
-        key = (self.function(frame.name, frame.filename), frame.line)
-        return self.locations.setdefault(key, len(self.locations) + 1)
-
-    def value_type(self, type_: str, unit: str) -> bytes:
-        return _int_field(_VALUE_TYPE_TYPE, self.string(type_)) + _int_field(
-            _VALUE_TYPE_UNIT, self.string(unit)
-        )
-
-    def label(self, key: str, value: Union[str, int], unit: str = "") -> bytes:
-        if isinstance(value, str):
-            # Written even for "" (index 0) so decode() can tell a string label from num=0.
-            body = _int_field(_LABEL_STR, self.string(value), always=True)
-        else:
-            body = _int_field(_LABEL_NUM, value)
-            if unit:
-                body += _int_field(_LABEL_NUM_UNIT, self.string(unit))
-        return _len_field(_SAMPLE_LABEL, _int_field(_LABEL_KEY, self.string(key)) + body)
-
-    def sample(self, s: LockSample) -> bytes:
-        labels: List[Tuple[str, Union[str, int]]] = [
-            ("lock name", s.lock_name),
-            ("lock kind", s.lock_kind),
-            ("thread id", s.thread_id),
-            ("thread native id", s.thread_native_id),
-            ("thread name", s.thread_name),
-        ]
-        if s.task_id is not None:
-            labels.append(("task id", s.task_id))
-        if s.task_name is not None:
-            labels.append(("task name", s.task_name))
-        if s.timed_out:
-            labels.append((OUTCOME_LABEL, TIMED_OUT))
-        values = [s.acquire_count, s.acquire_wait_ns, s.contended_count, s.release_count,
-                  s.release_hold_ns, s.blocking_hold_ns, s.condition_wait_ns, 0, 0]
-        return (
-            _packed_field(_SAMPLE_LOCATION_ID, [self.location(f) for f in s.frames])
-            + _packed_field(_SAMPLE_VALUE, values)
-            + b"".join(self.label(k, v) for k, v in labels)
-        )
-
-    def totals(self, t: LockTotals) -> bytes:
-        values = [0, 0, 0, 0, 0, 0, 0, t.contended_count, t.wait_ns]
-        return (
-            _packed_field(_SAMPLE_LOCATION_ID, [self.location(t.site)])
-            + _packed_field(_SAMPLE_VALUE, values)
-            + self.label("lock name", t.lock_name)
-            + self.label("lock kind", t.lock_kind)
-            + self.label(MAX_WAIT_LABEL, t.max_wait_ns, "nanoseconds")
-            + self.label(TIMEOUTS_LABEL, t.timeouts)
-        )
-
-
-def encode(snapshot: Snapshot) -> bytes:
-    """Serialize a snapshot as a gzip-compressed pprof profile, one pprof sample per LockSample."""
-    b = _ProfileBuilder()
-    parts = [_len_field(_PROFILE_SAMPLE_TYPE, b.value_type(t, u)) for t, u in SAMPLE_TYPES]
-    parts += [_len_field(_PROFILE_SAMPLE, b.sample(s)) for s in snapshot.samples]
-    parts += [_len_field(_PROFILE_SAMPLE, b.totals(t)) for t in snapshot.lock_totals]
-    # One mapping flagged as already symbolized, so pprof does not try to symbolize addresses.
-    parts.append(
-        _len_field(
-            _PROFILE_MAPPING,
-            _int_field(_MAPPING_ID, _MAPPING_ID_PYTHON)
-            + _int_field(_MAPPING_HAS_FUNCTIONS, 1)
-            + _int_field(_MAPPING_HAS_FILENAMES, 1)
-            + _int_field(_MAPPING_HAS_LINE_NUMBERS, 1),
-        )
-    )
-    for (function_id, line), location_id in b.locations.items():
-        line_msg = _int_field(_LINE_FUNCTION_ID, function_id) + _int_field(_LINE_LINE, line)
-        parts.append(
-            _len_field(
-                _PROFILE_LOCATION,
-                _int_field(_LOCATION_ID, location_id)
-                + _int_field(_LOCATION_MAPPING_ID, _MAPPING_ID_PYTHON)
-                + _len_field(_LOCATION_LINE, line_msg),
-            )
-        )
-    for (name, filename), function_id in b.functions.items():
-        name_index = b.string(name)
-        parts.append(
-            _len_field(
-                _PROFILE_FUNCTION,
-                _int_field(_FUNCTION_ID, function_id)
-                + _int_field(_FUNCTION_NAME, name_index)
-                + _int_field(_FUNCTION_SYSTEM_NAME, name_index)
-                + _int_field(_FUNCTION_FILENAME, b.string(filename)),
-            )
-        )
-    comments = list(snapshot.comments)
-    comments += [wait.describe() for wait in snapshot.long_waits]
-    if snapshot.dropped_events > 0:
-        comments.append(f"dropped events: {snapshot.dropped_events}")
-    tail = [
-        _int_field(_PROFILE_TIME_NANOS, snapshot.start_ns),
-        _int_field(_PROFILE_DURATION_NANOS, snapshot.duration_ns),
-        _len_field(_PROFILE_PERIOD_TYPE, b.value_type(*SAMPLE_TYPES[0])),
-        _int_field(_PROFILE_PERIOD, 1),  # values are already upscaled by the sampling rate
-        _packed_field(_PROFILE_COMMENT, [b.string(c) for c in comments]),
-        _int_field(_PROFILE_DEFAULT_SAMPLE_TYPE, b.string(_DEFAULT_SAMPLE_TYPE)),
-    ]
-    # Written after everything else is built: building is what fills the string table.
-    parts += [_len_field(_PROFILE_STRING_TABLE, _utf8(s)) for s in b.strings]
-    return gzip.compress(b"".join(parts + tail), mtime=0)  # mtime=0: reproducible output
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoding
-
-
-@dataclass(frozen=True)
-class ValueType:
-    type: str
-    unit: str
+# The messages
 
 
 @dataclass
-class DecodedSample:
+class RawSample:
     """One pprof Sample with its locations resolved to frames and its labels to plain values."""
 
     values: List[int]
@@ -273,11 +117,11 @@ class DecodedSample:
 
 
 @dataclass
-class DecodedProfile:
+class RawProfile:
     """A parsed pprof Profile; ids are the profile's own Function and Location ids."""
 
     sample_types: List[ValueType]
-    samples: List[DecodedSample]
+    samples: List[RawSample]
     string_table: List[str]
     functions: Dict[int, Tuple[str, str]]  # function id -> (name, filename)
     locations: Dict[int, List[Tuple[int, int]]]  # location id -> [(function id, line)]
@@ -302,7 +146,7 @@ def _read_varint(buf: bytes, pos: int, where: str) -> Tuple[int, int]:
         byte = buf[i]
         result |= (byte & 0x7F) << shift
         if not byte & 0x80:
-            if result >= _U64:
+            if result >= U64:
                 raise ProfileFormatError(f"varint overflows 64 bits in {where}")
             return result, i + 1
         shift += 7
@@ -319,15 +163,15 @@ def _iter_fields(buf: bytes, where: str) -> Iterator[Tuple[int, int, Union[int, 
         if number == 0:
             raise ProfileFormatError(f"field number 0 in {where}")
         value: Union[int, bytes]
-        if wire == _VARINT:
+        if wire == VARINT:
             value, pos = _read_varint(buf, pos, where)
-        elif wire == _LEN:
+        elif wire == LEN:
             size, pos = _read_varint(buf, pos, where)
             if size > end - pos:
                 raise ProfileFormatError(f"field {number} runs past the end of {where}")
             value, pos = buf[pos : pos + size], pos + size
-        elif wire in (_I64, _I32):
-            size = 8 if wire == _I64 else 4
+        elif wire in (I64, I32):
+            size = 8 if wire == I64 else 4
             if size > end - pos:
                 raise ProfileFormatError(f"field {number} runs past the end of {where}")
             value, pos = int.from_bytes(buf[pos : pos + size], "little"), pos + size
@@ -337,7 +181,7 @@ def _iter_fields(buf: bytes, where: str) -> Iterator[Tuple[int, int, Union[int, 
 
 
 def _signed(n: int) -> int:
-    return n - _U64 if n >= 1 << 63 else n
+    return n - U64 if n >= 1 << 63 else n
 
 
 class _Message:
@@ -357,7 +201,7 @@ class _Message:
         if not occurrences:
             return 0
         wire, value = occurrences[-1]  # protobuf: the last occurrence of a scalar wins
-        if wire != _VARINT:
+        if wire != VARINT:
             raise ProfileFormatError(
                 f"field {number} of {self.where} has wire type {wire}, expected a varint"
             )
@@ -367,9 +211,9 @@ class _Message:
         """A repeated integer field, accepting both packed and unpacked encodings."""
         out: List[int] = []
         for wire, value in self.fields.get(number, ()):
-            if wire == _VARINT:
+            if wire == VARINT:
                 out.append(value)  # type: ignore[arg-type]
-            elif isinstance(value, bytes):  # wire type _LEN: a packed run of varints
+            elif isinstance(value, bytes):  # wire type LEN: a packed run of varints
                 pos, where = 0, f"packed field {number} of {self.where}"
                 while pos < len(value):
                     n, pos = _read_varint(value, pos, where)
@@ -383,7 +227,7 @@ class _Message:
     def blobs(self, number: int) -> List[bytes]:
         out = []
         for wire, value in self.fields.get(number, ()):
-            if wire != _LEN:
+            if wire != LEN:
                 raise ProfileFormatError(
                     f"field {number} of {self.where} has wire type {wire}, "
                     "expected length-delimited"
@@ -404,17 +248,17 @@ def _ungzip(data: bytes) -> bytes:
         raise ProfileFormatError(f"bad gzip data: {e}") from None
 
 
-def decode(data: bytes) -> DecodedProfile:
+def parse(data: bytes) -> RawProfile:
     """Parse a pprof profile, gzip-compressed or raw; raise ProfileFormatError if malformed."""
     data = bytes(data)
-    if data[:2] == _GZIP_MAGIC:  # never a valid protobuf start: wire type 7 is undefined
+    if data[:2] == GZIP_MAGIC:  # never a valid protobuf start: wire type 7 is undefined
         data = _ungzip(data)
     if not data:
         raise ProfileFormatError("empty profile")
     profile = _Message(data, "Profile")
 
     # surrogateescape: keep non-UTF-8 bytes (e.g. filenames) instead of rejecting the profile.
-    strings = [b.decode("utf-8", "surrogateescape") for b in profile.blobs(_PROFILE_STRING_TABLE)]
+    strings = [b.decode("utf-8", "surrogateescape") for b in profile.blobs(PROFILE_STRING_TABLE)]
     if not strings or strings[0] != "":
         raise ProfileFormatError('string_table[0] must be ""')
 
@@ -427,8 +271,8 @@ def decode(data: bytes) -> DecodedProfile:
 
     def value_type(m: _Message) -> ValueType:
         return ValueType(
-            string(m.scalar(_VALUE_TYPE_TYPE), "ValueType.type"),
-            string(m.scalar(_VALUE_TYPE_UNIT), "ValueType.unit"),
+            string(m.scalar(VALUE_TYPE_TYPE), "ValueType.type"),
+            string(m.scalar(VALUE_TYPE_UNIT), "ValueType.unit"),
         )
 
     def unique_id(m: _Message, number: int, seen: Container[int], what: str) -> int:
@@ -438,47 +282,47 @@ def decode(data: bytes) -> DecodedProfile:
         return id_
 
     mapping_ids: Set[int] = set()
-    for m in profile.messages(_PROFILE_MAPPING, "Mapping"):
-        mapping_ids.add(unique_id(m, _MAPPING_ID, mapping_ids, "mapping"))
-        string(m.scalar(_MAPPING_FILENAME), "Mapping.filename")
-        string(m.scalar(_MAPPING_BUILD_ID), "Mapping.build_id")
+    for m in profile.messages(PROFILE_MAPPING, "Mapping"):
+        mapping_ids.add(unique_id(m, MAPPING_ID, mapping_ids, "mapping"))
+        string(m.scalar(MAPPING_FILENAME), "Mapping.filename")
+        string(m.scalar(MAPPING_BUILD_ID), "Mapping.build_id")
 
     functions: Dict[int, Tuple[str, str]] = {}
-    for m in profile.messages(_PROFILE_FUNCTION, "Function"):
-        id_ = unique_id(m, _FUNCTION_ID, functions, "function")
-        string(m.scalar(_FUNCTION_SYSTEM_NAME), "Function.system_name")
+    for m in profile.messages(PROFILE_FUNCTION, "Function"):
+        id_ = unique_id(m, FUNCTION_ID, functions, "function")
+        string(m.scalar(FUNCTION_SYSTEM_NAME), "Function.system_name")
         functions[id_] = (
-            string(m.scalar(_FUNCTION_NAME), "Function.name"),
-            string(m.scalar(_FUNCTION_FILENAME), "Function.filename"),
+            string(m.scalar(FUNCTION_NAME), "Function.name"),
+            string(m.scalar(FUNCTION_FILENAME), "Function.filename"),
         )
-        m.scalar(_FUNCTION_START_LINE)  # validates the wire type
+        m.scalar(FUNCTION_START_LINE)  # validates the wire type
 
     locations: Dict[int, List[Tuple[int, int]]] = {}
-    for m in profile.messages(_PROFILE_LOCATION, "Location"):
-        id_ = unique_id(m, _LOCATION_ID, locations, "location")
-        mapping_id = m.scalar(_LOCATION_MAPPING_ID, signed=False)
+    for m in profile.messages(PROFILE_LOCATION, "Location"):
+        id_ = unique_id(m, LOCATION_ID, locations, "location")
+        mapping_id = m.scalar(LOCATION_MAPPING_ID, signed=False)
         if mapping_id and mapping_id not in mapping_ids:
             raise ProfileFormatError(f"location {id_} refers to unknown mapping id {mapping_id}")
         lines = []
-        for line in m.messages(_LOCATION_LINE, "Line"):
-            function_id = line.scalar(_LINE_FUNCTION_ID, signed=False)
+        for line in m.messages(LOCATION_LINE, "Line"):
+            function_id = line.scalar(LINE_FUNCTION_ID, signed=False)
             if function_id not in functions:
                 raise ProfileFormatError(
                     f"location {id_} refers to unknown function id {function_id}"
                 )
-            lines.append((function_id, line.scalar(_LINE_LINE)))
+            lines.append((function_id, line.scalar(LINE_LINE)))
         locations[id_] = lines
 
-    sample_types = [value_type(m) for m in profile.messages(_PROFILE_SAMPLE_TYPE, "ValueType")]
+    sample_types = [value_type(m) for m in profile.messages(PROFILE_SAMPLE_TYPE, "ValueType")]
     samples = []
-    for m in profile.messages(_PROFILE_SAMPLE, "Sample"):
-        values = m.repeated(_SAMPLE_VALUE)
+    for m in profile.messages(PROFILE_SAMPLE, "Sample"):
+        values = m.repeated(SAMPLE_VALUE)
         if len(values) != len(sample_types):
             raise ProfileFormatError(
                 f"sample has {len(values)} values "
                 f"but the profile has {len(sample_types)} sample types"
             )
-        location_ids = m.repeated(_SAMPLE_LOCATION_ID, signed=False)
+        location_ids = m.repeated(SAMPLE_LOCATION_ID, signed=False)
         frames = []
         for location_id in location_ids:
             if location_id not in locations:
@@ -487,36 +331,139 @@ def decode(data: bytes) -> DecodedProfile:
                 name, filename = functions[function_id]
                 frames.append(Frame(name, filename, line_no))
         labels: Dict[str, Union[str, int]] = {}
-        for label in m.messages(_SAMPLE_LABEL, "Label"):
-            key = string(label.scalar(_LABEL_KEY), "Label.key")
-            string(label.scalar(_LABEL_NUM_UNIT), "Label.num_unit")
+        for label in m.messages(SAMPLE_LABEL, "Label"):
+            key = string(label.scalar(LABEL_KEY), "Label.key")
+            string(label.scalar(LABEL_NUM_UNIT), "Label.num_unit")
             # A present str field makes a string label even when it is "" (see encode).
-            if label.has(_LABEL_STR):
-                labels[key] = string(label.scalar(_LABEL_STR), "Label.str")
+            if label.has(LABEL_STR):
+                labels[key] = string(label.scalar(LABEL_STR), "Label.str")
             else:
-                labels[key] = label.scalar(_LABEL_NUM)
-        samples.append(DecodedSample(values, location_ids, frames, labels))
+                labels[key] = label.scalar(LABEL_NUM)
+        samples.append(RawSample(values, location_ids, frames, labels))
 
-    string(profile.scalar(_PROFILE_DROP_FRAMES), "Profile.drop_frames")
-    string(profile.scalar(_PROFILE_KEEP_FRAMES), "Profile.keep_frames")
-    period_types = profile.messages(_PROFILE_PERIOD_TYPE, "ValueType")
-    default_index = profile.scalar(_PROFILE_DEFAULT_SAMPLE_TYPE)
-    return DecodedProfile(
+    string(profile.scalar(PROFILE_DROP_FRAMES), "Profile.drop_frames")
+    string(profile.scalar(PROFILE_KEEP_FRAMES), "Profile.keep_frames")
+    period_types = profile.messages(PROFILE_PERIOD_TYPE, "ValueType")
+    default_index = profile.scalar(PROFILE_DEFAULT_SAMPLE_TYPE)
+    return RawProfile(
         sample_types=sample_types,
         samples=samples,
         string_table=strings,
         functions=functions,
         locations=locations,
-        time_nanos=profile.scalar(_PROFILE_TIME_NANOS),
-        duration_nanos=profile.scalar(_PROFILE_DURATION_NANOS),
+        time_nanos=profile.scalar(PROFILE_TIME_NANOS),
+        duration_nanos=profile.scalar(PROFILE_DURATION_NANOS),
         period_type=value_type(period_types[-1]) if period_types else None,
-        period=profile.scalar(_PROFILE_PERIOD),
-        comments=[string(i, "Profile.comment") for i in profile.repeated(_PROFILE_COMMENT)],
+        period=profile.scalar(PROFILE_PERIOD),
+        comments=[string(i, "Profile.comment") for i in profile.repeated(PROFILE_COMMENT)],
         default_sample_type=string(default_index, "Profile.default_sample_type") or None,
     )
 
 
-def read_profile(path: str) -> DecodedProfile:
+# ---------------------------------------------------------------------------------------------
+# The Snapshot they were written from
+
+_SAMPLE_TYPES = {t.type: t for t in SAMPLE_TYPES}
+
+
+def decode(data: bytes) -> Snapshot:
+    """Read a pprof profile, gzip-compressed or raw, as a Snapshot (see the module's docstring);
+    raise ProfileFormatError if it is malformed."""
+    raw = parse(data)
+    metadata = _metadata(raw.comments)
+    profile = Snapshot([], raw.time_nanos, raw.time_nanos + raw.duration_nanos,
+                       sample_types=raw.sample_types, **metadata)
+    for sample in raw.samples:
+        labels = _Labels(sample.labels)
+        lock_name, lock_kind = labels.text(LOCK_NAME_LABEL), labels.text(LOCK_KIND_LABEL)
+        timed_out = labels.text(OUTCOME_LABEL) == TIMED_OUT
+        if MAX_WAIT_LABEL in sample.labels:
+            site = sample.frames[0] if sample.frames else Frame(lock_name, "", 0)
+            totals = LockTotals(lock_name, lock_kind, site, max_wait_ns=labels.number(MAX_WAIT_LABEL),
+                                timeouts=labels.number(TIMEOUTS_LABEL))
+            for value_type, value in zip(raw.sample_types, sample.values):
+                known = _SAMPLE_TYPES.get(value_type.type)
+                if known is not None and known.exact:
+                    setattr(totals, known.field, value)
+            profile.lock_totals.append(totals)
+        elif LONG_WAIT_LABEL in sample.labels:
+            context = labels.context()
+            context.pop("thread_native_id")  # a wait's thread is known by its id
+            profile.long_waits.append(LongWait(lock_name, labels.number(LONG_WAIT_LABEL),
+                                               frames=tuple(sample.frames), timed_out=timed_out,
+                                               **context))
+        else:
+            lock_sample = LockSample(lock_name, lock_kind, tuple(sample.frames),
+                                     site=labels.site(lock_name), timed_out=timed_out,
+                                     **labels.context())
+            for value_type, value in zip(raw.sample_types, sample.values):
+                known = _SAMPLE_TYPES.get(value_type.type)
+                if known is None:
+                    lock_sample.other_values[value_type.type] = value
+                elif not known.exact:
+                    setattr(lock_sample, known.field, value)
+            profile.samples.append(lock_sample)
+    profile.long_waits.sort(key=lambda wait: wait.wait_ns, reverse=True)
+    return profile
+
+
+class _Labels:
+    """A sample's labels read as the Snapshot fields they hold; a label of the wrong type (a
+    number where a name was written, or the reverse) is a malformed profile."""
+
+    def __init__(self, labels: Dict[str, Union[str, int]]) -> None:
+        self.labels = labels
+
+    def text(self, key: str) -> str:
+        value = self.labels.get(key, "")
+        return value if isinstance(value, str) else str(value)
+
+    def number(self, key: str) -> int:
+        value = self.labels.get(key, 0)
+        if not isinstance(value, int):
+            raise ProfileFormatError(f"label {key!r} has text {value!r}, expected a number")
+        return value
+
+    def context(self) -> Dict[str, Any]:
+        """The thread and task fields, None where a label is missing (thread_name: "")."""
+        context: Dict[str, Any] = {}
+        for key, attribute, kind in CONTEXT_LABELS:
+            present = key in self.labels
+            context[attribute] = (self.number(key) if kind is int else self.text(key)) if present else None
+        context["thread_name"] = context["thread_name"] or ""
+        return context
+
+    def site(self, lock_name: str) -> Optional[Frame]:
+        if LOCK_SITE_LABEL not in self.labels:
+            return None
+        filename, _, line = self.text(LOCK_SITE_LABEL).rpartition(":")
+        try:
+            return Frame(lock_name, filename, int(line))
+        except ValueError:
+            raise ProfileFormatError(f"label {LOCK_SITE_LABEL!r} is not file:line") from None
+
+
+def _metadata(comments: List[str]) -> Dict[str, Any]:
+    """The Snapshot fields of the metadata comment (the last, if several); none in a profile of
+    another tool."""
+    found = [c[len(METADATA_PREFIX):] for c in comments if c.startswith(METADATA_PREFIX)]
+    if not found:
+        return {"capture_pct": 0.0}
+    try:
+        metadata = json.loads(found[-1])
+    except (ValueError, RecursionError) as error:
+        raise ProfileFormatError(f"the metadata comment is not JSON: {error}") from None
+    if not isinstance(metadata, dict):
+        raise ProfileFormatError("the metadata comment is not a JSON object")
+    fields = {name: metadata.get(name, 0) for name in METADATA_FIELDS}
+    for name, value in fields.items():
+        wanted = (int, float) if name == "capture_pct" else int
+        if isinstance(value, bool) or not isinstance(value, wanted):
+            raise ProfileFormatError(f"the metadata comment's {name} is {value!r}, not a number")
+    return fields
+
+
+def read_profile(path: str) -> Snapshot:
     """Read and decode the profile file at path (gzip-compressed or not, from lockprof or any
     other pprof writer); any problem raises ProfileReadError naming the file."""
     if os.path.isdir(path):
@@ -536,7 +483,7 @@ def read_profile(path: str) -> DecodedProfile:
         raise ProfileReadError(f"{path}: not a pprof profile: {e}") from None
 
 
-def read_profiles(paths: Sequence[str], progress_to: Optional[TextIO] = None) -> List[DecodedProfile]:
+def read_profiles(paths: Sequence[str], progress_to: Optional[TextIO] = None) -> List[Snapshot]:
     """read_profile() of each path, counting progress on progress_to when it is a terminal."""
     profiles = []
     with Progress(progress_to, "reading profiles", len(paths)) as progress:
@@ -544,10 +491,6 @@ def read_profiles(paths: Sequence[str], progress_to: Optional[TextIO] = None) ->
             progress.update(done)
             profiles.append(read_profile(path))
     return profiles
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing
 
 
 def write_atomic(path: str, data: bytes) -> None:

@@ -1,4 +1,5 @@
-"""The in-memory form of a lock profile, shared by the collector, the exporters and the reader.
+"""The one form of a lock profile: what the collector builds, the pprof writer writes, the pprof
+reader returns and the report and flame graph renderers read.
 
 The compiled core aggregates raw events keyed by (lock, stack, thread, task, outcome); the
 collector resolves them into these plain objects (names, files, line numbers) outside any lock
@@ -10,6 +11,39 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
+
+
+@dataclass(frozen=True)
+class ValueType:
+    """A pprof sample type: what a column of values measures, and in what unit."""
+
+    type: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class SampleType(ValueType):
+    """One of lockprof's sample types, and the field that holds its values: a LockSample's
+    (estimated, per stack) or, when exact, a LockTotals' (per lock)."""
+
+    field: str
+    exact: bool = False
+
+
+# lockprof's sample types, in the order its profiles hold them.
+SAMPLE_TYPES = (
+    SampleType("lock-acquire", "count", "acquire_count"),  # sampled at capture_pct
+    SampleType("lock-acquire-wait", "nanoseconds", "acquire_wait_ns"),  # sampled in proportion to length
+    SampleType("lock-contended-acquire", "count", "contended_count"),  # timeouts included
+    SampleType("lock-release", "count", "release_count"),  # releases ending a sampled hold
+    SampleType("lock-release-hold", "nanoseconds", "release_hold_ns"),
+    SampleType("lock-blocking-hold", "nanoseconds", "blocking_hold_ns"),  # while others were blocked
+    SampleType("lock-condition-wait", "nanoseconds", "condition_wait_ns"),  # waiting for a notify
+    SampleType("lock-contended-total", "count", "contended_count", exact=True),
+    SampleType("lock-wait-total", "nanoseconds", "wait_ns", exact=True),
+)
+_SAMPLE_FIELDS = {t.type: t.field for t in SAMPLE_TYPES if not t.exact}
+_TOTALS_FIELDS = {t.type: t.field for t in SAMPLE_TYPES if t.exact}
 
 
 @dataclass(frozen=True)
@@ -28,11 +62,13 @@ class LockSample:
     lock_name: str
     lock_kind: str
     frames: Tuple[Frame, ...]  # leaf first
-    thread_id: int
-    thread_native_id: int
+    thread_id: Optional[int]  # None only in another tool's profile, which may not say
+    thread_native_id: Optional[int]
     thread_name: str
     task_id: Optional[int] = None
     task_name: Optional[str] = None
+    # Where the lock was created (file and line; named after the lock), when known.
+    site: Optional[Frame] = None
     # Acquires and holds, sampled at capture_pct and upscaled.
     acquire_count: int = 0
     release_count: int = 0
@@ -47,10 +83,17 @@ class LockSample:
     condition_wait_ns: int = 0
     # The waits of this key ended in a timeout, not with the lock.
     timed_out: bool = False
+    # Values of sample types other than lockprof's, by type (other tools' profiles).
+    other_values: Dict[str, int] = field(default_factory=dict)
     # The core's LockInfo, while the sample is in-process: a lock not named at its creation is
     # named at its first captured release, so lock_name is refreshed from it when a period is
     # exported. None once decoded.
     lock_info: Any = field(default=None, compare=False, repr=False)
+
+    def value(self, sample_type: str) -> int:
+        """This sample's value of a sample type (0 for lockprof's exact, per-lock ones)."""
+        name = _SAMPLE_FIELDS.get(sample_type)
+        return int(getattr(self, name)) if name else self.other_values.get(sample_type, 0)
 
     def merge(self, other: LockSample) -> None:
         """Add the counters of a sample with the same key."""
@@ -76,6 +119,11 @@ class LockTotals:
     timeouts: int = 0  # blocking acquires that gave up after their timeout
     lock_info: Any = field(default=None, compare=False, repr=False)
 
+    def value(self, sample_type: str) -> int:
+        """This lock's value of a sample type (0 for the estimated, per-stack ones)."""
+        name = _TOTALS_FIELDS.get(sample_type)
+        return int(getattr(self, name)) if name else 0
+
     def merge(self, other: LockTotals) -> None:
         self.contended_count += other.contended_count
         self.wait_ns += other.wait_ns
@@ -89,7 +137,7 @@ class LongWait:
 
     lock_name: str
     wait_ns: int
-    thread_id: int
+    thread_id: Optional[int]
     thread_name: str
     task_id: Optional[int]
     task_name: Optional[str]
@@ -98,13 +146,13 @@ class LongWait:
     lock_info: Any = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
-        """One line: what waited how long where (the pprof comment form)."""
+        """One line: how long what waited where."""
         who = f"thread {self.thread_name or '?'} ({self.thread_id})"
         if self.task_id is not None:
             who += f", task {self.task_name or '?'} ({self.task_id})"
         outcome = ", timed out" if self.timed_out else ""
         where = " <- ".join(f"{f.name} ({f.filename}:{f.line})" for f in self.frames)
-        return f"long wait: {self.wait_ns / 1e6:.3f} ms on {self.lock_name}{outcome}; {who}; at {where}"
+        return f"{self.wait_ns / 1e6:.3f} ms on {self.lock_name}{outcome}; {who}; at {where}"
 
 
 @dataclass
@@ -122,7 +170,10 @@ class Snapshot:
     lock_totals: List[LockTotals] = field(default_factory=list)
     long_waits: List[LongWait] = field(default_factory=list)  # longest first
     dropped_events: int = 0  # captured events the bounded table had no room for
-    comments: List[str] = field(default_factory=list)
+    # The sample types the profile has values of: all of lockprof's, but a profile read from a
+    # file has its own (another tool's, or one with only some of lockprof's columns).
+    sample_types: List[ValueType] = field(
+        default_factory=lambda: [ValueType(t.type, t.unit) for t in SAMPLE_TYPES])
 
     @property
     def duration_ns(self) -> int:

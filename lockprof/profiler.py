@@ -20,11 +20,11 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import pprof
 from lockprof._lock import original_thread_attribute
-from lockprof._version import __version__
 from lockprof.collector import LockCollector, collector_from_config, lock_site
 from lockprof.config import Config
 from lockprof.forking import call_after_fork_in_child
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
+from lockprof.renderers.pprof import PprofRenderer
 
 
 # The longest waits a period's profile reports.
@@ -252,18 +252,11 @@ class Profiler:
             for named in (*samples, *long_waits):
                 if named.lock_info is not None:  # named since it was collected, perhaps
                     named.lock_name = named.lock_info.display_name
-            comments = [
-                f"lockprof {__version__}",
-                f"capture_pct={self.config.capture_pct}",
-                f"wait_sample_interval_ns={self.config.wait_sample_interval}",
-            ]
             max_interval = max(self._pending_max_interval, self.config.wait_sample_interval)
-            if max_interval > self.config.wait_sample_interval:
-                comments.append(f"wait sampling interval raised up to {max_interval} ns by the capture budget")
             snapshot = Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
                                 wait_sample_interval_ns=self.config.wait_sample_interval,
                                 max_wait_sample_interval_ns=max_interval, lock_totals=lock_totals, long_waits=long_waits,
-                                dropped_events=self._pending_dropped, comments=comments)
+                                dropped_events=self._pending_dropped)
             if reset:
                 self._pending = {}
                 self._pending_totals = {}
@@ -291,7 +284,7 @@ class Profiler:
                 directory = os.path.dirname(path)
                 if directory:
                     os.makedirs(directory, exist_ok=True)
-                pprof.write_atomic(path, pprof.encode(snapshot))
+                pprof.write_atomic(path, PprofRenderer().render(snapshot))
             except (OSError, ValueError) as error:
                 warnings.warn(f"lockprof could not write {path}: {error}", LockprofExportWarning, stacklevel=2)
                 return None

@@ -28,7 +28,7 @@ from lockprof import pprof
 from lockprof._term import color_enabled, width
 from lockprof.forking import call_after_fork_in_child
 from lockprof.profiler import Profiler
-from lockprof.report import build_report, format_text
+from lockprof.renderers.text import TextRenderer
 
 # Set for the children of `lockprof run --subprocesses`, with _bootstrap/ on their PYTHONPATH.
 SUBPROCESSES_ENV = "LOCKPROF_SUBPROCESSES"
@@ -243,8 +243,8 @@ class _Summary:
                 except pprof.ProfileReadError as error:
                     unreadable.append(str(error))
             lines.append("lockprof: top locks of this run")
-            lines.append(format_text(build_report(profiles), limit=SUMMARY_ROWS, long_waits=3,
-                                     width=width(sys.stderr), color=color_enabled(sys.stderr)))
+            lines.append(TextRenderer(limit=SUMMARY_ROWS, long_waits=3, width=width(sys.stderr),
+                                      color=color_enabled(sys.stderr)).render(profiles))
             lines += [f"lockprof: skipped {problem}" for problem in unreadable]
         output = self.profiler.config.output
         pids = {pid for pid, _ in paths.values()}

@@ -15,6 +15,7 @@ import lockprof
 from lockprof import pprof
 from lockprof.collector import UNTRACKED_LOCKS
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
+from lockprof.renderers.pprof import PprofRenderer
 
 DB = "app/db.py:12:_pool_lock"
 CACHE = "app/cache.py:7:_lock"
@@ -54,13 +55,12 @@ def snapshot() -> Snapshot:
     ]
     return Snapshot(samples, start_ns=1_700_000_000_000_000_000,
                     end_ns=1_700_000_010_000_000_000, capture_pct=100.0,
-                    lock_totals=totals, long_waits=long_waits, dropped_events=3,
-                    comments=[f"lockprof {lockprof.__version__}", "capture_pct=100.0"])
+                    lock_totals=totals, long_waits=long_waits, dropped_events=3)
 
 
 def write(path: str, snap: Optional[Snapshot] = None) -> str:
     """The snapshot's profile written to path; returns path."""
-    pprof.write_atomic(str(path), pprof.encode(snap if snap is not None else snapshot()))
+    pprof.write_atomic(str(path), PprofRenderer().render(snap if snap is not None else snapshot()))
     return str(path)
 
 

@@ -13,6 +13,7 @@ from typing import Dict, Iterable, List, Optional
 
 import lockprof
 from lockprof import pprof
+from lockprof.profile import Snapshot
 
 # The lockprof under test (the checkout, when built in place): the subprocesses import it too.
 LOCKPROF_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(lockprof.__file__)))
@@ -46,7 +47,7 @@ def profiles(prefix: str, pid: Optional[int] = None) -> List[str]:
     return sorted(paths, key=lambda p: (p.rsplit(".", 3)[1], int(p.rsplit(".", 2)[1])))
 
 
-def read(path: str) -> pprof.DecodedProfile:
+def read(path: str) -> Snapshot:
     with open(path, "rb") as f:
         return pprof.decode(f.read())
 
@@ -56,10 +57,8 @@ def values_by_variable(paths: Iterable[str], sample_type: str = "lock-acquire") 
     variable name (the last part of its name)."""
     totals: Counter = Counter()
     for path in paths:
-        profile = read(path)
-        index = profile.value_index(sample_type)
-        for sample in profile.samples:
-            totals[str(sample.labels["lock name"]).rsplit(":", 1)[-1]] += sample.values[index]
+        for sample in read(path).samples:
+            totals[sample.lock_name.rsplit(":", 1)[-1]] += sample.value(sample_type)
     return dict(totals)
 
 
@@ -69,12 +68,10 @@ def values_by_line(paths: Iterable[str], sample_type: str = "lock-acquire") -> D
     release, which a signal handler or a finaliser running inside it can make miss)."""
     totals: Counter = Counter()
     for path in paths:
-        profile = read(path)
-        index = profile.value_index(sample_type)
-        for sample in profile.samples:
-            name = str(sample.labels["lock name"])
+        for sample in read(path).samples:
+            name = sample.lock_name
             if name.startswith("program.py:"):
-                totals[int(name.split(":")[1])] += sample.values[index]
+                totals[int(name.split(":")[1])] += sample.value(sample_type)
     return dict(totals)
 
 
@@ -89,8 +86,9 @@ def negative_values(paths: Iterable[str]) -> List[str]:
     found = []
     for path in paths:
         profile = read(path)
-        for sample in profile.samples:
-            for value_type, value in zip(profile.sample_types, sample.values):
+        for record in (*profile.samples, *profile.lock_totals):
+            for value_type in profile.sample_types:
+                value = record.value(value_type.type)
                 if value < 0:
-                    found.append(f"{path}: {sample.labels.get('lock name')} {value_type.type}={value}")
+                    found.append(f"{path}: {record.lock_name} {value_type.type}={value}")
     return found

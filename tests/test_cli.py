@@ -52,6 +52,7 @@ import random
 import re
 
 from lockprof import _term, pprof
+from lockprof.renderers.pprof import PprofRenderer
 from sample_profiles import CACHE, DB, snapshot, subprocess_env, write
 
 
@@ -144,7 +145,7 @@ def test_flamegraph_bad_metric_and_unwritable_output(tmp_path, capsys):
 
 
 def bad_files(tmp_path):
-    good = pprof.encode(snapshot())
+    good = PprofRenderer().render(snapshot())
     files = {
         "missing": (tmp_path / "missing.pprof", None, "no such file"),
         "directory": (tmp_path / "adir", "dir", "is a directory, not a profile file"),
@@ -211,7 +212,7 @@ def test_fuzz_random_and_mutated_profiles(tmp_path, capsys):
     seed = int(os.environ.get("LOCKPROF_FUZZ_SEED") or random.SystemRandom().randrange(2**32))
     print(f"fuzz seed: {seed} (LOCKPROF_FUZZ_SEED={seed} repeats this run)")
     rng = random.Random(seed)
-    raw = gzip.decompress(pprof.encode(snapshot()))
+    raw = gzip.decompress(PprofRenderer().render(snapshot()))
     path, out = tmp_path / "fuzz.pprof", tmp_path / "fuzz.out"
     commands = [["report", "--format", "json"], ["report", "--by", "task"], ["report", "--format", "csv"],
                 ["flamegraph", "-o", str(out), "--format", "html"],

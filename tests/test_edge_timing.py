@@ -246,7 +246,7 @@ def test_locks_in_threads_started_outside_threading(tmp_path):
     assert (counts["foreign"], counts["shared"]) == (20, 20)
     threads = set()
     for path in profiles(prefix):
-        threads |= {sample.labels["thread id"] for sample in read(path).samples}
+        threads |= {sample.thread_id for sample in read(path).samples}
     assert idents <= threads
 
 

@@ -14,19 +14,16 @@ import zlib
 
 import pytest
 
+import lockprof
 from lockprof import flamegraph, pprof
-from lockprof.flamegraph import (
-    LOCK_METRICS,
-    choose_metric,
-    folded_stacks,
-    format_folded,
-    format_html,
-    format_speedscope,
-    format_svg,
-    frame_color,
-    lock_frame,
-)
+from lockprof.flamegraph import LOCK_METRICS, choose_metric, folded_stacks, frame_color, lock_frame
 from lockprof.profile import Frame, LockSample, Snapshot
+from lockprof.renderers.base import encode_text
+from lockprof.renderers.folded import FoldedRenderer
+from lockprof.renderers.html_page import HtmlRenderer
+from lockprof.renderers.pprof import PprofRenderer
+from lockprof.renderers.speedscope import SpeedscopeRenderer
+from lockprof.renderers.svg import SvgRenderer
 from sample_profiles import CACHE, DB, MS, snapshot
 from test_pprof import lfield, strings, vfield
 
@@ -34,7 +31,7 @@ WAIT, HOLD, BLOCKING, CONDITION = LOCK_METRICS
 
 
 def decoded(snap=None):
-    return pprof.decode(pprof.encode(snap if snap is not None else snapshot()))
+    return pprof.decode(PprofRenderer().render(snap if snap is not None else snapshot()))
 
 
 FOLDED_WAIT = (
@@ -47,11 +44,11 @@ FOLDED_WAIT = (
 
 
 def test_folded_wait_exact_content():
-    assert format_folded(folded_stacks([decoded()], WAIT)) == FOLDED_WAIT
+    assert FoldedRenderer(WAIT).render([decoded()]) == FOLDED_WAIT
 
 
 def test_folded_hold_and_blocking_hold():
-    hold = format_folded(folded_stacks([decoded()], HOLD))
+    hold = FoldedRenderer(HOLD).render([decoded()])
     assert hold.splitlines() == [
         "main (/app/main.py:3);query (/app/db.py:40);lock app/db.py:12:_pool_lock 2000000",
         "main (/app/main.py:3);worker (/app/work.py:35);Cache.get (/app/cache.py:24);"
@@ -59,17 +56,17 @@ def test_folded_hold_and_blocking_hold():
         "main (/app/main.py:3);worker (/app/work.py:35);query (/app/db.py:40);"
         "lock app/db.py:12:_pool_lock 8000000",
     ]
-    blocking = format_folded(folded_stacks([decoded()], BLOCKING)).splitlines()
+    blocking = FoldedRenderer(BLOCKING).render([decoded()]).splitlines()
     assert [line.rsplit(" ", 1)[1] for line in blocking] == ["1000000", "3000000"]
-    assert format_folded(folded_stacks([decoded()], CONDITION)) == (
+    assert FoldedRenderer(CONDITION).render([decoded()]) == (
         "main (/app/main.py:3);worker (/app/work.py:35);Cache.get (/app/cache.py:24);"
         "lock app/cache.py:7:_lock 30000000\n")
 
 
 def test_folded_merges_profiles_and_escapes_separators():
     odd = LockSample("a;b", "lock", (Frame("f;g", "/x.py", 1),), 1, 1, "T", acquire_wait_ns=5)
-    folded = folded_stacks([decoded(Snapshot([odd], 0, 0, 1.0))] * 2, WAIT)
-    assert format_folded(folded) == "f,g (/x.py:1);lock a,b 10\n"
+    folded = FoldedRenderer(WAIT).render([decoded(Snapshot([odd], 0, 0, 1.0))] * 2)
+    assert folded == "f,g (/x.py:1);lock a,b 10\n"
 
 
 def test_choose_metric():
@@ -93,13 +90,13 @@ def test_other_tools_profiles_are_drawn_by_their_own_sample_types():
     profiles = [pprof.decode(data)]
     metric = choose_metric(profiles, None)
     assert (metric.id, metric.unit) == ("samples", "count")
-    assert format_folded(folded_stacks(profiles, metric)) == "main;work 42\n"
+    assert FoldedRenderer(metric).render(profiles) == "main;work 42\n"
 
 
 def test_speedscope_schema():
-    doc = json.loads(format_speedscope([decoded()], HOLD, "my title"))
+    doc = json.loads(SpeedscopeRenderer(HOLD, "my title").render([decoded()]))
     assert doc["$schema"] == "https://www.speedscope.app/file-format-schema.json"
-    assert (doc["name"], doc["exporter"]) == ("my title", f"lockprof {flamegraph.__version__}")
+    assert (doc["name"], doc["exporter"]) == ("my title", f"lockprof {lockprof.__version__}")
     frames = doc["shared"]["frames"]
     assert {"name": "query", "file": "/app/db.py", "line": 40} in frames
     assert {"name": f"lock {DB}"} in frames
@@ -121,7 +118,7 @@ def test_speedscope_schema():
 
 
 def test_svg_is_well_formed_and_draws_every_frame_with_a_tooltip():
-    svg = format_svg(folded_stacks([decoded()], WAIT), WAIT, "wait <of> & 'app'")
+    svg = SvgRenderer(WAIT, "wait <of> & 'app'").render([decoded()])
     root = ET.fromstring(svg.encode())
     ns = {"s": "http://www.w3.org/2000/svg"}
     titles = [g.find("s:title", ns).text for g in root.iter("{http://www.w3.org/2000/svg}g")]
@@ -142,14 +139,13 @@ def test_svg_is_well_formed_and_draws_every_frame_with_a_tooltip():
 def test_svg_survives_characters_xml_cannot_hold():
     weird = LockSample("lock\x01\udcff", "lock", (Frame("f\x00<&>", "/b\udc80.py", 1),),
                        1, 1, "T", acquire_wait_ns=5)
-    folded = folded_stacks([decoded(Snapshot([weird], 0, 0, 1.0))], WAIT)
-    svg = format_svg(folded, WAIT, "t\x02")
-    ET.fromstring(flamegraph.encode_output(svg))  # well-formed, and encodable
+    svg = SvgRenderer(WAIT, "t\x02").render([decoded(Snapshot([weird], 0, 0, 1.0))])
+    ET.fromstring(encode_text(svg))  # well-formed, and encodable
     assert "f\ufffd&lt;&amp;&gt;" in svg
 
 
 def test_svg_of_nothing():
-    svg = format_svg({}, WAIT, "empty")
+    svg = SvgRenderer(WAIT, "empty").render([])
     assert "no samples for this metric" in svg
     ET.fromstring(svg.encode())
 
@@ -160,7 +156,7 @@ def html_data(page):
 
 
 def test_html_is_self_contained():
-    page = format_html([decoded()], WAIT, "title </script><b>")
+    page = HtmlRenderer(WAIT, "title </script><b>").render([decoded()])
     assert not re.search(r"https?://", page)
     assert not re.search(r"<(script|img|iframe)[^>]*\ssrc=|<link[^>]*href=|@import|url\(", page)
     assert page.count("</script>") == 2  # the title's "</script>" is escaped
@@ -172,7 +168,7 @@ def test_html_is_self_contained():
 
 
 def test_html_trees_hold_the_folded_values():
-    data = html_data(format_html([decoded()], HOLD, "t"))
+    data = html_data(HtmlRenderer(HOLD, "t").render([decoded()]))
     assert data["initial"] == "hold"
     labels = [label for label, _ in data["frames"]]
     for metric, encoded in zip(LOCK_METRICS, data["metrics"]):
@@ -229,7 +225,7 @@ def frames_in(dom):
 
 def test_chromium_draws_the_flame_graph(chromium, tmp_path):
     page = tmp_path / "wait.html"
-    page.write_bytes(flamegraph.encode_output(format_html([decoded()], WAIT, "lockprof test")))
+    page.write_bytes(encode_text(HtmlRenderer(WAIT, "lockprof test").render([decoded()])))
     url = page.as_uri()
 
     drawn = frames_in(chromium(url, "--dump-dom"))
@@ -308,9 +304,9 @@ INTERACTION = """
 
 
 def test_chromium_clicks_hovers_switches_and_searches(chromium, tmp_path):
-    page = format_html([decoded()], WAIT, "lockprof test")
+    page = HtmlRenderer(WAIT, "lockprof test").render([decoded()])
     test_page = tmp_path / "interactive.html"
-    test_page.write_bytes(flamegraph.encode_output(page.replace("</body>", INTERACTION + "</body>")))
+    test_page.write_bytes(encode_text(page.replace("</body>", INTERACTION + "</body>")))
     dom = chromium(test_page.as_uri(), "--dump-dom")
     seen = json.loads(html.unescape(re.search(r'<pre id="test-result">(.*?)</pre>', dom, re.S).group(1)))
     assert seen["initial"] == "wait time: total 25.0 ms"

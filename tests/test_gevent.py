@@ -17,7 +17,8 @@ GREENLETS = """
         from gevent import monkey
         monkey.patch_all()
     import threading
-    from lockprof import LockCollector, Profiler, pprof
+    from lockprof import LockCollector, Profiler
+    from lockprof.renderers.pprof import PprofRenderer
 
     if sys.argv[3] == "profiler":
         profiler = Profiler(capture_pct=100, output=sys.argv[1], upload_interval=3600)
@@ -53,7 +54,7 @@ GREENLETS = """
         profiler.stop()
     else:
         with open(sys.argv[1] + ".0.0.pprof", "wb") as f:
-            f.write(pprof.encode(profiler.snapshot()))
+            f.write(PprofRenderer().render(profiler.snapshot()))
         profiler.stop()
     print(threading.Lock)
 """
@@ -64,15 +65,12 @@ def greenlet_samples(prefix):
     imports made, such as logging's), over the profiles written under prefix."""
     found = {}
     for path in profiles(prefix):
-        profile = read(path)
-        index = profile.value_index("lock-acquire")
-        for sample in profile.samples:
-            if not str(sample.labels["lock name"]).startswith("program.py:"):
+        for sample in read(path).samples:
+            if not sample.lock_name.startswith("program.py:"):
                 continue
-            name = str(sample.labels["lock kind"])
-            acquires, tasks = found.get(name, (0, set()))
-            task = sample.labels.get("task name")
-            found[name] = (acquires + sample.values[index], tasks | ({task} if task else set()))
+            acquires, tasks = found.get(sample.lock_kind, (0, set()))
+            task = sample.task_name
+            found[sample.lock_kind] = (acquires + sample.acquire_count, tasks | ({task} if task else set()))
     return found
 
 
@@ -161,7 +159,8 @@ PRIMITIVES = """
     if sys.argv[2] == "before":
         monkey.patch_all()
     import threading
-    from lockprof import LockCollector, pprof
+    from lockprof import LockCollector
+    from lockprof.renderers.pprof import PprofRenderer
 
     collector = LockCollector(capture_pct=100)
     collector.start()
@@ -209,7 +208,7 @@ PRIMITIVES = """
     with gevent.Timeout(30):
         gevent.joinall(greenlets, raise_error=True)
     with open(sys.argv[1], "wb") as f:
-        f.write(pprof.encode(collector.snapshot()))
+        f.write(PprofRenderer().render(collector.snapshot()))
     collector.stop()
     print(type(threading.Lock()).__module__, type(threading.RLock()).__name__)
 """
@@ -217,12 +216,11 @@ PRIMITIVES = """
 
 def per_task(profile, sample_type):
     """(lock kind, task name) -> sum of sample_type over the program's own locks."""
-    index = profile.value_index(sample_type)
     sums = {}
     for sample in profile.samples:
-        if str(sample.labels["lock name"]).startswith("program.py:") and sample.values[index]:
-            key = (str(sample.labels["lock kind"]), sample.labels.get("task name"))
-            sums[key] = sums.get(key, 0) + sample.values[index]
+        if sample.lock_name.startswith("program.py:") and sample.value(sample_type):
+            key = (sample.lock_kind, sample.task_name)
+            sums[key] = sums.get(key, 0) + sample.value(sample_type)
     return sums
 
 

@@ -20,6 +20,7 @@ import lockprof
 from lockprof import LockCollector, LockprofExportWarning, Profiler, pprof
 from lockprof._lock import LockFactory, ProfiledLock, ProfiledRLock
 from lockprof.config import LockprofConfigWarning
+from lockprof.profile import SAMPLE_TYPES
 
 # The native factories and lock types (no collector runs while tests are collected).
 ORIGINAL_LOCK = threading.Lock
@@ -443,21 +444,21 @@ def test_profiler_stop_writes_profile(tmp_path):
     assert p.last_path == path
     assert threading.Lock is ORIGINAL_LOCK
     profile = pprof.decode(open(path, "rb").read())
-    assert [(t.type, t.unit) for t in profile.sample_types] == list(pprof.SAMPLE_TYPES)
-    assert profile.default_sample_type == "lock-acquire-wait"
-    (sample,) = [s for s in profile.samples if s.labels["lock name"] == lock.lock_info.display_name]
-    assert sample.labels["lock name"].endswith(":work_lock")
-    assert sample.labels["lock kind"] == "lock"
-    assert sample.labels["thread id"] == threading.get_ident()
-    assert sample.labels["thread native id"] == threading.get_native_id()
-    assert sample.labels["thread name"] == threading.current_thread().name
-    assert "task id" not in sample.labels
-    assert sample.values[profile.value_index("lock-acquire")] == 3
-    assert sample.values[profile.value_index("lock-release")] == 3
+    assert [(t.type, t.unit) for t in profile.sample_types] == [(t.type, t.unit) for t in SAMPLE_TYPES]
+    assert pprof.parse(open(path, "rb").read()).default_sample_type == "lock-acquire-wait"
+    (sample,) = [s for s in profile.samples if s.lock_name == lock.lock_info.display_name]
+    assert sample.lock_name.endswith(":work_lock")
+    assert sample.lock_kind == "lock"
+    assert sample.thread_id == threading.get_ident()
+    assert sample.thread_native_id == threading.get_native_id()
+    assert sample.thread_name == threading.current_thread().name
+    assert sample.task_id is None
+    assert sample.acquire_count == 3
+    assert sample.release_count == 3
     assert sample.frames[0].name.split(".")[-1] == "profiled_work_lock"
     assert sample.frames[0].filename == __file__
     # nothing of the profiler's own or of threading's locks
-    assert all(s.labels["lock name"] == lock.lock_info.display_name for s in profile.samples)
+    assert all(s.lock_name == lock.lock_info.display_name for s in (*profile.samples, *profile.lock_totals))
 
 
 def test_profiler_second_export_gets_next_sequence(tmp_path):
@@ -471,8 +472,8 @@ def test_profiler_second_export_gets_next_sequence(tmp_path):
         second = p.stop()
     assert first == str(tmp_path / f"p.{os.getpid()}.0.pprof")
     assert second == str(tmp_path / f"p.{os.getpid()}.1.pprof")
-    names_first = {s.labels["lock name"] for s in pprof.decode(open(first, "rb").read()).samples}
-    names_second = {s.labels["lock name"] for s in pprof.decode(open(second, "rb").read()).samples}
+    names_first = {s.lock_name for s in pprof.decode(open(first, "rb").read()).samples}
+    names_second = {s.lock_name for s in pprof.decode(open(second, "rb").read()).samples}
     assert names_first == {first_lock.lock_info.display_name}
     assert names_second == {second_lock.lock_info.display_name}  # a new period
 
@@ -501,7 +502,7 @@ def test_profiler_export_failure_warns_once_then_recovers(tmp_path):
         p.stop(flush=False)
     assert path == str(blocker / f"p.{os.getpid()}.0.pprof")
     profile = pprof.decode(open(path, "rb").read())
-    assert lock.lock_info.display_name in {s.labels["lock name"] for s in profile.samples}
+    assert lock.lock_info.display_name in {s.lock_name for s in profile.samples}
 
 
 def test_profiler_periodic_export(tmp_path):
@@ -562,11 +563,11 @@ def test_interpreter_exit_flushes(tmp_path):
     files = glob.glob(str(tmp_path / "exit.*.0.pprof"))
     assert len(files) == 1
     profile = pprof.decode(open(files[0], "rb").read())
-    (sample,) = [s for s in profile.samples if s.labels["lock name"].endswith(":exit_lock")]
-    assert sample.values[profile.value_index("lock-acquire")] == 1
-    assert sample.values[profile.value_index("lock-release")] == 1
+    (sample,) = [s for s in profile.samples if s.lock_name.endswith(":exit_lock")]
+    assert sample.acquire_count == 1
+    assert sample.release_count == 1
     assert sample.frames[0].name == "exiting_worker"
-    assert sample.labels["thread id"] == int(result.stdout.strip())
+    assert sample.thread_id == int(result.stdout.strip())
 
 
 def lockprof_contended_waiter(lock):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import random
 import shutil
@@ -9,20 +10,24 @@ from typing import List, Optional
 
 import pytest
 
+import lockprof
 from lockprof.pprof import (
+    LONG_WAIT_LABEL,
     MAX_WAIT_LABEL,
+    METADATA_PREFIX,
     OUTCOME_LABEL,
-    SAMPLE_TYPES,
     TIMED_OUT,
     TIMEOUTS_LABEL,
-    DecodedProfile,
     ProfileFormatError,
-    ValueType,
+    RawProfile,
     decode,
-    encode,
+    parse,
     write_atomic,
 )
-from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
+from lockprof.profile import SAMPLE_TYPES, Frame, LockSample, LockTotals, LongWait, Snapshot, ValueType
+from lockprof.renderers.pprof import PprofRenderer
+
+encode = PprofRenderer().render
 
 START_NS = 1_700_000_000_123_456_789
 ACQUIRE = Frame("Lock.acquire", "/app/locks.py", 10)
@@ -50,7 +55,7 @@ def make_snapshot(**overrides) -> Snapshot:
     ]
     fields = dict(
         samples=samples, start_ns=START_NS, end_ns=START_NS + 10**10, capture_pct=1.0,
-        dropped_events=42, comments=["lockprof test", "capture 1%"],
+        wait_sample_interval_ns=1_000_000, max_wait_sample_interval_ns=4_000_000, dropped_events=42,
     )
     fields.update(overrides)
     return Snapshot(**fields)
@@ -86,9 +91,9 @@ def strings(*items: str) -> bytes:
 
 def test_round_trip_values_stacks_and_metadata():
     snap = make_snapshot()
-    profile = decode(encode(snap))
+    profile = parse(encode(snap))
 
-    assert profile.sample_types == [ValueType(t, u) for t, u in SAMPLE_TYPES]
+    assert profile.sample_types == [ValueType(t.type, t.unit) for t in SAMPLE_TYPES]
     assert [t.type for t in profile.sample_types] == [
         "lock-acquire", "lock-acquire-wait", "lock-contended-acquire", "lock-release",
         "lock-release-hold", "lock-blocking-hold", "lock-condition-wait", "lock-contended-total",
@@ -99,7 +104,9 @@ def test_round_trip_values_stacks_and_metadata():
     assert profile.period == 1
     assert profile.time_nanos == START_NS
     assert profile.duration_nanos == 10**10
-    assert profile.comments == ["lockprof test", "capture 1%", "dropped events: 42"]
+    assert profile.comments[:3] == [f"lockprof {lockprof.__version__}",
+                                    "wait sampling interval raised up to 4000000 ns by the capture budget",
+                                    "dropped events: 42"]
 
     assert len(profile.samples) == len(snap.samples)
     for decoded, original in zip(profile.samples, snap.samples):
@@ -109,6 +116,7 @@ def test_round_trip_values_stacks_and_metadata():
             original.condition_wait_ns, 0, 0,
         ]
         assert decoded.frames == list(original.frames)  # leaf first
+    assert decode(encode(snap)) == snap  # the Snapshot it was written from, whole
 
 
 def test_timed_out_waits_totals_and_long_waits_round_trip():
@@ -118,9 +126,9 @@ def test_timed_out_waits_totals_and_long_waits_round_trip():
     totals = LockTotals("db_lock", "lock", site, contended_count=9, wait_ns=7_000_000,
                         max_wait_ns=3_000_000, timeouts=2)
     wait = LongWait("db_lock", 3_000_000, 1, "MainThread", 7, "fetch-7", (MAIN,), timed_out=True)
-    profile = decode(encode(make_snapshot(samples=[timed_out], lock_totals=[totals],
-                                          long_waits=[wait])))
-    stack_sample, totals_sample = profile.samples
+    snap = make_snapshot(samples=[timed_out], lock_totals=[totals], long_waits=[wait])
+    profile = parse(encode(snap))
+    stack_sample, totals_sample, wait_sample = profile.samples
     assert stack_sample.labels[OUTCOME_LABEL] == TIMED_OUT
     assert stack_sample.values[profile.value_index("lock-contended-acquire")] == 2
     assert stack_sample.values[profile.value_index("lock-contended-total")] == 0
@@ -128,15 +136,39 @@ def test_timed_out_waits_totals_and_long_waits_round_trip():
     assert totals_sample.values == [0, 0, 0, 0, 0, 0, 0, 9, 7_000_000]
     assert totals_sample.labels == {"lock name": "db_lock", "lock kind": "lock",
                                     MAX_WAIT_LABEL: 3_000_000, TIMEOUTS_LABEL: 2}
+    assert wait_sample.frames == [MAIN] and wait_sample.values == [0] * len(SAMPLE_TYPES)
+    assert wait_sample.labels == {"lock name": "db_lock", LONG_WAIT_LABEL: 3_000_000, "thread id": 1,
+                                  "thread name": "MainThread", "task id": 7, "task name": "fetch-7",
+                                  OUTCOME_LABEL: TIMED_OUT}
     assert profile.comments[2] == (
         "long wait: 3.000 ms on db_lock, timed out; thread MainThread (1), task fetch-7 (7); "
         f"at main ({MAIN.filename}:{MAIN.line})")
     with pytest.raises(ValueError, match="no sample type 'cpu'"):
         profile.value_index("cpu")
+    back = decode(encode(snap))
+    assert (back.samples, back.lock_totals, back.long_waits) == ([timed_out], [totals], [wait])
+
+
+def test_the_sampling_metadata_is_one_json_comment():
+    (metadata,) = [c for c in parse(encode(make_snapshot())).comments if c.startswith(METADATA_PREFIX)]
+    assert json.loads(metadata[len(METADATA_PREFIX):]) == {
+        "capture_pct": 1.0, "wait_sample_interval_ns": 1_000_000,
+        "max_wait_sample_interval_ns": 4_000_000, "dropped_events": 42}
+    back = decode(encode(make_snapshot()))
+    assert (back.capture_pct, back.wait_sample_interval_ns, back.max_wait_sample_interval_ns,
+            back.dropped_events) == (1.0, 1_000_000, 4_000_000, 42)
+
+
+def test_a_lock_site_is_a_label_of_its_samples():
+    sample = LockSample("db_lock", "lock", (MAIN,), 1, 1001, "MainThread", acquire_count=1,
+                        site=Frame("db_lock", "/app/db.py", 12))
+    (raw,) = parse(encode(make_snapshot(samples=[sample]))).samples
+    assert raw.labels["lock site"] == "/app/db.py:12"
+    assert decode(encode(make_snapshot(samples=[sample]))).samples == [sample]
 
 
 def test_round_trip_deduplicates_strings_functions_and_locations():
-    profile = decode(encode(make_snapshot()))
+    profile = parse(encode(make_snapshot()))
 
     assert profile.string_table[0] == ""
     assert len(profile.string_table) == len(set(profile.string_table))
@@ -155,7 +187,7 @@ def test_round_trip_deduplicates_strings_functions_and_locations():
 
 
 def test_labels_with_and_without_task():
-    without_task, with_task = decode(encode(make_snapshot())).samples[1:3]
+    without_task, with_task = parse(encode(make_snapshot())).samples[1:3]
     assert without_task.labels == {
         "lock name": "db_lock", "lock kind": "threading.Lock",
         "thread id": 2, "thread native id": 1002, "thread name": "worker-1",
@@ -169,7 +201,7 @@ def test_labels_with_and_without_task():
 
 def test_empty_string_and_zero_labels_keep_their_type():
     sample = LockSample("", "threading.RLock", (), 0, 0, "", task_id=0, task_name="")
-    (decoded,) = decode(encode(make_snapshot(samples=[sample]))).samples
+    (decoded,) = parse(encode(make_snapshot(samples=[sample]))).samples
     assert decoded.labels == {
         "lock name": "", "lock kind": "threading.RLock", "thread id": 0,
         "thread native id": 0, "thread name": "", "task id": 0, "task name": "",
@@ -178,12 +210,12 @@ def test_empty_string_and_zero_labels_keep_their_type():
 
 
 def test_no_dropped_events_comment_when_nothing_dropped():
-    profile = decode(encode(make_snapshot(dropped_events=0, comments=[])))
-    assert profile.comments == []
+    profile = parse(encode(make_snapshot(dropped_events=0)))
+    assert not [c for c in profile.comments if c.startswith("dropped events")]
 
 
 def test_empty_snapshot():
-    profile = decode(encode(make_snapshot(samples=[])))
+    profile = parse(encode(make_snapshot(samples=[])))
     assert profile.samples == [] and profile.functions == {} and profile.locations == {}
     assert len(profile.sample_types) == len(SAMPLE_TYPES)
 
@@ -192,8 +224,8 @@ def test_unicode_and_undecodable_filenames_round_trip():
     odd = Frame("función_λ", os.fsdecode(b"/tmp/caf\xe9.py"), 3)
     sample = LockSample("锁", "threading.Lock", (odd,), 1, 1, "线程")
     (decoded,) = decode(encode(make_snapshot(samples=[sample]))).samples
-    assert decoded.frames == [odd]
-    assert decoded.labels["lock name"] == "锁"
+    assert decoded.frames == (odd,)
+    assert decoded.lock_name == "锁"
 
 
 def test_encode_is_deterministic_and_gzipped():
@@ -227,13 +259,15 @@ def test_decode_hand_made_profile_unpacked_inlined_and_num_labels():
                  + lfield(3, vfield(1, 6) + vfield(3, 99) + vfield(4, 2)))
         + strings("wait", "ns", "inner", "f.py", "outer", "size")
     )
-    profile = decode(raw)
+    profile = parse(raw)
     (sample,) = profile.samples
     assert sample.values == [-12]
     assert sample.frames == [Frame("inner", "f.py", 7), Frame("outer", "f.py", 70)]
     assert sample.labels == {"size": 99}
     assert profile.default_sample_type is None and profile.period_type is None
     assert profile.time_nanos == 0 and profile.comments == []
+    (read,) = decode(raw).samples  # another tool's sample type, kept by its name
+    assert (read.lock_name, read.other_values, read.value("wait")) == ("", {"wait": -12}, -12)
 
 
 def test_decode_skips_unknown_fields():
@@ -286,6 +320,14 @@ MALFORMED = [
     ("duplicate function id", strings() + lfield(5, vfield(1, 1)) * 2, "function id 1"),
     ("value count mismatch", ONE_TYPE + lfield(2, vfield(2, 1) + vfield(2, 2)),
      "2 values but the profile has 1 sample types"),
+    ("metadata not JSON", strings(METADATA_PREFIX + "{1") + vfield(13, 1), "metadata comment is not JSON"),
+    ("metadata not an object", strings(METADATA_PREFIX + "[]") + vfield(13, 1), "not a JSON object"),
+    ("metadata of the wrong type", strings(METADATA_PREFIX + '{"dropped_events": "3"}') + vfield(13, 1),
+     "dropped_events is '3', not a number"),
+    ("long wait as text", strings("long wait", "x") + lfield(2, lfield(3, vfield(1, 1) + vfield(2, 2))),
+     "label 'long wait' has text 'x', expected a number"),
+    ("lock site without a line", strings("lock site", "/a.py") + lfield(2, lfield(3, vfield(1, 1) + vfield(2, 2))),
+     "label 'lock site' is not file:line"),
 ]
 
 
@@ -326,7 +368,7 @@ def test_mutated_profiles_raise_only_profile_format_error():
             assert str(e) and "\n" not in str(e)
             outcomes["rejected"] += 1
         else:
-            assert isinstance(result, DecodedProfile)
+            assert isinstance(result, Snapshot)
             outcomes["decoded"] += 1
     assert outcomes["rejected"] > 100  # the mutations did exercise the error paths
 
@@ -415,8 +457,8 @@ def test_go_pprof_reads_encoded_profile(tmp_path):
     function_names = ["Lock.acquire", "worker", "main"]
 
     raw = run_pprof(go, ["-raw", str(path)], tmp_path)
-    for type_, unit in SAMPLE_TYPES:
-        assert f"{type_}/{unit}" in raw
+    for sample_type in SAMPLE_TYPES:
+        assert f"{sample_type.type}/{sample_type.unit}" in raw
     assert "lock-acquire-wait/nanoseconds[dflt]" in raw
     for name in function_names:
         assert name in raw

@@ -4,30 +4,36 @@ sorting, and the text, JSON and CSV forms."""
 import csv
 import io
 import json
+import sys
+import threading
 
 import pytest
 
-from lockprof import pprof
+from lockprof import LockCollector, pprof
 from lockprof.collector import UNTRACKED_LOCKS
-from lockprof.profile import Frame, LockSample, Snapshot
+from lockprof.profile import Frame, LockSample, LongWait, Snapshot
+from lockprof.renderers.csv_rows import CsvRenderer
+from lockprof.renderers.json_rows import JsonRenderer
+from lockprof.renderers.pprof import PprofRenderer
+from lockprof.renderers.text import TextRenderer, top_locks
 from lockprof.report import (
     SORT_KEYS,
     build_report,
-    format_csv,
     format_duration,
-    format_json,
-    format_text,
     is_lock_profile,
     program_frames,
     short_path,
-    top_locks,
 )
 from sample_profiles import CACHE, DB, MS, STACK_A, STACK_B, STACK_C, snapshot
 from test_pprof import lfield, require_go, run_pprof, strings, vfield
 
 
 def decoded(snap=None):
-    return pprof.decode(pprof.encode(snap if snap is not None else snapshot()))
+    return pprof.decode(PprofRenderer().render(snap if snap is not None else snapshot()))
+
+
+def format_text(profiles, **options):
+    return TextRenderer(**options).render(profiles)
 
 
 def by_name(report):
@@ -62,7 +68,7 @@ def test_with_totals_for_every_contended_lock_a_lock_without_them_had_no_content
     complete.lock_totals = complete.lock_totals[:1]
     cache = by_name(build_report([decoded(complete)]))[CACHE]
     assert cache.exact and (cache.contended, cache.wait_ns, cache.max_wait_ns) == (0, 0, 0)
-    assert format_text(build_report([decoded(complete)])).count("~") == 0
+    assert format_text([decoded(complete)]).count("~") == 0
 
 
 def test_several_profiles_merge_sums_and_keeps_the_largest_maximum():
@@ -109,19 +115,19 @@ def test_every_sort_key_is_tested():
                               "blocking-hold", "condition-wait", "acquires", "timeouts", "name"}
 
 
-def test_long_waits_and_dropped_events_come_from_the_comments():
+def test_long_waits_and_dropped_events_survive_the_round_trip():
     report = build_report([decoded(), decoded()])
     assert report.dropped_events == 6
-    assert report.long_waits[0].startswith(f"9.000 ms on {DB}; thread worker-1 (2)")
-    assert report.long_waits[-1].startswith(f"7.000 ms on {DB}, timed out")
+    assert report.long_waits[0].describe().startswith(f"9.000 ms on {DB}; thread worker-1 (2)")
+    assert report.long_waits[-1].describe().startswith(f"7.000 ms on {DB}, timed out")
     assert len(report.long_waits) == 4
+    assert decoded().long_waits == snapshot().long_waits
 
 
-def test_a_long_wait_with_a_malformed_duration_is_listed_last():
-    # Found by the fuzz test: a mutated "7.000" read as a float raised out of the command.
-    profile = decoded()
-    profile.comments[:] = ["long wait: ..000 ms on a", "long wait: 1.2.3 ms on b", "long wait: 5.000 ms on c"]
-    assert build_report([profile]).long_waits == ["5.000 ms on c", "..000 ms on a", "1.2.3 ms on b"]
+def test_long_waits_of_several_profiles_are_listed_longest_first():
+    waits = [LongWait("a", ms * MS, 1, "T", None, None, ()) for ms in (3, 7, 5)]
+    profiles = [decoded(Snapshot([], 0, 0, 1.0, long_waits=[wait])) for wait in waits]
+    assert [w.wait_ns for w in build_report(profiles).long_waits] == [7 * MS, 5 * MS, 3 * MS]
 
 
 def test_samples_of_other_tools_are_read_by_column_name():
@@ -164,7 +170,7 @@ def test_format_duration(ns, text):
 
 
 def test_text_table():
-    text = format_text(build_report([decoded()]))
+    text = format_text([decoded()])
     lines = text.splitlines()
     assert lines[0].split() == ["lock", "kind", "acquires", "contended", "total", "wait", "avg",
                                 "wait", "max", "wait", "hold", "blocking", "hold", "condition", "wait"]
@@ -189,38 +195,38 @@ def test_text_table():
 def test_text_shows_the_creation_site_when_the_name_does_not():
     snap = snapshot()
     snap.lock_totals[0].site = Frame(DB, "/app/pool.py", 99)  # e.g. made by a factory
-    lines = format_text(build_report([decoded(snap)])).splitlines()
+    lines = format_text([decoded(snap)]).splitlines()
     assert lines[2] == "  created at /app/pool.py:99"
 
 
 def test_text_limit_color_and_width():
-    report = build_report([decoded()])
-    assert len([l for l in format_text(report, limit=1).splitlines() if l.startswith("app/")]) == 1
-    colored = format_text(report, color=True)
+    profiles = [decoded()]
+    assert len([l for l in format_text(profiles, limit=1).splitlines() if l.startswith("app/")]) == 1
+    colored = format_text(profiles, color=True)
     assert "\x1b[1m" in colored and "\x1b[0m" in colored
     for columns in (100, 70, 50, 30):
-        lines = format_text(report, width=columns).splitlines()
+        lines = format_text(profiles, width=columns).splitlines()
         assert max(len(line) for line in lines) <= columns, (columns, lines)
         assert "total wait" in lines[0]  # the column that is never dropped
-    narrow = format_text(report, width=70).splitlines()
+    narrow = format_text(profiles, width=70).splitlines()
     assert DB in narrow[1]  # names are kept whole while secondary columns can go
     assert "acquires" not in narrow[0] and "kind" not in narrow[0]
 
 
 def test_text_long_waits_limit():
-    report = build_report([decoded(), decoded()])
-    assert sum(l.startswith(f"  9.000 ms on") for l in format_text(report).splitlines()) == 2
-    lines = format_text(report, long_waits=1).splitlines()
+    profiles = [decoded(), decoded()]
+    assert sum(l.startswith(f"  9.000 ms on") for l in format_text(profiles).splitlines()) == 2
+    lines = format_text(profiles, long_waits=1).splitlines()
     assert sum(l.startswith("  9.000 ms on") or l.startswith("  7.000 ms on") for l in lines) == 1
-    assert "longest waits" not in format_text(report, long_waits=0)
+    assert "longest waits" not in format_text(profiles, long_waits=0)
 
 
 def test_text_for_no_lock_activity():
-    assert format_text(build_report([])) == "lockprof: no lock activity was captured"
+    assert format_text([]) == "lockprof: no lock activity was captured"
 
 
 def test_json():
-    data = json.loads(format_json(build_report([decoded()]), files=["a.pprof"]))
+    data = json.loads(JsonRenderer(files=["a.pprof"]).render([decoded()]))
     assert (data["by"], data["files"], data["dropped_events"]) == ("lock", ["a.pprof"], 3)
     db, other, cache = data["rows"]
     assert other["name"] == UNTRACKED_LOCKS and other["site"] is None and other["exact"]
@@ -235,11 +241,12 @@ def test_json():
     }
     assert (cache["max_wait_ns"], cache["exact"], cache["site"]) == (None, False, None)
     assert len(data["long_waits"]) == 2
-    assert len(json.loads(format_json(build_report([decoded()]), limit=1))["rows"]) == 1
+    assert data["long_waits"][0].startswith(f"9.000 ms on {DB}; thread worker-1 (2); at query (/app/db.py:40)")
+    assert len(json.loads(JsonRenderer(limit=1).render([decoded()]))["rows"]) == 1
 
 
 def test_csv():
-    rows = list(csv.DictReader(io.StringIO(format_csv(build_report([decoded()])))))
+    rows = list(csv.DictReader(io.StringIO(CsvRenderer().render([decoded()]))))
     assert [r["name"] for r in rows] == [DB, UNTRACKED_LOCKS, CACHE]
     assert rows[0]["site"] == "/app/db.py:12"
     assert rows[0]["total_wait_ns"] == str(25 * MS) and rows[0]["exact"] == "True"
@@ -250,7 +257,7 @@ def test_csv():
 
 def test_top_locks_of_a_snapshot_is_the_report_text():
     snap = snapshot()
-    assert top_locks(snap, limit=1) == format_text(build_report([decoded(snap)]), limit=1)
+    assert top_locks(snap, limit=1) == format_text([decoded(snap)], limit=1)
     empty = Snapshot([], 0, 0, 1.0)
     assert top_locks(empty) == "lockprof: no lock activity was captured"
 
@@ -260,7 +267,7 @@ def test_a_sample_held_but_never_waited_shows_its_hold_stack():
                       release_hold_ns=5)
     (row,) = build_report([decoded(Snapshot([held], 0, 0, 1.0))]).rows
     assert (row.top_stack, row.top_stack_metric) == (STACK_A, "hold")
-    assert "held at query (/app/db.py:40)" in format_text(build_report([decoded(Snapshot([held], 0, 0, 1.0))]))
+    assert "held at query (/app/db.py:40)" in format_text([decoded(Snapshot([held], 0, 0, 1.0))])
 
 
 def test_a_profile_rewritten_by_go_pprof_reports_the_same(tmp_path):
@@ -269,12 +276,34 @@ def test_a_profile_rewritten_by_go_pprof_reports_the_same(tmp_path):
     ours = tmp_path / "ours.pprof"
     snap = snapshot()
     snap.lock_totals = snap.lock_totals[:1]  # Go reads the <other locks> site, line 0, its own way
-    pprof.write_atomic(str(ours), pprof.encode(snap))
+    pprof.write_atomic(str(ours), PprofRenderer().render(snap))
     rewritten = tmp_path / "go.pb.gz"
     run_pprof(go, ["-proto", "-output", str(rewritten), str(ours)], tmp_path)
     assert rewritten.read_bytes() != ours.read_bytes()
     mine, theirs = (build_report([pprof.read_profile(str(p))]) for p in (ours, rewritten))
     assert [r.as_dict() for r in theirs.rows] == [r.as_dict() for r in mine.rows]
+
+
+def test_every_lock_with_samples_has_its_site_in_json_and_csv(tmp_path):
+    # Issue 21: a lock that never waited has no exact totals; its site comes with its samples.
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    try:
+        line = sys._getframe().f_lineno + 1
+        quiet_lock = threading.Lock()
+        with quiet_lock:
+            pass
+    finally:
+        collector.stop()
+    path = tmp_path / "quiet.pprof"
+    pprof.write_atomic(str(path), PprofRenderer().render(collector.snapshot()))
+    profiles = [pprof.read_profile(str(path))]
+    (row,) = [r for r in json.loads(JsonRenderer().render(profiles))["rows"] if r["name"].endswith(":quiet_lock")]
+    assert (row["contended_acquires"], row["exact"]) == (0, True)
+    assert row["site"] == {"function": row["name"], "file": __file__, "line": line}
+    (csv_row,) = [r for r in csv.DictReader(io.StringIO(CsvRenderer().render(profiles)))
+                  if r["name"].endswith(":quiet_lock")]
+    assert csv_row["site"] == f"{__file__}:{line}"
 
 
 def test_short_path(tmp_path, monkeypatch):

@@ -254,7 +254,7 @@ def test_options_reach_the_profiler_and_variables_fill_in_the_rest(tmp_path):
     assert "top locks" not in result.stderr and f"lockprof: {len(paths)} profiles written" in result.stderr
     assert lock_names(paths) == {"deep.py:3:lock"}  # not excluded.py's lock
     profiles = [pprof.read_profile(p) for p in paths]
-    stacks = [s.frames for p in profiles for s in p.samples if s.labels.get("lock name") == "deep.py:3:lock"]
+    stacks = [s.frames for p in profiles for s in p.samples if s.lock_name == "deep.py:3:lock"]
     assert stacks
     for frames in stacks:  # 3 frames kept, then a marker for the rest
         assert len(frames) == 4 and frames[3].name.endswith("frames omitted>"), frames

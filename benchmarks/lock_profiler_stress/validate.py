@@ -47,13 +47,6 @@ def site_prefixes(scenario_file: str) -> List[str]:
     return ["/".join(parts[i:]) + ":" for i in range(len(parts))]
 
 
-def _value(profile: pprof.DecodedProfile, sample: pprof.DecodedSample, type_: str) -> int:
-    try:
-        return sample.values[profile.value_index(type_)]
-    except ValueError:  # a profile without this sample type
-        return 0
-
-
 def validate(result: Dict) -> List[Check]:
     """The checks of one with-lockprof run (result: scenario.py's JSON)."""
     files = result["profile_files"]
@@ -71,16 +64,15 @@ def validate(result: Dict) -> List[Check]:
 
     prefixes = tuple(site_prefixes(result["scenario_file"]))
     scenario_file = os.path.abspath(result["scenario_file"])
-    # The scenario's locks' samples with a stack (a per-lock totals sample has the max-wait label).
-    stack_samples = [(profile, sample) for profile in profiles for sample in profile.samples
-                     if str(sample.labels.get("lock name", "")).startswith(prefixes)
-                     and pprof.MAX_WAIT_LABEL not in sample.labels]
+    # The scenario's locks' samples with a stack.
+    stack_samples = [sample for profile in profiles for sample in profile.samples
+                     if sample.lock_name.startswith(prefixes)]
 
     measured = result["measured_waits"]["profiled"]
     capture_pct = float(result["profiler_settings"].get("capture_pct", 0.0))
     expected = measured["acquires"] * capture_pct / 100.0
-    acquires = sum(_value(p, s, "lock-acquire") for p, s in stack_samples)
-    releases = sum(_value(p, s, "lock-release") for p, s in stack_samples)
+    acquires = sum(s.acquire_count for s in stack_samples)
+    releases = sum(s.release_count for s in stack_samples)
     enough = expected >= MIN_EXPECTED_CAPTURES
     # Too few captures expected: absent events are not a failure, and the checks say why.
     excused = "" if enough else (f"; none required: {measured['acquires']} profiled acquires at "
@@ -88,12 +80,12 @@ def validate(result: Dict) -> List[Check]:
     checks.append(Check("acquire and release events", (acquires > 0 and releases > 0) or not enough,
                         f"{acquires} acquires, {releases} releases (estimated) on the scenario's locks{excused}"))
 
-    in_scenario = [s for _, s in stack_samples if any(f.filename == scenario_file for f in s.frames)]
+    in_scenario = [s for s in stack_samples if any(f.filename == scenario_file for f in s.frames)]
     checks.append(Check("stacks point into the scenario", bool(in_scenario) or not enough,
                         f"{len(in_scenario)} of {len(stack_samples)} stacks have a frame in "
                         f"{os.path.basename(scenario_file)}{excused}"))
 
-    named = [s for _, s in stack_samples if s.labels.get("thread name")]
+    named = [s for s in stack_samples if s.thread_name]
     checks.append(Check("thread names present", (bool(stack_samples) and len(named) == len(stack_samples)) or not enough,
                         f"{len(named)} of {len(stack_samples)} stacks name their thread{excused}"))
 
