@@ -68,7 +68,8 @@ MAX_WAIT_LABEL, TIMEOUTS_LABEL = "max wait", "timeouts"
 LONG_WAIT_LABEL = "long wait"
 # The comment holding the Snapshot fields no sample holds, as a JSON object.
 METADATA_PREFIX = "lockprof metadata: "
-METADATA_FIELDS = ("capture_pct", "wait_sample_interval_ns", "max_wait_sample_interval_ns", "dropped_events")
+METADATA_FIELDS = ("capture_pct", "wait_sample_interval_ns", "max_wait_sample_interval_ns", "dropped_events",
+                   "root_pid")
 
 # Wire types.
 VARINT, I64, LEN, I32 = 0, 1, 2, 5

@@ -170,6 +170,9 @@ class Snapshot:
     lock_totals: List[LockTotals] = field(default_factory=list)
     long_waits: List[LongWait] = field(default_factory=list)  # longest first
     dropped_events: int = 0  # captured events the bounded table had no room for
+    # The process profiling started in, for it and the children it profiles (forked, or with
+    # `lockprof run --subprocesses`): what `lockprof run` lists as its run's profiles.
+    root_pid: int = 0
     # The sample types the profile has values of: all of lockprof's, but a profile read from a
     # file has its own (another tool's, or one with only some of lockprof's columns).
     sample_types: List[ValueType] = field(

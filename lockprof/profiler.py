@@ -142,6 +142,9 @@ class Profiler:
         self._running = False
         self._exporter: Optional[_Exporter] = None
         self._forked = False  # a fork child of the process that started profiling
+        # Written into every profile: the children it forks keep it (lockprof run's children
+        # started with --subprocesses are given it).
+        self.root_pid = os.getpid()
         self.last_path: Optional[str] = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -256,7 +259,7 @@ class Profiler:
             snapshot = Snapshot(samples, self._period_start_ns, end_ns, self.config.capture_pct,
                                 wait_sample_interval_ns=self.config.wait_sample_interval,
                                 max_wait_sample_interval_ns=max_interval, lock_totals=lock_totals, long_waits=long_waits,
-                                dropped_events=self._pending_dropped)
+                                dropped_events=self._pending_dropped, root_pid=self.root_pid)
             if reset:
                 self._pending = {}
                 self._pending_totals = {}

@@ -27,10 +27,12 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 from lockprof import pprof
 from lockprof._term import color_enabled, width
 from lockprof.forking import call_after_fork_in_child
+from lockprof.profile import Snapshot
 from lockprof.profiler import Profiler
 from lockprof.renderers.text import TextRenderer
 
-# Set for the children of `lockprof run --subprocesses`, with _bootstrap/ on their PYTHONPATH.
+# Set for the children of `lockprof run --subprocesses`, with _bootstrap/ on their PYTHONPATH:
+# the run's root pid.
 SUBPROCESSES_ENV = "LOCKPROF_SUBPROCESSES"
 BOOTSTRAP_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_bootstrap")
 SUMMARY_ROWS = 5
@@ -55,7 +57,7 @@ def run_program(target: str, args: List[str], *, module: bool, settings: Dict[st
     profiler = Profiler(**settings)
     if subprocesses:
         _profile_children(profiler)
-    summary_printer = _Summary(profiler, show_table=summary, children=subprocesses)
+    summary_printer = _Summary(profiler, show_table=summary)
     sys.excepthook = _ProgramTraceback(sys.excepthook)
     sys.argv[:] = [target, *args]
     if module:
@@ -103,7 +105,7 @@ def _is_path_entry(target: str) -> bool:
 def _profile_children(profiler: Profiler) -> None:
     """Make every Python process the program starts profile itself with the same settings."""
     os.environ.update(profiler.config.to_environ())
-    os.environ[SUBPROCESSES_ENV] = "1"
+    os.environ[SUBPROCESSES_ENV] = str(profiler.root_pid)  # their profiles are this run's
     path = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = BOOTSTRAP_DIR + (os.pathsep + path if path else "")
 
@@ -206,11 +208,10 @@ class FinalFlush:
 class _Summary:
     """Print the top locks of the profiles this run wrote, and their paths, to stderr."""
 
-    def __init__(self, profiler: Profiler, show_table: bool, children: bool) -> None:
+    def __init__(self, profiler: Profiler, show_table: bool) -> None:
         self.profiler = profiler
         self.show_table = show_table
         self.before = profile_files(profiler.config.output)  # files of earlier runs
-        self.children = children
 
     def __call__(self) -> None:
         try:
@@ -219,29 +220,35 @@ class _Summary:
             pass
         print(self.text(), file=sys.stderr, flush=True)
 
-    def written(self) -> Dict[str, Tuple[int, int]]:
-        """The files this run wrote (its children's too, with them): new or rewritten ones,
-        in the order of (pid, sequence)."""
-        written = {}
-        for path, (pid, seq, mtime) in profile_files(self.profiler.config.output).items():
-            ours = pid == os.getpid() or self.children
-            if ours and self.before.get(path, (0, 0, -1))[2] != mtime:
+    def written(self) -> Tuple[Dict[str, Tuple[int, int]], List[Snapshot], List[str]]:
+        """The files this run wrote, its children's too (new or rewritten ones, in the order of
+        (pid, sequence)), the profiles read from them and what could not be read of its own.
+        Another process's file is this run's when its profile names this run's root pid."""
+        written, profiles, unreadable = {}, [], []
+        found = sorted(profile_files(self.profiler.config.output).items(), key=lambda item: item[1])
+        for path, (pid, seq, mtime) in found:
+            if self.before.get(path, (0, 0, -1))[2] == mtime:
+                continue
+            ours = pid == os.getpid()
+            try:
+                profile = pprof.read_profile(path)
+            except pprof.ProfileReadError as error:
+                if ours:
+                    written[path] = (pid, seq)
+                    unreadable.append(str(error))
+                continue
+            if ours or profile.root_pid == self.profiler.root_pid:
                 written[path] = (pid, seq)
-        return dict(sorted(written.items(), key=lambda item: item[1]))
+                profiles.append(profile)
+        return written, profiles, unreadable
 
     def text(self) -> str:
-        paths = self.written()
+        paths, profiles, unreadable = self.written()
         if not paths:
             return "lockprof: no profile was written"
         children = sum(pid != os.getpid() for pid, _ in paths.values())
         lines = []
         if self.show_table:
-            profiles, unreadable = [], []
-            for path in paths:
-                try:
-                    profiles.append(pprof.read_profile(path))
-                except pprof.ProfileReadError as error:
-                    unreadable.append(str(error))
             lines.append("lockprof: top locks of this run")
             lines.append(TextRenderer(limit=SUMMARY_ROWS, long_waits=3, width=width(sys.stderr),
                                       color=color_enabled(sys.stderr)).render(profiles))

@@ -210,4 +210,27 @@ def test_forked_children_profile_their_own_locks_into_their_own_files(tmp_path):
     assert {"program.py:13:child_lock", "program.py:4:pool_lock"}.isdisjoint(lock_names(by_pid.pop(parent)))
     # The pool's workers wrote theirs when they ended.
     assert by_pid and all(lock_names(paths) == {"program.py:4:pool_lock"} for paths in by_pid.values())
-    assert result.stderr.count("lockprof: top locks of this run") == 1
+    summary = result.stderr[result.stderr.index("lockprof: "):]
+    assert summary.count("lockprof: top locks of this run") == 1
+    assert f"profiles written, {1 + len(by_pid)} by child processes" in summary
+    assert "program.py:13:child_lock" in summary and "program.py:4:pool_lock" in summary
+
+
+def test_another_runs_profiles_under_the_same_output_are_not_this_runs(tmp_path):
+    (tmp_path / "program.py").write_text("import threading\nlock = threading.Lock()\nwith lock:\n    pass\n")
+    out = tmp_path / "prof"
+    first = run(["run", "--output", str(out), "program.py"], tmp_path)
+    # A profile of another process written while the next run runs: not listed as its child's.
+    (tmp_path / "other.py").write_text(textwrap.dedent(f"""\
+        import subprocess, sys
+        subprocess.run([sys.executable, "-m", "lockprof", "run", "--output", {str(out)!r},
+                        "program.py"], check=True, capture_output=True)
+        import threading
+        lock = threading.Lock()
+        with lock:
+            pass
+    """))
+    second = run(["run", "--output", str(out), "other.py"], tmp_path)
+    assert first.returncode == second.returncode == 0, second.stderr
+    assert len(profiles_of(out)) == 3
+    assert "lockprof: profile written to" in second.stderr and "by child processes" not in second.stderr

@@ -1,7 +1,7 @@
 """Profiles a child process of `lockprof run --subprocesses`.
 
-`lockprof run` puts this directory first on PYTHONPATH and sets LOCKPROF_SUBPROCESSES=1 and the
-DD_PROFILING_* variables of its settings, so every Python process the program starts imports
+`lockprof run` puts this directory first on PYTHONPATH and sets LOCKPROF_SUBPROCESSES (to its
+own pid, which the profiles written here carry) and the DD_PROFILING_* variables of its settings, so every Python process the program starts imports
 this module at startup (the `site` module imports `sitecustomize`) and profiles itself,
 writing <output>.<its pid>.<seq>.pprof. The sitecustomize this one shadows still runs.
 """
@@ -24,7 +24,7 @@ def _run_the_shadowed_sitecustomize() -> None:
             raise
 
 
-def _start_profiling() -> None:
+def _start_profiling(root_pid: int) -> None:
     try:
         from lockprof.profiler import Profiler
         from lockprof.runner import FinalFlush
@@ -32,12 +32,14 @@ def _start_profiling() -> None:
         sys.stderr.write(f"lockprof: not profiling process {os.getpid()} ({sys.executable}): {error}\n")
         return
     profiler = Profiler()  # settings from the DD_PROFILING_* variables
+    profiler.root_pid = root_pid
     profiler.start()
     # The final profile is written at exit, and on SIGTERM too: multiprocessing's
     # Pool.terminate() and process managers end children with it.
     FinalFlush(profiler).install()
 
 
-if os.environ.get("LOCKPROF_SUBPROCESSES") == "1":
-    _start_profiling()
+_root_pid = os.environ.get("LOCKPROF_SUBPROCESSES", "")
+if _root_pid.isdigit():
+    _start_profiling(int(_root_pid))
 _run_the_shadowed_sitecustomize()
