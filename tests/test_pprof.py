@@ -56,6 +56,7 @@ def make_snapshot(**overrides) -> Snapshot:
     fields = dict(
         samples=samples, start_ns=START_NS, end_ns=START_NS + 10**10, capture_pct=1.0,
         wait_sample_interval_ns=1_000_000, max_wait_sample_interval_ns=4_000_000, dropped_events=42,
+        root_pid=4321,
     )
     fields.update(overrides)
     return Snapshot(**fields)
@@ -153,10 +154,10 @@ def test_the_sampling_metadata_is_one_json_comment():
     (metadata,) = [c for c in parse(encode(make_snapshot())).comments if c.startswith(METADATA_PREFIX)]
     assert json.loads(metadata[len(METADATA_PREFIX):]) == {
         "capture_pct": 1.0, "wait_sample_interval_ns": 1_000_000,
-        "max_wait_sample_interval_ns": 4_000_000, "dropped_events": 42}
+        "max_wait_sample_interval_ns": 4_000_000, "dropped_events": 42, "root_pid": 4321}
     back = decode(encode(make_snapshot()))
     assert (back.capture_pct, back.wait_sample_interval_ns, back.max_wait_sample_interval_ns,
-            back.dropped_events) == (1.0, 1_000_000, 4_000_000, 42)
+            back.dropped_events, back.root_pid) == (1.0, 1_000_000, 4_000_000, 42, 4321)
 
 
 def test_a_lock_site_is_a_label_of_its_samples():
