@@ -1,7 +1,7 @@
 """The compiled Recorder behind the interface of tests/sampling_model.py: the same events in,
 the same Drained out. Its cdef entry points are reached through tests/recorder_driver.pyx,
 compiled here on first use against the source tree's declarations (needs Cython and a C
-compiler: pytest.importorskip skips where Cython is missing, as in ci/dist.sh's wheel test)."""
+compiler, both in the test extras: skipped where Cython is missing, as in ci/dist.sh's wheel test)."""
 
 from __future__ import annotations
 
