@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from lockhelpers import JOIN, MS, hold_in_thread, samples_of
+from lockhelpers import JOIN, MS, SMALL_BUDGET, hold_in_thread, samples_of
 from lockprof import LockCollector, Profiler, pprof
 from lockprof._lock import direct_try_kinds
 from lockprof.profile import Snapshot
@@ -375,13 +375,6 @@ def queue_on_one_asyncio_lock(tasks, rounds):
         return lock
 
     return asyncio.run(main())
-
-
-# A capture budget a flood of 200 tasks exceeds many times over however slow the machine (it
-# makes 150,000 to 200,000 acquires a second here; the default budget is 5,000). At 1,000 the
-# flood test's estimate had a standard error of 4.6% and failed CI once at +15%; at 4,000 it is
-# about 3% (100 runs each on 3.9, 3.11 and 3.13), so its 15% bound is five standard errors.
-SMALL_BUDGET = 4000
 
 
 def test_a_flood_of_waits_raises_the_interval_and_the_totals_stay_unbiased(default_collector):
