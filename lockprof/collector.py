@@ -233,6 +233,10 @@ class LockCollector:
             blocking_hold_ns=event.blocking_hold_ns,
             condition_wait_ns=event.condition_wait_ns,
             timed_out=event.timed_out,
+            span_id=event.span_id,
+            local_root_span_id=event.local_root_span_id,
+            trace_id=_trace_id_hex(event.trace_id),
+            span_wait_ns=event.span_wait_ns,
             lock_info=info,
         )
 
@@ -246,6 +250,9 @@ class LockCollector:
             task_name=wait.task_name,
             frames=_resolve.resolve_frames(wait.frames, 0),
             timed_out=wait.timed_out,
+            span_id=wait.span_id,
+            local_root_span_id=wait.local_root_span_id,
+            trace_id=_trace_id_hex(wait.trace_id),
             lock_info=wait.lock_info,
         )
 
@@ -271,6 +278,11 @@ class LockCollector:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LockCollector {state} capture_pct={self.capture_pct} max_frames={self.max_frames}>"
+
+
+def _trace_id_hex(trace_id: Optional[int]) -> Optional[str]:
+    """A 128-bit trace id as OpenTelemetry writes it: 32 lowercase hex digits."""
+    return None if trace_id is None else f"{trace_id:032x}"
 
 
 def _installed_by_stopped_collector(obj: Any) -> bool:
