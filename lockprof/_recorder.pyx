@@ -45,6 +45,11 @@ from lockprof import _resolve
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
+    unsigned long long PyLong_AsUnsignedLongLongMask(object obj) except? -1
+    ctypedef object (*descrgetfunc)(object descr, object obj, object owner)
+    ctypedef struct PyTypeObject:
+        descrgetfunc tp_descr_get
+    PyTypeObject* Py_TYPE(object obj)
 
 # The most locks whose exact contention counters one period keeps apart; the contention of
 # further locks is summed under no name.
@@ -123,6 +128,17 @@ cdef inline EntrySpan* _entry_span(EntrySpan* spans, size_t mask, lp_entry* entr
     while spans[i].entry != NULL and spans[i].entry != entry:
         i = (i + 1) & mask
     return &spans[i]
+
+
+cdef inline object _read(object descriptor, object obj):
+    """obj's attribute through its C-level descriptor's own getter (no method-wrapper call)."""
+    return Py_TYPE(descriptor).tp_descr_get(descriptor, obj, type(obj))
+
+
+cdef inline void _set_ids(SpanIds* span, object span_id, object trace_id) except *:
+    span.trace_id_high = PyLong_AsUnsignedLongLongMask(trace_id >> 64)
+    span.trace_id_low = PyLong_AsUnsignedLongLongMask(trace_id)
+    span.span_id = PyLong_AsUnsignedLongLongMask(span_id)
 
 
 cdef _set_span(Captured record, SpanIds* span):
@@ -620,18 +636,16 @@ cdef class Recorder:
         current = get_value(self._dd_span_var)
         if type(current) is not self._dd_span_type:  # none, or a remote Context without a span
             return False
-        span_id = self._dd_span_id.__get__(current)
-        trace_id = self._dd_trace_id.__get__(current)
+        span_id = _read(self._dd_span_id, current)
+        trace_id = _read(self._dd_trace_id, current)
         if type(span_id) is not int or type(trace_id) is not int or not span_id:
             return False
-        root = self._dd_local_root.__get__(current)
+        root = _read(self._dd_local_root, current)
         if type(root) is self._dd_span_type:
-            root_id = self._dd_span_id.__get__(root)
+            root_id = _read(self._dd_span_id, root)
             if type(root_id) is int:
-                span.local_root_span_id = <uint64_t>(root_id & 0xFFFFFFFFFFFFFFFF)
-        span.trace_id_high = <uint64_t>((trace_id >> 64) & 0xFFFFFFFFFFFFFFFF)
-        span.trace_id_low = <uint64_t>(trace_id & 0xFFFFFFFFFFFFFFFF)
-        span.span_id = <uint64_t>(span_id & 0xFFFFFFFFFFFFFFFF)
+                span.local_root_span_id = PyLong_AsUnsignedLongLongMask(root_id)
+        _set_ids(span, span_id, trace_id)
         return True
 
     cdef bint _otel_span(self, SpanIds* span):
@@ -660,15 +674,13 @@ cdef class Recorder:
         if current is None:
             return False
         attributes = PyObject_GenericGetDict(current, NULL)
-        span_context = attributes.get("_context") if type(attributes) is dict else None
+        span_context = (<dict>attributes).get("_context") if type(attributes) is dict else None
         if type(span_context) is not self._otel_span_context_type:
             return False
         trace_id, span_id = (<tuple>span_context)[0], (<tuple>span_context)[1]
         if type(span_id) is not int or type(trace_id) is not int or not span_id:
             return False
-        span.trace_id_high = <uint64_t>((trace_id >> 64) & 0xFFFFFFFFFFFFFFFF)
-        span.trace_id_low = <uint64_t>(trace_id & 0xFFFFFFFFFFFFFFFF)
-        span.span_id = <uint64_t>(span_id & 0xFFFFFFFFFFFFFFFF)
+        _set_ids(span, span_id, trace_id)
         return True
 
     cdef void _keep_span(self, lp_entry* entry, SpanIds* span) noexcept:
