@@ -5,6 +5,7 @@ span per event table key (docs/usage.md#trace-correlation)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 
@@ -21,8 +22,15 @@ from test_pprof import make_snapshot, require_go, run_pprof
 trace = pytest.importorskip("opentelemetry.trace")
 sdk_trace = pytest.importorskip("opentelemetry.sdk.trace")
 
-# An OpenTelemetry tracer of its own: the global provider can be set once per process.
-TRACER = sdk_trace.TracerProvider().get_tracer("lockprof-tests")
+@pytest.fixture(scope="module")
+def tracer():
+    """An OpenTelemetry tracer of the tests' own (the global provider can be set once per
+    process), gone after them (not kept for exit): a TracerProvider's fork handler makes locks
+    in fork children, which the fork tests of other modules would find in their profiles."""
+    provider = sdk_trace.TracerProvider(shutdown_on_exit=False)
+    yield provider.get_tracer("lockprof-tests")
+    del provider
+    gc.collect()
 
 
 @pytest.fixture
@@ -61,9 +69,9 @@ def waits_of(snapshot, lock_name_end):
     return [s for s in snapshot.samples if s.lock_name.endswith(lock_name_end) and s.contended_count]
 
 
-def test_an_opentelemetry_span_labels_the_waits_captured_under_it(collector):
+def test_an_opentelemetry_span_labels_the_waits_captured_under_it(collector, tracer):
     otel_lock = threading.Lock()
-    with TRACER.start_as_current_span("request") as span:
+    with tracer.start_as_current_span("request") as span:
         contend(otel_lock, 0.02)
     snapshot = collector.snapshot()
     [sample] = waits_of(snapshot, ":otel_lock")
@@ -99,13 +107,13 @@ def test_a_ddtrace_span_labels_its_waits_with_its_local_root():
     assert sample.trace_id == f"{inner.trace_id:032x}"
 
 
-def test_each_task_carries_its_own_span(collector):
+def test_each_task_carries_its_own_span(collector, tracer):
     async def main():
         task_lock = asyncio.Lock()
         spans = {}
 
         async def request(name):
-            with TRACER.start_as_current_span(name) as span:
+            with tracer.start_as_current_span(name) as span:
                 spans[name] = otel_ids(span)
                 async with task_lock:
                     await asyncio.sleep(0.02)
@@ -120,14 +128,14 @@ def test_each_task_carries_its_own_span(collector):
         assert (sample.span_id, sample.trace_id) == spans[sample.task_name]
 
 
-def test_one_key_keeps_the_span_of_its_longest_wait(collector):
+def test_one_key_keeps_the_span_of_its_longest_wait(collector, tracer):
     # Every request is a new span: spans are not part of the key, so the table holds one key
     # for all of them (memory stays bounded), labelled with the longest wait's span.
     one_lock = threading.Lock()
     spans = []
 
     def request(i):
-        with TRACER.start_as_current_span(f"r{i}") as span:
+        with tracer.start_as_current_span(f"r{i}") as span:
             spans.append(otel_ids(span))
             contend(one_lock, 0.05 if i == 7 else 0.002)
 
@@ -138,12 +146,12 @@ def test_one_key_keeps_the_span_of_its_longest_wait(collector):
     assert (sample.span_id, sample.trace_id) == spans[7]
 
 
-def test_uncontended_acquires_carry_no_span():
+def test_uncontended_acquires_carry_no_span(tracer):
     collector = LockCollector(capture_pct=100.0)
     collector.start()
     try:
         calm_lock = threading.Lock()
-        with TRACER.start_as_current_span("request"):
+        with tracer.start_as_current_span("request"):
             for _ in range(10):
                 with calm_lock:
                     pass
