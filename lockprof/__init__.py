@@ -5,9 +5,14 @@
         ...
 """
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lockprof._version import __version__
+
+if TYPE_CHECKING:  # what __getattr__ gives, for type checkers
+    from lockprof.collector import LockCollector
+    from lockprof.profile import Frame, LockSample, Snapshot
+    from lockprof.profiler import LockprofExportWarning, Profiler
 
 __all__ = [
     "Frame",

@@ -14,12 +14,15 @@ holds on to the _thread of its first import, is loaded only once that is done (p
 from __future__ import annotations
 
 import sys
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from ddtrace.internal.datadog.profiling import ddup
 from ddtrace.profiling import collector as dd_collector
 
 from lockprof.config import Config
+
+if TYPE_CHECKING:
+    from lockprof.profile import LockSample, Snapshot
 
 
 class _SpanIds:
@@ -87,7 +90,7 @@ def _threading_replaced_later() -> bool:
     return bool(getattr(spec, "_initializing", False)) and "ddtrace.bootstrap.preload" in sys.modules
 
 
-def push_snapshot(snapshot: Any) -> None:
+def push_snapshot(snapshot: Snapshot) -> None:
     """Push a lockprof period into ddtrace's current profile, one sample per lockprof key."""
     for sample in snapshot.samples:
         if sample.lock_info is not None:
@@ -95,7 +98,7 @@ def push_snapshot(snapshot: Any) -> None:
         push_sample(sample)
 
 
-def push_sample(sample: Any) -> None:
+def push_sample(sample: LockSample) -> None:
     """One lockprof key as one ddup sample. lockprof's values are already estimates of the
     period's totals (acquires and holds upscaled by 100 / capture_pct, waits weighted), so they
     go in as they are: ddup writes what it is given."""
