@@ -74,7 +74,18 @@ PROGRAM = """
     for thread in threads:
         thread.join()
 
+    from lockprof._primitives import ProfiledClass
+
+    def wrapper(kind):  # the module of the class that profiles kind's objects
+        made = type(kind())
+        return "lockprof._primitives" if isinstance(made, ProfiledClass) else made.__module__
+
+    kinds = {}
+
     async def tasks():
+        # In a running loop: 3.9's asyncio primitives bind the current loop when made.
+        kinds.update({f"asyncio.{name}": wrapper(getattr(asyncio, name))
+                      for name in ("Lock", "Semaphore", "BoundedSemaphore", "Condition")})
         task_lock = asyncio.Lock()
 
         async def fetch():
@@ -84,16 +95,8 @@ PROGRAM = """
         await asyncio.gather(*(asyncio.create_task(fetch(), name=f"fetch-{i}") for i in range(4)))
 
     asyncio.run(tasks())
-    from lockprof._primitives import ProfiledClass
-
-    def wrapper(kind):  # the module of the class that profiles kind's objects
-        made = type(kind())
-        return "lockprof._primitives" if isinstance(made, ProfiledClass) else made.__module__
-
-    kinds = {f"threading.{name}": wrapper(getattr(threading, name))
-             for name in ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition")}
-    kinds.update({f"asyncio.{name}": wrapper(getattr(asyncio, name))
-                  for name in ("Lock", "Semaphore", "BoundedSemaphore", "Condition")})
+    kinds.update({f"threading.{name}": wrapper(getattr(threading, name))
+                  for name in ("Lock", "RLock", "Semaphore", "BoundedSemaphore", "Condition")})
     collectors = [type(c).__module__ + "." + type(c).__name__ for c in profiler._profiler._collectors]
     profiler.stop()
     print(json.dumps({"kinds": kinds, "collectors": collectors, "spans": spans}))
