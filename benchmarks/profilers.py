@@ -9,7 +9,10 @@ ddtrace" mean the same setup everywhere:
   RLock, Semaphore, BoundedSemaphore and Condition, asyncio's Lock, Semaphore, BoundedSemaphore
   and Condition) at ddtrace's default capture_pct, recording into its profile writer (ddup),
   which writes files under the given directory and never uploads. No tracer, agent or other
-  collector is involved.
+  collector is involved;
+* ddtrace-lockprof: the same ddtrace setup with lockprof's collector in place of ddtrace's lock
+  collectors (lockprof.integrations.ddtrace's DdtraceLockCollector at the DD_PROFILING_*
+  settings), its samples pushed into ddup at stop, as ddtrace's profiler does before it writes.
 
 When lockprof profiles another kind of primitive, add ddtrace's matching collector to
 DDTRACE_COLLECTORS so both profile the same things.
@@ -23,7 +26,7 @@ import importlib.metadata
 import os
 from typing import Callable, Dict, List, Optional
 
-PROFILERS = ("none", "lockprof", "ddtrace")
+PROFILERS = ("none", "lockprof", "ddtrace", "ddtrace-lockprof")
 # (module under ddtrace.profiling.collector, collector class)
 DDTRACE_COLLECTORS = (
     ("threading", "ThreadingLockCollector"),
@@ -50,11 +53,11 @@ def choose(spec: Optional[str]) -> List[str]:
     """The profilers a --profilers value names (comma-separated); None: every installed one.
     ValueError names what is wrong."""
     if spec is None:
-        return [name for name in PROFILERS if name != "ddtrace" or ddtrace_version() is not None]
+        return [name for name in PROFILERS if not name.startswith("ddtrace") or ddtrace_version() is not None]
     names = [name.strip() for name in spec.split(",") if name.strip()]
     if not names or any(name not in PROFILERS for name in names):
         raise ValueError(f"--profilers: a comma-separated list from {', '.join(PROFILERS)}, got {spec!r}")
-    if "ddtrace" in names and ddtrace_version() is None:
+    if any(name.startswith("ddtrace") for name in names) and ddtrace_version() is None:
         raise ValueError("--profilers ddtrace: ddtrace is not installed (pip install -r benchmarks/requirements.txt)")
     return names
 
@@ -88,7 +91,7 @@ def start(name: str, output_dir: Optional[str] = None) -> Session:
     os.makedirs(output_dir, exist_ok=True)
     if name == "lockprof":
         return _start_lockprof(output_dir)
-    return _start_ddtrace(output_dir)
+    return _start_ddtrace(output_dir, hosting_lockprof=name == "ddtrace-lockprof")
 
 
 def _start_lockprof(output_dir: str) -> Session:
@@ -101,21 +104,30 @@ def _start_lockprof(output_dir: str) -> Session:
     return Session("lockprof", output_dir, profiler.stop, f"{prefix}.{os.getpid()}.*.pprof", settings)
 
 
-def _start_ddtrace(output_dir: str) -> Session:
+def _start_ddtrace(output_dir: str, hosting_lockprof: bool) -> Session:
     from ddtrace.internal.datadog.profiling import ddup
 
     prefix = os.path.join(output_dir, "ddtrace")
     ddup.config(service="lockprof-benchmark", output_filename=prefix)
     ddup.start()
-    collectors = [getattr(importlib.import_module(f"ddtrace.profiling.collector.{module}"), name)()
-                  for module, name in DDTRACE_COLLECTORS]
+    if hosting_lockprof:
+        from lockprof.integrations.ddtrace_collector import DdtraceLockCollector
+
+        collectors = [DdtraceLockCollector({})]
+        settings = {"capture_pct": collectors[0].config.capture_pct, "collectors": ["DdtraceLockCollector"]}
+    else:
+        collectors = [getattr(importlib.import_module(f"ddtrace.profiling.collector.{module}"), name)()
+                      for module, name in DDTRACE_COLLECTORS]
+        settings = {"capture_pct": collectors[0].capture_pct, "collectors": [name for _, name in DDTRACE_COLLECTORS]}
     for collector in collectors:
         collector.start()
 
     def stop() -> None:
+        for collector in collectors:
+            collector.snapshot()  # what ddtrace's scheduler does before it writes (a no-op for its own)
         for collector in reversed(collectors):
             collector.stop()
         ddup.upload()  # writes the profile file
 
-    settings = {"capture_pct": collectors[0].capture_pct, "collectors": [name for _, name in DDTRACE_COLLECTORS]}
-    return Session("ddtrace", output_dir, stop, f"{prefix}.{os.getpid()}.*.pprof", settings)
+    name = "ddtrace-lockprof" if hosting_lockprof else "ddtrace"
+    return Session(name, output_dir, stop, f"{prefix}.{os.getpid()}.*.pprof", settings)

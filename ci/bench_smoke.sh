@@ -19,6 +19,9 @@ bin="$work/venv/bin"
 cd "$work"  # outside the source tree: the installed, compiled lockprof is what runs
 echo "-- measure_lock_overhead.py --quick --compare ddtrace"
 "$bin/python" "$root/benchmarks/measure_lock_overhead.py" --quick --compare ddtrace --json "$work/overhead.json"
+echo "-- bench_ddtrace_host.py --quick, bench_span_capture.py --quick"
+"$bin/python" "$root/benchmarks/bench_ddtrace_host.py" --quick --json "$work/ddtrace_host.json"
+"$bin/python" "$root/benchmarks/bench_span_capture.py" --quick --json "$work/span_capture.json"
 echo "-- pytest-benchmark suite, each benchmark run once"
 "$bin/python" -m pytest "$root/benchmarks" -q -p no:cacheprovider --benchmark-disable
 echo "-- lock_profiler_stress/run.py, every configuration at 2% of its size"

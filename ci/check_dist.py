@@ -30,6 +30,9 @@ def check_wheel(path: str) -> list:
         problems.append("wheel: no lockprof/py.typed")
     if "lockprof/_bootstrap/sitecustomize.py" not in names:  # lockprof run --subprocesses
         problems.append("wheel: no lockprof/_bootstrap/sitecustomize.py")
+    for needed in ("lockprof-ddtrace.pth", "lockprof/integrations/ddtrace.py"):  # docs/ddtrace.md
+        if needed not in names:
+            problems.append(f"wheel: no {needed}")
     for name in names:
         if name.endswith((".c", ".pyx", ".pxd", ".h")) or name.startswith(("tests/", "benchmarks/")):
             problems.append(f"wheel: should not contain {name}")
@@ -43,7 +46,7 @@ def check_sdist(path: str) -> list:
         pkg_info = next(m for m in sdist.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
         check_metadata(sdist.extractfile(pkg_info).read().decode(), problems)
     needed = ["pyproject.toml", "setup.py", "LICENSE", "README.md", "lockprof/_lockcore.h", "lockprof/_lockcore.pxd",
-              "lockprof/_bootstrap/sitecustomize.py"]
+              "lockprof/_bootstrap/sitecustomize.py", "lockprof-ddtrace.pth"]
     needed += [f"lockprof/{m}.{ext}" for m in COMPILED for ext in ("pyx", "pxd", "pyi")]
     # The benchmarks run from an unpacked sdist: their data files come along with the scripts.
     needed += ["benchmarks/requirements.txt", "benchmarks/lock_profiler_stress/config.yaml", "benchmarks/run_all.sh"]

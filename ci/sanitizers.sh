@@ -22,7 +22,8 @@ trap 'rm -rf "$work"' EXIT
 
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q --upgrade pip
-"$work/venv/bin/python" -m pip install -q "Cython>=3.0,<4" "setuptools>=77" pytest pytest-benchmark
+# opentelemetry-sdk (pure Python): the trace-correlation tests read its spans from the core.
+"$work/venv/bin/python" -m pip install -q "Cython>=3.0,<4" "setuptools>=77" pytest pytest-benchmark opentelemetry-sdk
 
 build() {  # build(DIR, CFLAGS, LDFLAGS): a copy of the source tree with the core built in place
     mkdir -p "$1"

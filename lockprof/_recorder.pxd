@@ -39,6 +39,21 @@ cdef struct Context:
     void* task_name
 
 
+cdef struct SpanIds:
+    # The trace span active where a wait was captured (span_id 0: none) and that wait.
+    uint64_t span_id
+    uint64_t local_root_span_id  # ddtrace's spans only
+    uint64_t trace_id_high
+    uint64_t trace_id_low
+    int64_t wait_ns
+
+
+cdef struct EntrySpan:
+    # An event table key's span: that of its longest wait captured with one this period.
+    lp_entry* entry
+    SpanIds span
+
+
 cdef struct WaiterStack:
     # An acquire's stack (frames borrowed: alive while it waits in them) and context, taken
     # before it blocks; nframes < 0: not taken. Its wait is captured when longer than
@@ -89,6 +104,21 @@ cdef class Recorder:
     cdef dict _asyncio_current_tasks  # asyncio's running task by event loop
     cdef object _c_task_type  # asyncio's C Task, or None
     cdef object _c_task_get_name  # its own get_name, or None
+    # Per event table key, the span of its longest captured wait (open addressing on the entry
+    # pointer, twice the table's keys: never full); NULL until a span is first seen.
+    cdef EntrySpan* _entry_spans
+    cdef size_t _entry_spans_mask
+    cdef SpanIds _long_wait_spans[10]  # LP_LONG_WAITS, the span of each long-wait slot
+    # Where the active span is read, found once its tracer is imported: ddtrace's context
+    # variable, Span type and C getters; OpenTelemetry's context variable, span key, SpanContext.
+    cdef object _dd_span_var
+    cdef object _dd_span_type
+    cdef object _dd_span_id
+    cdef object _dd_trace_id
+    cdef object _dd_local_root
+    cdef object _otel_context_var
+    cdef object _otel_span_key
+    cdef object _otel_span_context_type
 
     cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module)
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept
@@ -111,6 +141,10 @@ cdef class Recorder:
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
                           int depth, bint timed_out) noexcept
     cdef object _context(self, Context* context)
+    cdef bint _current_span(self, SpanIds* span) noexcept
+    cdef bint _ddtrace_span(self, SpanIds* span)
+    cdef bint _otel_span(self, SpanIds* span)
+    cdef void _keep_span(self, lp_entry* entry, SpanIds* span) noexcept
     cdef int _awaiters_stack(self, WaiterStack* waiter, int max_frames) noexcept
     cdef object _awaiter_of(self, object task)
     cdef void _note_thread(self, unsigned long thread_id) noexcept

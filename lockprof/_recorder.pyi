@@ -70,6 +70,14 @@ class Captured:
     def task_name(self) -> Optional[str]: ...
     @property
     def timed_out(self) -> bool: ...
+    @property
+    def span_id(self) -> Optional[int]:
+        """The trace span active where the wait was captured (for counts: their longest
+        captured wait's), None when none was; local_root_span_id is ddtrace's only."""
+    @property
+    def local_root_span_id(self) -> Optional[int]: ...
+    @property
+    def trace_id(self) -> Optional[int]: ...
 
 class EventCounts(Captured):
     """The counts of one event table key since the last drain. acquire_count, release_count and
@@ -93,6 +101,9 @@ class EventCounts(Captured):
     def blocking_hold_ns(self) -> int: ...
     @property
     def condition_wait_ns(self) -> int: ...
+    @property
+    def span_wait_ns(self) -> int:
+        """The wait span_id's span had (0: no span)."""
 
 class LockContention:
     """The exact contention of one lock since the last drain; lock_info is None for the sum over

@@ -18,10 +18,13 @@ the caller's code or allocates a Python object that the garbage collector tracks
 
 import sys
 from functools import partial
-from types import CoroutineType, FunctionType, GeneratorType, MethodDescriptorType, MethodType
+from contextvars import ContextVar
+from types import (CoroutineType, FunctionType, GeneratorType, GetSetDescriptorType,
+                   MemberDescriptorType, MethodDescriptorType, MethodType)
 from weakref import ReferenceType
 
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree
+from cpython.contextvars cimport get_value
+from cpython.mem cimport PyMem_RawCalloc, PyMem_RawMalloc, PyMem_RawFree
 from cpython.object cimport PyObject
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
@@ -42,6 +45,11 @@ from lockprof import _resolve
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object obj, void* context)
+    unsigned long long PyLong_AsUnsignedLongLongMask(object obj) except? -1
+    ctypedef object (*descrgetfunc)(object descr, object obj, object owner)
+    ctypedef struct PyTypeObject:
+        descrgetfunc tp_descr_get
+    PyTypeObject* Py_TYPE(object obj)
 
 # The most locks whose exact contention counters one period keeps apart; the contention of
 # further locks is summed under no name.
@@ -100,6 +108,46 @@ cdef bint cell_has_contents(object cell):
     except ValueError:  # an empty cell
         return False
     return True
+
+
+cdef object _c_getter(object klass, str name):
+    """The descriptor that reads attribute `name` of klass's instances when it is C-level
+    storage (a getset or member descriptor, as ddtrace's native Span has), else None."""
+    for base in klass.__mro__:
+        found = vars(base).get(name)
+        if found is not None:
+            return found if type(found) is GetSetDescriptorType or type(found) is MemberDescriptorType else None
+    return None
+
+
+cdef inline EntrySpan* _entry_span(EntrySpan* spans, size_t mask, lp_entry* entry) noexcept:
+    """The slot of entry in a span map (mask + 1 slots, never full), or the empty slot where it
+    goes."""
+    cdef uintptr_t h = <uintptr_t>entry
+    cdef size_t i = <size_t>(((h >> 4) ^ (h >> 20)) * 0x9E3779B97F4A7C15ULL >> 20) & mask
+    while spans[i].entry != NULL and spans[i].entry != entry:
+        i = (i + 1) & mask
+    return &spans[i]
+
+
+cdef inline object _read(object descriptor, object obj):
+    """obj's attribute through its C-level descriptor's own getter (no method-wrapper call)."""
+    return Py_TYPE(descriptor).tp_descr_get(descriptor, obj, type(obj))
+
+
+cdef inline void _set_ids(SpanIds* span, object span_id, object trace_id) except *:
+    span.trace_id_high = PyLong_AsUnsignedLongLongMask(trace_id >> 64)
+    span.trace_id_low = PyLong_AsUnsignedLongLongMask(trace_id)
+    span.span_id = PyLong_AsUnsignedLongLongMask(span_id)
+
+
+cdef _set_span(Captured record, SpanIds* span):
+    if span.span_id == 0:
+        return
+    record.span_id = span.span_id
+    record.local_root_span_id = span.local_root_span_id if span.local_root_span_id else None
+    trace_id = (<object>span.trace_id_high << 64) | span.trace_id_low
+    record.trace_id = trace_id if trace_id else None
 
 
 cdef int _coroutine_chain(object coroutine, WaiterStack* waiter, int max_frames) except -1:
@@ -162,6 +210,11 @@ cdef class Captured:
     cdef readonly object task_id  # None outside a task
     cdef readonly object task_name
     cdef readonly bint timed_out
+    # The trace span active where the wait was captured (for counts: their longest captured
+    # wait's), None when none was: its 64-bit id, the local root's (ddtrace), the 128-bit trace.
+    cdef readonly object span_id
+    cdef readonly object local_root_span_id
+    cdef readonly object trace_id
 
 
 cdef class EventCounts(Captured):
@@ -176,6 +229,7 @@ cdef class EventCounts(Captured):
     cdef readonly int64_t acquire_wait_ns
     cdef readonly int64_t blocking_hold_ns
     cdef readonly int64_t condition_wait_ns
+    cdef readonly int64_t span_wait_ns  # the wait span_id's span had
 
 
 cdef class LockContention:
@@ -257,6 +311,8 @@ cdef class Recorder:
                 lp_entry_free(e)
         PyMem_RawFree(self._table.slots)
         self._table.slots = NULL
+        PyMem_RawFree(self._entry_spans)
+        self._entry_spans = NULL
 
     # -------------------------------------------------------------- locks
 
@@ -352,6 +408,9 @@ cdef class Recorder:
         cdef lp_frame_ref* frames = waiter.frames
         cdef int nframes = waiter.nframes, depth = waiter.depth
         cdef Context context = waiter.context
+        cdef SpanIds span
+        cdef bint span_read = False
+        span.wait_ns = wait_ns
         if sampled or count_acquire:
             entry = self._entry(info, &context, frames, nframes, depth, timed_out)
         if entry != NULL:
@@ -362,6 +421,9 @@ cdef class Recorder:
                 else:  # captured with probability wait / interval: weight interval / wait
                     entry.contended_count += <double>interval / <double>wait_ns
                     entry.acquire_wait_ns += interval
+                span_read = True
+                if self._current_span(&span):
+                    self._keep_span(entry, &span)
             if count_acquire:
                 entry.acquire_count += 1
                 entry.pending += 1
@@ -369,6 +431,9 @@ cdef class Recorder:
             lp_long_wait_clear(slot)
             lp_long_wait_fill(slot, wait_ns, <PyObject*>info, context.thread_id, context.task_id,
                               <PyObject*>context.task_name, timed_out, frames, nframes)
+            if not span_read:
+                self._current_span(&span)
+            self._long_wait_spans[slot - self._long_waits] = span
         return entry if count_acquire else NULL
 
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept:
@@ -540,6 +605,102 @@ cdef class Recorder:
                 context.task_name = <void*>task_name
         return task_name
 
+    cdef bint _current_span(self, SpanIds* span) noexcept:
+        """Read the trace span active in this thread or task into span (keeping span.wait_ns);
+        False when there is none. Only for captured waits: a context variable read from C
+        (PyContextVar_Get), then C getters of ddtrace's exact Span type, or the plain dict and
+        tuple storage of OpenTelemetry's context and SpanContext: no tracer or user code runs."""
+        span.span_id = span.local_root_span_id = span.trace_id_high = span.trace_id_low = 0
+        try:
+            return self._ddtrace_span(span) or self._otel_span(span)
+        except Exception:
+            span.span_id = 0
+            return False
+
+    cdef bint _ddtrace_span(self, SpanIds* span):
+        if self._dd_span_var is None:
+            provider = self._modules.get("ddtrace._trace.provider")
+            span_module = self._modules.get("ddtrace._trace.span")
+            if provider is None or span_module is None:
+                return False
+            var = PyObject_GenericGetDict(provider, NULL).get("_DD_CONTEXTVAR")
+            span_type = PyObject_GenericGetDict(span_module, NULL).get("Span")
+            if type(var) is not ContextVar or type(span_type) is not type:
+                return False
+            getters = [_c_getter(span_type, name) for name in ("span_id", "trace_id", "_local_root")]
+            if None in getters:
+                return False
+            self._dd_span_id, self._dd_trace_id, self._dd_local_root = getters
+            self._dd_span_type = span_type
+            self._dd_span_var = var
+        current = get_value(self._dd_span_var)
+        if type(current) is not self._dd_span_type:  # none, or a remote Context without a span
+            return False
+        span_id = _read(self._dd_span_id, current)
+        trace_id = _read(self._dd_trace_id, current)
+        if type(span_id) is not int or type(trace_id) is not int or not span_id:
+            return False
+        root = _read(self._dd_local_root, current)
+        if type(root) is self._dd_span_type:
+            root_id = _read(self._dd_span_id, root)
+            if type(root_id) is int:
+                span.local_root_span_id = PyLong_AsUnsignedLongLongMask(root_id)
+        _set_ids(span, span_id, trace_id)
+        return True
+
+    cdef bint _otel_span(self, SpanIds* span):
+        if self._otel_context_var is None:
+            context_module = self._modules.get("opentelemetry.context")
+            propagation = self._modules.get("opentelemetry.trace.propagation")
+            span_module = self._modules.get("opentelemetry.trace.span")
+            if context_module is None or propagation is None or span_module is None:
+                return False
+            # OpenTelemetry's default runtime context keeps the context in a context variable.
+            runtime = PyObject_GenericGetDict(context_module, NULL).get("_RUNTIME_CONTEXT")
+            if runtime is None or type(runtime).__name__ != "ContextVarsRuntimeContext":
+                return False
+            var = PyObject_GenericGetDict(runtime, NULL).get("_current_context")
+            key = PyObject_GenericGetDict(propagation, NULL).get("_SPAN_KEY")
+            span_context_type = PyObject_GenericGetDict(span_module, NULL).get("SpanContext")
+            if type(var) is not ContextVar or type(key) is not str or type(span_context_type) is not type:
+                return False
+            self._otel_span_key = key
+            self._otel_span_context_type = span_context_type
+            self._otel_context_var = var
+        context = get_value(self._otel_context_var)
+        if not isinstance(context, dict):
+            return False
+        current = (<dict>context).get(self._otel_span_key)  # the dict's storage, no method of it
+        if current is None:
+            return False
+        attributes = PyObject_GenericGetDict(current, NULL)
+        span_context = (<dict>attributes).get("_context") if type(attributes) is dict else None
+        if type(span_context) is not self._otel_span_context_type:
+            return False
+        trace_id, span_id = (<tuple>span_context)[0], (<tuple>span_context)[1]
+        if type(span_id) is not int or type(trace_id) is not int or not span_id:
+            return False
+        _set_ids(span, span_id, trace_id)
+        return True
+
+    cdef void _keep_span(self, lp_entry* entry, SpanIds* span) noexcept:
+        """Keep span as entry's if its wait is the longest entry had with a span this period:
+        one span per key, however many requests wait there (the table's memory stays bounded)."""
+        cdef size_t size
+        cdef EntrySpan* slot
+        if self._entry_spans == NULL:
+            size = 1
+            while size < 2 * self._table.max_entries:
+                size <<= 1
+            self._entry_spans = <EntrySpan*>PyMem_RawCalloc(size, sizeof(EntrySpan))
+            if self._entry_spans == NULL:
+                return
+            self._entry_spans_mask = size - 1
+        slot = _entry_span(self._entry_spans, self._entry_spans_mask, entry)
+        if slot.entry == NULL or span.wait_ns > slot.span.wait_ns:
+            slot.entry = entry
+            slot.span = span[0]
+
     cdef int _awaiters_stack(self, WaiterStack* waiter, int max_frames) noexcept:
         """A wait in an asyncio task that runs the acquire itself (the helper task of
         asyncio.wait_for() on 3.9 to 3.11, or one made by gather(), shield(), create_task()) has
@@ -708,14 +869,23 @@ cdef class Recorder:
         cdef lp_entry* values
         cdef int k
         cdef EventCounts event
+        cdef EntrySpan* spans = NULL
+        cdef EntrySpan* slot
+        cdef size_t spans_mask = self._entry_spans_mask
         # Phase 1, no Python allocation: copy out and zero the counters of the active entries,
         # marking them pending so nothing evicts them while phase 2 reads their frames.
         taken = <lp_entry**>PyMem_RawMalloc((count + 1) * sizeof(lp_entry*))
         values = <lp_entry*>PyMem_RawMalloc((count + 1) * sizeof(lp_entry))
-        if taken == NULL or values == NULL:
+        if self._entry_spans != NULL:
+            spans = <EntrySpan*>PyMem_RawMalloc((spans_mask + 1) * sizeof(EntrySpan))
+        if taken == NULL or values == NULL or (self._entry_spans != NULL and spans == NULL):
             PyMem_RawFree(taken)
             PyMem_RawFree(values)
+            PyMem_RawFree(spans)
             raise MemoryError()
+        if spans != NULL:  # the spans kept for the period, taken with the counts
+            memcpy(spans, self._entry_spans, (spans_mask + 1) * sizeof(EntrySpan))
+            memset(self._entry_spans, 0, (spans_mask + 1) * sizeof(EntrySpan))
         for i in range(self._table.mask + 1):
             e = self._table.slots[i]
             if e == NULL or lp_entry_is_idle(e):
@@ -751,11 +921,17 @@ cdef class Recorder:
                 event.acquire_wait_ns = values[i].acquire_wait_ns
                 event.blocking_hold_ns = values[i].blocking_hold_ns
                 event.condition_wait_ns = values[i].condition_wait_ns
+                if spans != NULL:
+                    slot = _entry_span(spans, spans_mask, e)
+                    if slot.entry == e:
+                        _set_span(event, &slot.span)
+                        event.span_wait_ns = slot.span.wait_ns
                 records.append(event)
         finally:
             for i in range(n):
                 taken[i].pending -= 1
             PyMem_RawFree(values)
+            PyMem_RawFree(spans)
             # Phase 3: evict the entries idle since phase 1, then free them with the table whole.
             if self._table.count > count:
                 PyMem_RawFree(taken)
@@ -791,11 +967,14 @@ cdef class Recorder:
 
     cdef list _drain_long_waits(self):
         cdef lp_long_wait taken[LP_LONG_WAITS]
+        cdef SpanIds spans[LP_LONG_WAITS]
         cdef int i, k
         cdef LongWaitRecord wait
         # Moved out whole, then read: the slots are empty for waits recorded meanwhile.
         memcpy(taken, self._long_waits, sizeof(taken))
         memset(self._long_waits, 0, sizeof(self._long_waits))
+        memcpy(spans, self._long_wait_spans, sizeof(spans))
+        memset(self._long_wait_spans, 0, sizeof(self._long_wait_spans))
         waits = []
         try:
             for i in range(LP_LONG_WAITS):
@@ -810,6 +989,7 @@ cdef class Recorder:
                 wait.timed_out = taken[i].timed_out
                 wait.frames = tuple([(<object>taken[i].frames[k].code, taken[i].frames[k].lasti)
                                      for k in range(taken[i].nframes)])
+                _set_span(wait, &spans[i])
                 waits.append(wait)
         finally:
             for i in range(LP_LONG_WAITS):

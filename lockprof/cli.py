@@ -108,7 +108,8 @@ def _add_report(commands: Any) -> None:
     cmd.add_argument("--limit", type=_count, default=20,
                      help="rows to show, 0 for all (default: 20)")
     cmd.add_argument("--by", choices=report.GROUPINGS, default="lock",
-                     help="one row per lock, thread or asyncio task (default: lock)")
+                     help="one row per lock, thread, asyncio task or trace span (the spans that "
+                          "waited most; default: lock)")
     cmd.add_argument("--format", choices=formats(ReportRenderer), default="text",
                      help="text for people, json or csv for programs (default: text)")
     cmd.add_argument("--color", choices=COLOR_MODES, default="auto",

@@ -25,6 +25,7 @@ from lockprof._sampler import CaptureSampler
 from lockprof.config import Config
 from lockprof.filters import ModuleFilter
 from lockprof.forking import call_after_fork_in_child
+from lockprof.import_hooks import PatchOnImport
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
 
 # The attributes the collector replaces, per module, with the lock kind each makes. Lock and
@@ -80,7 +81,7 @@ class LockCollector:
         self._state_lock = _thread.allocate_lock()  # always native: the profiler's own lock
         # (module, attribute, what it held before, what we installed), in patch order.
         self._patches: List[Tuple[ModuleType, str, Any, Any]] = []
-        self._import_hook: Optional[_PatchOnImport] = None
+        self._import_hook: Optional[PatchOnImport] = None
         self._gevent_listener: Optional[_GeventPatchListener] = None
         self._period_start_ns = time.time_ns()
         self._thread_names: Dict[int, str] = {}
@@ -97,7 +98,7 @@ class LockCollector:
                 return
             self._recorder.active = True
             try:
-                self._import_hook = _PatchOnImport([*PATCHED, _GEVENT_EVENTS], self._patch_imported)
+                self._import_hook = PatchOnImport([*PATCHED, _GEVENT_EVENTS], self._patch_imported)
                 sys.meta_path.insert(0, self._import_hook)
                 if _GEVENT_EVENTS in sys.modules:
                     self._listen_for_gevent(sys.modules[_GEVENT_EVENTS])
@@ -233,6 +234,10 @@ class LockCollector:
             blocking_hold_ns=event.blocking_hold_ns,
             condition_wait_ns=event.condition_wait_ns,
             timed_out=event.timed_out,
+            span_id=event.span_id,
+            local_root_span_id=event.local_root_span_id,
+            trace_id=_trace_id_hex(event.trace_id),
+            span_wait_ns=event.span_wait_ns,
             lock_info=info,
         )
 
@@ -246,6 +251,9 @@ class LockCollector:
             task_name=wait.task_name,
             frames=_resolve.resolve_frames(wait.frames, 0),
             timed_out=wait.timed_out,
+            span_id=wait.span_id,
+            local_root_span_id=wait.local_root_span_id,
+            trace_id=_trace_id_hex(wait.trace_id),
             lock_info=wait.lock_info,
         )
 
@@ -271,6 +279,11 @@ class LockCollector:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<LockCollector {state} capture_pct={self.capture_pct} max_frames={self.max_frames}>"
+
+
+def _trace_id_hex(trace_id: Optional[int]) -> Optional[str]:
+    """A 128-bit trace id as OpenTelemetry writes it: 32 lowercase hex digits."""
+    return None if trace_id is None else f"{trace_id:032x}"
 
 
 def _installed_by_stopped_collector(obj: Any) -> bool:
@@ -310,51 +323,6 @@ def _patch_once_imported(module: ModuleType, patch: Callable[[ModuleType], None]
             live_patch(module)
 
     original_thread_attribute("start_new_thread")(wait_then_patch, ())
-
-
-class _PatchOnImport:
-    """A sys.meta_path finder that runs `patch(module)` right after one of `names` is imported
-    (asyncio imported after start(), threading imported or reloaded again), before the importer
-    sees it. It holds the collector weakly: a module's spec keeps its loader for good."""
-
-    def __init__(self, names: Iterable[str], patch: Callable[[ModuleType], None]) -> None:
-        self._names = frozenset(names)
-        self._patch = weakref.WeakMethod(patch)  # type: ignore[arg-type]
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname not in self._names:
-            return None
-        for finder in sys.meta_path:  # the others' answer, a new spec even for a reload
-            find = getattr(finder, "find_spec", None)
-            if finder is self or isinstance(finder, _PatchOnImport) or find is None:
-                continue
-            spec = find(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
-            return None
-        spec.loader = _PatchingLoader(spec.loader, self._patch)
-        return spec
-
-
-class _PatchingLoader:
-    def __init__(self, loader: Any, patch: "weakref.WeakMethod[Callable[[ModuleType], None]]") -> None:
-        self._loader = loader
-        self._patch = patch
-
-    def create_module(self, spec: Any) -> Any:
-        return self._loader.create_module(spec)
-
-    def exec_module(self, module: ModuleType) -> None:
-        self._loader.exec_module(module)
-        patch = self._patch()
-        if patch is not None:
-            patch(module)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._loader, name)
 
 
 # gevent's monkey-patching announces each module it patched through zope.event, whose list of

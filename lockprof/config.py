@@ -27,6 +27,11 @@ Settings (field -- environment variable -- allowed):
   ``ms`` or ``s`` (``250us``, ``1.5ms``); a contended wait at least this long is captured with
   its stack, a shorter one with probability wait / interval; beyond 5,000 captures a second the
   interval in force rises (docs/configuration.md)
+
+Read from the environment only, by an integration (``env_setting()``), not Config fields:
+
+* ``ddtrace`` -- ``LOCKPROF_DDTRACE`` -- a boolean: ddtrace's profiler hosts lockprof's lock
+  collector from when ddtrace's profiler module is imported (lockprof.integrations.ddtrace)
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import warnings
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Callable, Dict, Iterable, List, Mapping, NamedTuple, Optional, Tuple
 
-__all__ = ["Config", "LockprofConfigWarning", "SettingInfo", "parse_setting", "settings"]
+__all__ = ["Config", "LockprofConfigWarning", "SettingInfo", "env_setting", "parse_setting", "settings"]
 
 
 class LockprofConfigWarning(UserWarning):
@@ -245,6 +250,9 @@ class _Setting:
     check: Callable[[Any], Any]  # Python value -> normalised value, or raises _Invalid
     from_text: Callable[[str], Any]  # stripped env text -> Python value, or raises _Invalid
     env_allowed: Optional[str] = None  # when env text accepts other things than code does
+    # A Config field; else read from the environment only (env_setting()), default `default`.
+    in_config: bool = True
+    default: Any = None
 
     def from_argument(self, value: Any) -> Any:
         """Validate an explicit argument: raises TypeError / ValueError naming it."""
@@ -345,9 +353,16 @@ _SETTINGS: Tuple[_Setting, ...] = (
         env_allowed="a duration from 1 ns to 60 s: a number of nanoseconds, or a number with "
         "a unit ns, us, ms or s ('250us', '1.5ms')",
     ),
+    _Setting(
+        "ddtrace", "LOCKPROF_DDTRACE",
+        "a bool (True or False)", _check_bool, _bool_from_text,
+        env_allowed="a boolean (true/false, 1/0, yes/no or on/off)",
+        in_config=False, default=False,
+    ),
 )
 
-_BY_NAME: Dict[str, _Setting] = {s.name: s for s in _SETTINGS}
+_CONFIG_SETTINGS: Tuple[_Setting, ...] = tuple(s for s in _SETTINGS if s.in_config)
+_BY_NAME: Dict[str, _Setting] = {s.name: s for s in _CONFIG_SETTINGS}
 
 
 def _warn(message: str) -> None:
@@ -404,7 +419,7 @@ class Config:
     wait_sample_interval: int = 1_000_000
 
     def __post_init__(self) -> None:
-        for setting in _SETTINGS:
+        for setting in _CONFIG_SETTINGS:
             value = setting.from_argument(getattr(self, setting.name))
             object.__setattr__(self, setting.name, value)
 
@@ -426,7 +441,7 @@ class Config:
             environ = os.environ
         defaults = _field_defaults()
         values: Dict[str, Any] = {}
-        for setting in _SETTINGS:
+        for setting in _CONFIG_SETTINGS:
             given = overrides.get(setting.name)
             if given is not None:
                 values[setting.name] = given  # validated by __post_init__
@@ -439,7 +454,7 @@ class Config:
     def to_environ(self) -> Dict[str, str]:
         """The DD_PROFILING_* variables that make from_env() return these settings (for child
         processes of `lockprof run --subprocesses`)."""
-        return {s.env_var: s.to_text(getattr(self, s.name)) for s in _SETTINGS}
+        return {s.env_var: s.to_text(getattr(self, s.name)) for s in _CONFIG_SETTINGS}
 
 
 class SettingInfo(NamedTuple):
@@ -453,7 +468,7 @@ def settings() -> Tuple[SettingInfo, ...]:
     """What describes each setting to people (--help), in Config field order."""
     defaults = _field_defaults()
     return tuple(SettingInfo(s.name, s.env_var, s.env_allowed or s.allowed,
-                             s.to_text(defaults[s.name])) for s in _SETTINGS)
+                             s.to_text(defaults[s.name])) for s in _CONFIG_SETTINGS)
 
 
 def parse_setting(name: str, text: str) -> Any:
@@ -467,6 +482,17 @@ def parse_setting(name: str, text: str) -> Any:
     return _BY_NAME[name].from_option(text)
 
 
+def env_setting(name: str, environ: Optional[Mapping[str, str]] = None) -> Any:
+    """The value of a setting that is read from the environment only (not a Config field):
+    its variable's (default ``os.environ``), or its default; a bad value warns once."""
+    setting = next((s for s in _SETTINGS if s.name == name and not s.in_config), None)
+    if setting is None:
+        raise ValueError("name must be one of %s, got %s"
+                         % (", ".join(s.name for s in _SETTINGS if not s.in_config), _safe_repr(name)))
+    value = setting.from_environ(os.environ if environ is None else environ, setting.default)
+    return setting.default if value is _UNSET else value
+
+
 def _field_defaults() -> Dict[str, Any]:
     defaults: Dict[str, Any] = {}
     for f in fields(Config):
@@ -477,5 +503,5 @@ def _field_defaults() -> Dict[str, Any]:
     return defaults
 
 
-if [f.name for f in fields(Config)] != [s.name for s in _SETTINGS]:  # pragma: no cover
+if [f.name for f in fields(Config)] != [s.name for s in _CONFIG_SETTINGS]:  # pragma: no cover
     raise RuntimeError("lockprof.config: Config fields and _SETTINGS are out of sync")

@@ -37,6 +37,7 @@ __all__ = [
     "MAX_WAIT_LABEL",
     "METADATA_PREFIX",
     "OUTCOME_LABEL",
+    "SPAN_WAIT_LABEL",
     "TIMED_OUT",
     "TIMEOUTS_LABEL",
     "ProfileFormatError",
@@ -59,7 +60,14 @@ CONTEXT_LABELS = (
     ("thread name", "thread_name", str),
     ("task id", "task_id", int),
     ("task name", "task_name", str),
+    # The trace span active in that thread or task (ddtrace's label names; ids unsigned 64-bit,
+    # stored in int64 labels as their two's complement, as ddtrace does), and its trace.
+    ("span id", "span_id", "u64"),
+    ("local root span id", "local_root_span_id", "u64"),
+    ("trace id", "trace_id", str),
 )
+# On a lock sample with a span: the captured wait its span label stands for.
+SPAN_WAIT_LABEL = "span wait"
 # The label of a sample whose waits ended in a timeout.
 OUTCOME_LABEL, TIMED_OUT = "acquire outcome", "timed out"
 # The labels that make a sample a lock's exact totals, beside its name and kind.
@@ -396,7 +404,7 @@ def decode(data: bytes) -> Snapshot:
         else:
             lock_sample = LockSample(lock_name, lock_kind, tuple(sample.frames),
                                      site=labels.site(lock_name), timed_out=timed_out,
-                                     **labels.context())
+                                     span_wait_ns=labels.number(SPAN_WAIT_LABEL), **labels.context())
             for value_type, value in zip(raw.sample_types, sample.values):
                 known = _SAMPLE_TYPES.get(value_type.type)
                 if known is None:
@@ -430,7 +438,12 @@ class _Labels:
         context: Dict[str, Any] = {}
         for key, attribute, kind in CONTEXT_LABELS:
             present = key in self.labels
-            context[attribute] = (self.number(key) if kind is int else self.text(key)) if present else None
+            if not present:
+                context[attribute] = None
+            elif kind is str:
+                context[attribute] = self.text(key)
+            else:
+                context[attribute] = self.number(key) % U64 if kind == "u64" else self.number(key)
         context["thread_name"] = context["thread_name"] or ""
         return context
 

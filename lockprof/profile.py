@@ -83,6 +83,14 @@ class LockSample:
     condition_wait_ns: int = 0
     # The waits of this key ended in a timeout, not with the lock.
     timed_out: bool = False
+    # The trace span that was active in the thread or task of this key's longest captured
+    # contended wait of the period, and that wait (docs/usage.md#trace-correlation); None and
+    # 0 when no span was active in any. span_id and local_root_span_id are ddtrace's 64-bit
+    # ids (local_root_span_id: ddtrace spans only), trace_id OpenTelemetry's hex form.
+    span_id: Optional[int] = None
+    local_root_span_id: Optional[int] = None
+    trace_id: Optional[str] = None
+    span_wait_ns: int = 0
     # Values of sample types other than lockprof's, by type (other tools' profiles).
     other_values: Dict[str, int] = field(default_factory=dict)
     # The core's LockInfo, while the sample is in-process: a lock not named at its creation is
@@ -104,6 +112,9 @@ class LockSample:
         self.acquire_wait_ns += other.acquire_wait_ns
         self.blocking_hold_ns += other.blocking_hold_ns
         self.condition_wait_ns += other.condition_wait_ns
+        if other.span_wait_ns > self.span_wait_ns:
+            self.span_id, self.local_root_span_id = other.span_id, other.local_root_span_id
+            self.trace_id, self.span_wait_ns = other.trace_id, other.span_wait_ns
 
 
 @dataclass
@@ -143,6 +154,10 @@ class LongWait:
     task_name: Optional[str]
     frames: Tuple[Frame, ...]  # the waiter's innermost frames, leaf first
     timed_out: bool = False
+    # The trace span active in the waiter's thread or task, as on LockSample.
+    span_id: Optional[int] = None
+    local_root_span_id: Optional[int] = None
+    trace_id: Optional[str] = None
     lock_info: Any = field(default=None, compare=False, repr=False)
 
     def describe(self) -> str:
@@ -150,6 +165,8 @@ class LongWait:
         who = f"thread {self.thread_name or '?'} ({self.thread_id})"
         if self.task_id is not None:
             who += f", task {self.task_name or '?'} ({self.task_id})"
+        if self.span_id is not None:
+            who += f", span {self.span_id}"
         outcome = ", timed out" if self.timed_out else ""
         where = " <- ".join(f"{f.name} ({f.filename}:{f.line})" for f in self.frames)
         return f"{self.wait_ns / 1e6:.3f} ms on {self.lock_name}{outcome}; {who}; at {where}"

@@ -1,4 +1,4 @@
-"""The top locks of one or more profiles: rows per lock (or thread, or task).
+"""The top locks of one or more profiles: rows per lock (or thread, or task, or trace span).
 
 build_report() is the one place where profiles become report rows: every form of the report
 (lockprof.renderers: text, JSON, CSV) and the summary `lockprof run` prints at exit go through
@@ -16,7 +16,7 @@ from lockprof._resolve import display_path
 from lockprof.collector import UNTRACKED_LOCKS
 from lockprof.profile import SAMPLE_TYPES, Frame, LockSample, LongWait, Snapshot
 
-GROUPINGS = ("lock", "thread", "task")
+GROUPINGS = ("lock", "thread", "task", "span")
 
 # The exact columns: a profile with both counts every contended acquire on its lock.
 _EXACT_COLUMNS = {t.type for t in SAMPLE_TYPES if t.exact}
@@ -27,7 +27,7 @@ _NO_TASK = "(no task)"
 class ReportRow:
     """One lock (or thread, or task), summed over stacks, threads and files."""
 
-    name: str  # the lock's name, or "thread-name (id)", or "task-name (id)"
+    name: str  # the lock's name, or "thread-name (id)", or "task-name (id)", or "span id (trace ...)"
     kind: str = ""  # lock, rlock, ... (rows by lock)
     site: Optional[Frame] = None  # where the lock was created, from its exact totals
     acquires: int = 0  # all acquires, estimated from the sampled ones
@@ -146,6 +146,10 @@ def _group(sample: LockSample, by: str) -> str:
         if sample.task_id is None:
             return _NO_TASK
         return f"{sample.task_name or '?'} ({sample.task_id})"
+    if by == "span":
+        trace = f"trace {sample.trace_id}" if sample.trace_id else "no trace id"
+        root = f", local root {sample.local_root_span_id}" if sample.local_root_span_id else ""
+        return f"{sample.span_id} ({trace}{root})"
     if sample.thread_id is None:
         return "(no thread)"
     return f"{sample.thread_name or '?'} ({sample.thread_id})"
@@ -157,6 +161,8 @@ def build_report(profiles: Iterable[Snapshot], by: str = "lock", sort: str = "wa
     Contended acquires, waits, the maximum wait and timeouts come from a lock's exact totals
     where a profile has them (a lock without totals in a profile that has them for all its
     contended locks had none); from the estimated columns of its stack samples otherwise.
+    Rows by span hold the captured waits spans are the labels of: per lock sample, its longest
+    captured wait with a span active, and that span (docs/usage.md#trace-correlation).
     """
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}, got {by!r}")
@@ -187,10 +193,15 @@ def build_report(profiles: Iterable[Snapshot], by: str = "lock", sort: str = "wa
             lock = sample.lock_name
             if not lock:
                 continue  # not a lock sample (a CPU sample of another tool's profile, ...)
+            if by == "span" and sample.span_id is None:
+                continue
             exact = by == "lock" and (lock in with_totals or complete)
             key = _group(sample, by)
             group = sums.setdefault(key, _Sums(ReportRow(key)))
             row = group.row
+            if by == "span":
+                _add_span_wait(group, sample)
+                continue
             if by == "lock":
                 row.kind = row.kind or sample.lock_kind
                 if row.site is None and sample.site is not None and sample.site.filename:
@@ -220,6 +231,16 @@ def build_report(profiles: Iterable[Snapshot], by: str = "lock", sort: str = "wa
         long_waits=sorted(long_waits, key=lambda wait: wait.wait_ns, reverse=True),
         dropped_events=dropped_events,
     )
+
+
+def _add_span_wait(group: _Sums, sample: LockSample) -> None:
+    """The one captured wait a sample's span label stands for, into its span's row."""
+    group.estimated = True
+    group.row.contended += 1
+    group.row.wait_ns += sample.span_wait_ns
+    stack = program_frames(sample.frames)
+    group.stack_wait[stack] = group.stack_wait.get(stack, 0) + sample.span_wait_ns
+    group.lock_wait[sample.lock_name] = group.lock_wait.get(sample.lock_name, 0) + sample.span_wait_ns
 
 
 def is_lock_profile(profile: Snapshot) -> bool:

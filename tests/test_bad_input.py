@@ -20,13 +20,13 @@ import pytest
 
 from lockprof import LockCollector, LockprofExportWarning, Profiler, pprof
 from lockprof.collector import DEFAULT_MAX_ENTRIES
-from lockprof.config import _SETTINGS, Config, LockprofConfigWarning
+from lockprof.config import _CONFIG_SETTINGS, Config, LockprofConfigWarning
 
 from scripthelpers import profiles, run_script
 
 DOC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs",
                    "configuration.md")
-VARIABLES = {setting.name: setting.env_var for setting in _SETTINGS}
+VARIABLES = {setting.name: setting.env_var for setting in _CONFIG_SETTINGS}
 
 
 def doc_table(first_header: str):
@@ -48,8 +48,8 @@ def first_code(cell: str) -> str:
 
 def test_settings_table_has_every_setting_with_its_true_default():
     rows = doc_table("argument | environment variable")
-    assert [first_code(row[0]) for row in rows] == [s.name for s in _SETTINGS]
-    assert [first_code(row[1]) for row in rows] == [s.env_var for s in _SETTINGS]
+    assert [first_code(row[0]) for row in rows] == [s.name for s in _CONFIG_SETTINGS]
+    assert [first_code(row[1]) for row in rows] == [s.env_var for s in _CONFIG_SETTINGS]
     defaults = Config()
     for row in rows:
         name, default = first_code(row[0]), row[4]

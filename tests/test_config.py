@@ -113,8 +113,8 @@ def test_config_is_frozen():
 
 def test_settings_table_matches_fields():
     names = [f.name for f in dataclasses.fields(Config)]
-    assert [s.name for s in config_module._SETTINGS] == names
-    assert {s.env_var: s.name for s in config_module._SETTINGS} == ALL_VARS
+    assert [s.name for s in config_module._CONFIG_SETTINGS] == names
+    assert {s.env_var: s.name for s in config_module._CONFIG_SETTINGS} == ALL_VARS
 
 
 def test_warning_class():

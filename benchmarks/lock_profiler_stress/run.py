@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Run the stress configurations of config.yaml without profiling, with lockprof and with
-ddtrace's lock collector (when ddtrace is installed), and validate lockprof's profiles.
+"""Run the stress configurations of config.yaml without profiling, with lockprof, with
+ddtrace's lock collector and with lockprof's inside ddtrace (when ddtrace is installed), and
+validate lockprof's profiles.
 
-    python run.py RESULTS_DIR [--repeat 3] [--scale 1.0] [--profilers none,lockprof,ddtrace]
+    python run.py RESULTS_DIR [--repeat 3] [--scale 1.0] [--profilers none,lockprof,ddtrace,ddtrace-lockprof]
     BENCHMARK_CONFIGS="high-contention-10-threads,long-held-locks" python run.py RESULTS_DIR
 
 Each run is its own process (scenario.py), so no profiler's patching outlives its run, pinned to
@@ -154,7 +155,8 @@ def parse_args(argv=None):
     parser.add_argument("--scale", type=float, default=1.0,
                         help="multiply operation counts and hold times (smoke runs: 0.05)")
     parser.add_argument("--profilers", default=None,
-                        help="comma-separated, from none, lockprof, ddtrace (default: all that are installed)")
+                        help="comma-separated, from none, lockprof, ddtrace, ddtrace-lockprof "
+                             "(default: all that are installed)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds one run may take (default 600)")
     parser.add_argument("--cpu", type=int, default=last_cpu(),
                         help="run every scenario on this one CPU (default the last one; -1: not pinned)")

@@ -1,9 +1,9 @@
 """A small threaded web service that does lock-heavy work per request: the service benchmark's
 application (run.py serves it with gunicorn's threaded workers and loads it with wrk).
 
-The profiler named by BENCH_SERVICE_PROFILER (none, lockprof, ddtrace) starts when a worker
-imports this module, before the application creates its locks, and stops at the worker's exit,
-writing its profile under BENCH_SERVICE_PROFILE_DIR.
+The profiler named by BENCH_SERVICE_PROFILER (none, lockprof, ddtrace, ddtrace-lockprof) starts
+when a worker imports this module, before the application creates its locks, and stops at the
+worker's exit, writing its profile under BENCH_SERVICE_PROFILE_DIR.
 
 GET /work      about 670 acquire/release pairs (cache, metrics, rate limiter, a per-request lock)
 GET /info      the worker's pid, its profiler and the type of its locks (to check the setup)

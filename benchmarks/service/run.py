@@ -48,7 +48,7 @@ MAX_INCREASE_PCT = 3.0
 SEEDS = {"p50": "+11-12%", "p99": "+37-40%", "cpu": "+160%"}
 # What /info must report as the type of the application's Lock under each profiler.
 LOCK_TYPES = {"none": ("lock",), "lockprof": ("ProfiledLock",),
-              "ddtrace": ("_ProfiledThreadingLock",)}
+              "ddtrace": ("_ProfiledThreadingLock",), "ddtrace-lockprof": ("ProfiledLock",)}
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -218,7 +218,8 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--server-cpu", type=int, default=last_cpu(),
                         help="run gunicorn on this one CPU, wrk on the others (default the last CPU; -1: not pinned)")
     parser.add_argument("--profilers", default=None,
-                        help="comma-separated, from none, lockprof, ddtrace (default: all that are installed)")
+                        help="comma-separated, from none, lockprof, ddtrace, ddtrace-lockprof "
+                             "(default: all that are installed)")
     args = parser.parse_args(argv)
     if min(args.duration, args.warmup, args.startup_timeout) <= 0 or min(args.rounds, args.connections, args.threads) < 1:
         parser.error("--duration, --warmup, --startup-timeout, --rounds, --connections and --threads must be positive")

@@ -21,7 +21,7 @@ from lockprof.pprof import (
     OUTCOME_LABEL, PROFILE_COMMENT, PROFILE_DEFAULT_SAMPLE_TYPE, PROFILE_DURATION_NANOS,
     PROFILE_FUNCTION, PROFILE_LOCATION, PROFILE_MAPPING, PROFILE_PERIOD, PROFILE_PERIOD_TYPE,
     PROFILE_SAMPLE, PROFILE_SAMPLE_TYPE, PROFILE_STRING_TABLE, PROFILE_TIME_NANOS, SAMPLE_LABEL,
-    SAMPLE_LOCATION_ID, SAMPLE_VALUE, TIMED_OUT, TIMEOUTS_LABEL, U64, VALUE_TYPE_TYPE,
+    SAMPLE_LOCATION_ID, SAMPLE_VALUE, SPAN_WAIT_LABEL, TIMED_OUT, TIMEOUTS_LABEL, U64, VALUE_TYPE_TYPE,
     VALUE_TYPE_UNIT, VARINT,
 )
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot, ValueType
@@ -133,6 +133,8 @@ class _ProfileBuilder:
         if s.site is not None and s.site.filename:
             labels.append((LOCK_SITE_LABEL, f"{s.site.filename}:{s.site.line}", ""))
         labels += _context_labels(s)
+        if s.span_wait_ns:
+            labels.append((SPAN_WAIT_LABEL, s.span_wait_ns, "nanoseconds"))
         if s.timed_out:
             labels.append((OUTCOME_LABEL, TIMED_OUT, ""))
         return self.sample(s.frames, [s.value(t) for t in self.sample_types], labels)
@@ -151,8 +153,13 @@ class _ProfileBuilder:
 
 
 def _context_labels(record: Union[LockSample, LongWait]) -> List[_Label]:
-    values = ((key, getattr(record, attribute, None)) for key, attribute, _ in CONTEXT_LABELS)
-    return [(key, value, "") for key, value in values if value is not None]
+    labels: List[_Label] = []
+    for key, attribute, kind in CONTEXT_LABELS:
+        value = getattr(record, attribute, None)
+        if value is not None:
+            # An unsigned 64-bit id goes in the int64 label as its two's complement.
+            labels.append((key, value - U64 if kind == "u64" and value >= 1 << 63 else value, ""))
+    return labels
 
 
 def _varint(n: int) -> bytes:

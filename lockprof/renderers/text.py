@@ -37,6 +37,7 @@ _COLUMNS_BY_LOCK = (
 )
 
 
+_SPAN_COLUMNS = ("contended", "total wait", "avg wait")
 _SECONDARY = 4  # drop_order of the last column dropped before names are shortened
 _MIN_NAME = 24
 _SHORTEST_NAME = 8
@@ -57,6 +58,8 @@ class TextRenderer(ReportRenderer):
             return "lockprof: no lock activity was captured"
         style, width, rows = Style(self.color), self.width, self.shown(report)
         columns = [c for c in _COLUMNS_BY_LOCK if report.by == "lock" or c.title not in ("kind", "max wait")]
+        if report.by == "span":  # a span row holds captured waits only
+            columns = [c for c in columns if c.title in _SPAN_COLUMNS]
         if not any(row.condition_wait_ns for row in report.rows):  # only Conditions have any
             columns = [c for c in columns if c.title != "condition wait"]
         name_width = max(len(report.by), *(len(r.name) for r in rows))
