@@ -31,7 +31,7 @@ from lockprof._lockcore cimport (
     lp_call_vector, lp_lock_release_direct, lp_lock_try_direct, lp_native_layout_matches,
     lp_rlock_nest_direct, lp_rlock_owned_direct, lp_rlock_try_direct, lp_rlock_unnest_direct,
     lp_try_acquire,
-    lp_classify_acquire, lp_contention_init, lp_current_frame, lp_descr_doc, lp_entry,
+    lp_classify_acquire, lp_module_init, lp_current_frame, lp_descr_doc, lp_entry,
     lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release, lp_frame_local_name,
     lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
     lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
@@ -820,7 +820,7 @@ def direct_try_kinds():
     return tuple(kinds)
 
 
-lp_contention_init()
+lp_module_init()
 _choose_try(&LOCK_OPS, NATIVE_LOCK, LP_TRY_LOCK)
 _choose_try(&RLOCK_OPS, NATIVE_RLOCK, LP_TRY_RLOCK)
 from lockprof._sampler import CaptureSampler

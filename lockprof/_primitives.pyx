@@ -33,10 +33,11 @@ from lockprof._lock cimport (
 )
 from lockprof._lockcore cimport (
     lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
-    lp_entry, lp_monotonic_ns, lp_thread_ident,
+    lp_entry, lp_module_init, lp_monotonic_ns, lp_thread_ident,
 )
 from lockprof._recorder cimport LockInfo, Recorder
 
+lp_module_init()
 
 # Captured holds a primitive keeps for acquirers that have not released yet; a permit released
 # by another thread than its acquirer leaves its hold unended, so the oldest are dropped.

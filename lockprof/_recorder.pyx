@@ -30,7 +30,7 @@ from lockprof._lockcore cimport (
     LP_LONG_WAIT_FRAMES, LP_LONG_WAITS, LP_MAX_FRAMES, LP_MAX_WALK,
     lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_lasti, lp_frame_ref, lp_key,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
-    lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
+    lp_random, lp_module_init, lp_table_evict_idle, lp_table_init, lp_table_upsert,
     lp_thread_ident, lp_thread_native_id, lp_assigned_name,
     LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
     LP_OP_STORE_FAST, LP_OP_STORE_FAST_PAIR, LP_OP_STORE_DEREF, LP_OP_JUMP_FORWARD,
@@ -66,8 +66,7 @@ DEF MAX_SITES = 16384
 DEF HOT_SITE_LOCKS = 64
 DEF MAX_COUNTED_SITES = 4096
 
-if lp_register_atfork() != 0:
-    raise OSError("lockprof: pthread_atfork failed")
+lp_module_init()
 
 # The opcodes of this version that matter to lp_assigned_name(), by class.
 cdef unsigned char OPCODE_CLASSES[256]
