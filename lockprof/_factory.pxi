@@ -33,13 +33,13 @@ cdef class LockFactory:
         innermost = original
         while isinstance(innermost, LockFactory):
             innermost = (<LockFactory>innermost).original
-        if kind == "lock":
+        if kind == LOCK:
             self._native_type = NATIVE_LOCK
             stock = innermost is ORIGINAL_ALLOCATE_LOCK or innermost is NATIVE_LOCK
             # The Lock original makes either C locks or (gevent's) foreign ones, for good.
             self._wrapper_types = (ProfiledLock,) if stock else (ProfiledForeignLock,)
             constructor = ORIGINAL_ALLOCATE_LOCK  # _thread.LockType is callable only on 3.13+
-        elif kind == "rlock":
+        elif kind == RLOCK:
             self._wrapper_types = (ProfiledRLock, ProfiledForeignRLock)
             self._native_type = NATIVE_RLOCK
             # threading.RLock is a Python function that returns _thread.RLock() when it can.
@@ -47,7 +47,7 @@ cdef class LockFactory:
                      and getattr(innermost, "__qualname__", None) == "RLock")
             constructor = NATIVE_RLOCK
         else:
-            raise ValueError(f"kind must be 'lock' or 'rlock', got {kind!r}")
+            raise ValueError(f"kind must be {LOCK!r} or {RLOCK!r}, got {kind!r}")
         # Something else's factory (gevent's, another profiler's) is always called, so what it
         # does is kept; the stock one is bypassed for the C constructor it ends up calling, as
         # long as it still would (gevent patching later makes it call gevent's).
@@ -120,7 +120,7 @@ cdef class LockFactory:
     def __reduce__(self):
         # multiprocessing pickles threading.Lock itself for spawn and forkserver children (a
         # Manager's registry): it unpickles as what threading holds in that process.
-        return _threading_factory, ("Lock" if self.kind == "lock" else "RLock",)
+        return _threading_factory, ("Lock" if self.kind == LOCK else "RLock",)
 
 
 def _threading_factory(name):
@@ -135,4 +135,4 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
     namespace = threading.__dict__ if threading is not None else {}
     if namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
         return ProfiledRLock.__new__(ProfiledRLock, NATIVE_RLOCK(), info, recorder)
-    return wrap_foreign(namespace["_PyRLock"](), "rlock", info, recorder)
+    return wrap_foreign(namespace["_PyRLock"](), RLOCK, info, recorder)

@@ -133,7 +133,7 @@ cdef bint _may_block(tuple args, dict kwargs) except -1:
 cdef object wrap_foreign(object lock, str kind, LockInfo info, Recorder recorder):
     """lock, made by a factory that is not CPython's, profiled as `kind`; lock itself when it
     lacks the methods the wrapper reads its state with."""
-    if kind == "lock":
+    if kind == LOCK:
         if callable(getattr(lock, "locked", None)):
             return ProfiledForeignLock.__new__(ProfiledForeignLock, lock, info, recorder)
     elif (callable(getattr(lock, "_is_owned", None)) and callable(getattr(lock, "_release_save", None))

@@ -121,7 +121,7 @@ def direct_try_kinds():
     """The lock kinds ('lock', 'rlock') whose acquire is tried without a method call here."""
     kinds = []
     if LOCK_OPS.try_kind != LP_TRY_BY_METHOD:
-        kinds.append("lock")
+        kinds.append(LOCK)
     if RLOCK_OPS.try_kind != LP_TRY_BY_METHOD:
-        kinds.append("rlock")
+        kinds.append(RLOCK)
     return tuple(kinds)

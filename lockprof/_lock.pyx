@@ -42,6 +42,7 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, waiter_init
 
+from lockprof._kinds import LOCK, RLOCK
 from lockprof._recorder import LockInfo  # the Python name too: lockprof._lock.LockInfo
 
 cdef NativeOps LOCK_OPS

@@ -25,6 +25,8 @@ import sys
 import threading
 import weakref
 
+from lockprof import _kinds
+
 cimport cython
 from libc.stdint cimport int64_t
 
@@ -188,7 +190,7 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     profile.release = getattr(base, "release", None)
     profile.wait = getattr(base, "wait", None)
     profile.permits = _permits(base)
-    if kind.startswith("asyncio-"):
+    if kind in _kinds.ASYNCIO_KINDS:
         profile.cancelled_error = sys.modules["asyncio"].CancelledError
         profile.semaphore_test = _semaphore_test(profile.acquire)
     namespace = {
@@ -199,7 +201,7 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
         "_lp_recorder": recorder,
         "_lp_profile": profile,
     }
-    cls = ProfiledClass(base.__name__, (_MIXINS[kind], base), namespace)
+    cls = ProfiledClass(base.__name__, (_MIXINS[_kinds.PROFILED_AS[kind]], base), namespace)
     profile.cls = cls
     return cls
 
@@ -728,12 +730,11 @@ class _AsyncioCondition(_Profiled):
         return result
 
 
+# The wrapper of each kind a profiled subclass is made for (lockprof._kinds.PROFILED_AS).
 _MIXINS = {
-    "semaphore": _ThreadingSemaphore,
-    "bounded-semaphore": _ThreadingSemaphore,
-    "condition": _ThreadingCondition,
-    "asyncio-lock": _AsyncioLock,
-    "asyncio-semaphore": _AsyncioSemaphore,
-    "asyncio-bounded-semaphore": _AsyncioSemaphore,
-    "asyncio-condition": _AsyncioCondition,
+    _kinds.SEMAPHORE: _ThreadingSemaphore,
+    _kinds.CONDITION: _ThreadingCondition,
+    _kinds.ASYNCIO_LOCK: _AsyncioLock,
+    _kinds.ASYNCIO_SEMAPHORE: _AsyncioSemaphore,
+    _kinds.ASYNCIO_CONDITION: _AsyncioCondition,
 }
