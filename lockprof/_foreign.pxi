@@ -14,7 +14,7 @@ cdef class _ForeignWrapper(_LockWrapper):
         return _foreign_acquire(self, args, kwargs, False)
 
     def release(self):
-        if self._hold_entry == NULL and not lp_blocking_pending(&self._blocking):
+        if self._hold.entry == NULL and not lp_blocking_pending(&self._blocking):
             return self._wrapped.release()
         cdef int64_t released_at = lp_monotonic_ns()
         result = self._wrapped.release()
@@ -94,40 +94,28 @@ cdef object _foreign_acquire(_ForeignWrapper self, tuple args, dict kwargs, bint
     """A profiled acquire (or, with restore, _acquire_restore) of a foreign lock: sampled when
     it takes the lock, timed and counted when the lock was taken by another; the call is always
     the wrapped lock's own, with the caller's arguments."""
-    cdef lp_entry* entry = NULL
     wrapped = self._wrapped
     call = wrapped._acquire_restore if restore else wrapped.acquire
     if isinstance(self, ProfiledForeignRLock) and not restore and wrapped._is_owned():
         return call(*args, **kwargs)  # nested: part of the outermost hold
-    if (not restore and not _may_block(args, kwargs)) or not self._would_block():
+    cdef int kind = LP_ACQUIRE_BLOCKING if restore else lp_classify_acquire_call(
+        args, <PyObject*>kwargs if kwargs else NULL)
+    if kind == LP_ACQUIRE_NONBLOCKING or not self._would_block():
         result = call(*args, **kwargs) if kwargs else call(*args)  # never waits: nothing to time
         if (restore or result) and self._recorder.sampler.should_capture():
-            _start_hold(self, self._recorder.record_acquire(self._info), lp_monotonic_ns())
+            hold_captured(&self._hold, self._recorder, self._info)
         return result
-    cdef int64_t start = lp_monotonic_ns(), end = 0
+    cdef TimedWait wait
+    wait_begin(&wait, self._recorder, self._info, &self._blocking, kind == LP_ACQUIRE_BLOCKING, NULL)
     acquired = False
-    lp_blocking_enter(&self._blocking, start)
     try:
         result = call(*args, **kwargs) if kwargs else call(*args)
         acquired = restore or bool(result)
     finally:
-        end = lp_monotonic_ns()
-        lp_blocking_leave(&self._blocking, True, acquired, end)
-    if not self._recorder.active:
-        return result
-    capture = acquired and self._recorder.sampler.should_capture()
-    entry = self._recorder.record_wait(self._info, end - start, end, not acquired, capture)
-    if capture:
-        _start_hold(self, entry, end)
+        wait_end(&wait, acquired)
+    if wait_record(&wait, self._recorder, self._info, acquired) == WAIT_CAPTURED:
+        hold_start(&self._hold, wait.entry, wait.end)
     return result
-
-
-cdef bint _may_block(tuple args, dict kwargs) except -1:
-    """Whether acquire(blocking=True, timeout=...) called with these arguments may wait:
-    blocking true, and no timeout of zero."""
-    blocking = args[0] if args else (kwargs.get("blocking", True) if kwargs else True)
-    timeout = args[1] if len(args) > 1 else (kwargs.get("timeout") if kwargs else None)
-    return bool(blocking) and not (type(timeout) in (int, float) and timeout == 0)
 
 
 cdef object wrap_foreign(object lock, str kind, LockInfo info, Recorder recorder):

@@ -29,18 +29,19 @@ from cpython.object cimport PyObject, PyObject_GenericGetAttr, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    LP_MAX_FRAMES, lp_frame_ref,
-    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS,
-    LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
-    lp_call_vector, lp_lock_release_direct, lp_lock_try_direct, lp_native_layout_matches,
-    lp_rlock_nest_direct, lp_rlock_owned_direct, lp_rlock_try_direct, lp_rlock_unnest_direct,
-    lp_try_acquire,
-    lp_classify_acquire, lp_module_init, lp_current_frame, lp_descr_doc, lp_entry,
-    lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release, lp_frame_local_name,
-    lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_monotonic_ns, lp_native_method,
-    lp_native_method_resolve, lp_thread_ident, lp_type_set_method,
+    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_MAX_FRAMES, LP_TRY_BY_METHOD, LP_TRY_LOCK,
+    LP_TRY_RLOCK, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_blocking_pending,
+    lp_call, lp_call0, lp_call_vector, lp_classify_acquire, lp_classify_acquire_call, lp_current_frame,
+    lp_descr_doc, lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_frame_local_name, lp_frame_ref,
+    lp_lock_release_direct, lp_lock_try_direct, lp_module_init, lp_monotonic_ns, lp_native_layout_matches,
+    lp_native_method, lp_native_method_resolve, lp_rlock_nest_direct, lp_rlock_owned_direct,
+    lp_rlock_try_direct, lp_rlock_unnest_direct, lp_thread_ident, lp_try_acquire, lp_type_set_method,
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, waiter_init
+from lockprof._wait cimport (
+    WAIT_CAPTURED, TimedWait, hold_forget, hold_released, hold_captured, hold_start, wait_begin, wait_end,
+    wait_record,
+)
 
 from lockprof._kinds import LOCK, RLOCK
 from lockprof._recorder import LockInfo  # the Python name too: lockprof._lock.LockInfo

@@ -2,7 +2,7 @@
  * Cython cannot express cheaply, one header per concept.
  *   _clock.h    the monotonic clock and the thread ids
  *   _native.h   native lock methods called from C, the native lock layout, acquire arguments
- *   _wait.h     the waiters blocked on a lock, the random draws of wait sampling
+ *   _blocked.h  the waiters blocked on a lock, the random draws of wait sampling
  *   _stack.h    the stack walk as (code, offset) pairs
  *   _naming.h   the name a lock is stored under, read from frames and bytecode
  *   _table.h    the event table and the long-wait slots
@@ -12,7 +12,7 @@
 
 #include "_clock.h"
 #include "_native.h"
-#include "_wait.h"
+#include "_blocked.h"
 #include "_stack.h"
 #include "_naming.h"
 #include "_table.h"

@@ -54,10 +54,16 @@ cdef extern from "_native.h":
     int lp_rlock_nest_direct(PyObject* rlock) except -1
     bint lp_rlock_unnest_direct(PyObject* rlock) noexcept
     bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
+    # Whether an acquire may block (LP_ACQUIRE_*): the one decision, from the arguments as given.
+    enum:
+        LP_TIMEOUT_NATIVE
+        LP_TIMEOUT_SEMAPHORE
+    int lp_acquire_kind(PyObject* blocking, PyObject* timeout, int timeouts) noexcept
     int lp_classify_acquire(PyObject** args, Py_ssize_t nargs, PyObject* kwnames) noexcept
+    int lp_classify_acquire_call(object args, PyObject* kwargs) noexcept
 
 
-cdef extern from "_wait.h":
+cdef extern from "_blocked.h":
     uint64_t lp_random(uint64_t* state) noexcept
 
     ctypedef struct lp_blocking:

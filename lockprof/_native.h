@@ -347,27 +347,39 @@ static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
            && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist);
 }
 
-/* What acquire(*args, **kwargs) asks for, judged without running any code of the caller's
- * objects: only exact bools and ints (blocking) and ints and floats (timeout) are read. */
+/* Whether an acquire may block: the one decision every wrapper makes before it tries a lock or
+ * times a call, from the blocking and timeout arguments however they were passed. It runs no
+ * code of the caller's objects: only exact bools and ints (blocking) and ints and floats
+ * (timeout) are read; anything else is left to the call. */
 enum {
-    LP_ACQUIRE_BLOCKING,     /* blocks until acquired or timed out: try first, then time the wait */
-    LP_ACQUIRE_NONBLOCKING,  /* never waits: the native call with the caller's arguments */
-    LP_ACQUIRE_UNCLEAR,      /* arguments of other types, or invalid: the native call decides */
+    LP_ACQUIRE_BLOCKING,     /* may wait: try first, then time the wait */
+    LP_ACQUIRE_NONBLOCKING,  /* never waits: the call with the caller's arguments, untimed */
+    LP_ACQUIRE_UNCLEAR,      /* arguments of other types, or invalid: the call, timed, decides */
 };
 
-/* 1 for a timeout the native call accepts and may wait for, 0 for a zero timeout (a
- * non-blocking attempt), -1 for anything else (the native call raises, or reads it its way). */
-static inline int lp_timeout_kind(PyObject *timeout)
+/* How the callee reads a timeout. */
+enum {
+    LP_TIMEOUT_NATIVE,    /* a native lock's (and gevent's): -1 waits without limit, 0 never,
+                           * other negatives, NaN, huge values and None raise */
+    LP_TIMEOUT_SEMAPHORE, /* threading.Semaphore's: None waits without limit, none at or below
+                           * zero waits */
+};
+
+/* 1 for a timeout that may wait, 0 for one that never does, -1 for anything else (the call
+ * raises, or reads it its way). */
+static inline int lp_timeout_kind(PyObject *timeout, int timeouts)
 {
     double seconds;
+    if (timeout == Py_None && timeouts == LP_TIMEOUT_SEMAPHORE)
+        return 1;
     if (PyLong_CheckExact(timeout)) {
         int overflow;
         long long value = PyLong_AsLongLongAndOverflow(timeout, &overflow);
-        if (overflow || (value == -1 && PyErr_Occurred())) {
+        if (value == -1 && PyErr_Occurred()) {
             PyErr_Clear();
             return -1;
         }
-        seconds = (double)value;
+        seconds = overflow ? (double)overflow * 1e300 : (double)value;
     }
     else if (PyFloat_Check(timeout)) {
         seconds = PyFloat_AS_DOUBLE(timeout);
@@ -375,13 +387,56 @@ static inline int lp_timeout_kind(PyObject *timeout)
     else {
         return -1;
     }
+    if (seconds != seconds) /* NaN */
+        return -1;
+    if (timeouts == LP_TIMEOUT_SEMAPHORE)
+        return seconds > 0.0 ? 1 : 0;
     if (seconds == 0.0)
         return 0;
-    /* -1 is "no timeout"; other negatives, NaN and huge values make the native call raise (its
-     * bound, PY_TIMEOUT_MAX, is far above a year on every platform). */
+    /* The native bound, PY_TIMEOUT_MAX, is far above a year on every platform. */
     return (seconds == -1.0 || (seconds > 0.0 && seconds <= 31536000.0)) ? 1 : -1;
 }
 
+/* The decision: blocking and timeout are NULL when not given. */
+static inline int lp_acquire_kind(PyObject *blocking, PyObject *timeout, int timeouts)
+{
+    if (blocking != NULL && blocking != Py_True) {
+        if (blocking == Py_False)
+            return LP_ACQUIRE_NONBLOCKING;
+        if (!PyLong_CheckExact(blocking))
+            return LP_ACQUIRE_UNCLEAR;
+        if (PyObject_IsTrue(blocking) == 0) /* runs no Python code for an exact int */
+            return LP_ACQUIRE_NONBLOCKING;
+    }
+    if (timeout != NULL) {
+        int kind = lp_timeout_kind(timeout, timeouts);
+        if (kind < 0)
+            return LP_ACQUIRE_UNCLEAR;
+        if (kind == 0)
+            return LP_ACQUIRE_NONBLOCKING;
+    }
+    return LP_ACQUIRE_BLOCKING;
+}
+
+/* A keyword argument of acquire(blocking, timeout) stored in *blocking or *timeout: 0, or -1
+ * for a name that is not one of them, or given twice (the call decides). */
+static inline int lp_acquire_keyword(PyObject *name, PyObject *value, PyObject **blocking, PyObject **timeout)
+{
+    PyObject **slot = NULL;
+    if (name == lp_str_blocking)
+        slot = blocking;
+    else if (name == lp_str_timeout)
+        slot = timeout;
+    else if (PyUnicode_CheckExact(name)) /* a name not interned: compared, no Python code run */
+        slot = PyUnicode_CompareWithASCIIString(name, "blocking") == 0 ? blocking
+               : PyUnicode_CompareWithASCIIString(name, "timeout") == 0 ? timeout : NULL;
+    if (slot == NULL || *slot != NULL)
+        return -1;
+    *slot = value;
+    return 0;
+}
+
+/* lp_acquire_kind() of a native lock's acquire called with the vectorcall convention. */
 static inline int lp_classify_acquire(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *blocking = NULL, *timeout = NULL;
@@ -393,28 +448,29 @@ static inline int lp_classify_acquire(PyObject *const *args, Py_ssize_t nargs, P
     if (nargs == 2)
         timeout = args[1];
     for (Py_ssize_t i = 0; i < nkw; i++) {
-        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        if (name == lp_str_blocking && blocking == NULL)
-            blocking = args[nargs + i];
-        else if (name == lp_str_timeout && timeout == NULL)
-            timeout = args[nargs + i];
-        else
-            return LP_ACQUIRE_UNCLEAR; /* not interned, unknown or repeated: native decides */
-    }
-    if (blocking != NULL) {
-        if (!(PyBool_Check(blocking) || PyLong_CheckExact(blocking)))
+        if (lp_acquire_keyword(PyTuple_GET_ITEM(kwnames, i), args[nargs + i], &blocking, &timeout) < 0)
             return LP_ACQUIRE_UNCLEAR;
-        if (PyObject_IsTrue(blocking) == 0) /* runs no Python code for exact bools and ints */
-            return LP_ACQUIRE_NONBLOCKING;
     }
-    if (timeout != NULL) {
-        int kind = lp_timeout_kind(timeout);
-        if (kind < 0)
+    return lp_acquire_kind(blocking, timeout, LP_TIMEOUT_NATIVE);
+}
+
+/* lp_acquire_kind() of acquire(*args, **kwargs) (kwargs: a dict or NULL) as gevent's locks read
+ * their arguments, which is as the native ones do. */
+static inline int lp_classify_acquire_call(PyObject *args, PyObject *kwargs)
+{
+    PyObject *blocking = NULL, *timeout = NULL, *name, *value;
+    Py_ssize_t nargs = PyTuple_GET_SIZE(args), pos = 0;
+    if (nargs > 2)
+        return LP_ACQUIRE_UNCLEAR;
+    if (nargs >= 1)
+        blocking = PyTuple_GET_ITEM(args, 0);
+    if (nargs == 2)
+        timeout = PyTuple_GET_ITEM(args, 1);
+    while (kwargs != NULL && PyDict_Next(kwargs, &pos, &name, &value)) {
+        if (lp_acquire_keyword(name, value, &blocking, &timeout) < 0)
             return LP_ACQUIRE_UNCLEAR;
-        if (kind == 0)
-            return LP_ACQUIRE_NONBLOCKING;
     }
-    return LP_ACQUIRE_BLOCKING;
+    return lp_acquire_kind(blocking, timeout, LP_TIMEOUT_NATIVE);
 }
 
 /* ------------------------------------------------------ method installation

@@ -28,16 +28,21 @@ import weakref
 from lockprof import _kinds
 
 cimport cython
+from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
 from lockprof._lock cimport (
     name_lock, new_lock_info, profiled_rlock, release_native_lock, take_native_lock,
 )
 from lockprof._lockcore cimport (
-    lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
-    lp_entry, lp_module_init, lp_monotonic_ns, lp_thread_ident,
+    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
+    lp_blocking_pending, lp_entry, lp_module_init, lp_monotonic_ns, lp_thread_ident,
 )
 from lockprof._recorder cimport LockInfo, Recorder
+from lockprof._wait cimport (
+    WAIT_CAPTURED, WAIT_UNRECORDED, CapturedHold, TimedWait, WaitOutcome, hold_forget, hold_released,
+    hold_captured, hold_start, wait_begin, wait_end, wait_record,
+)
 
 lp_module_init()
 
@@ -46,33 +51,34 @@ lp_module_init()
 DEF MAX_OPEN_HOLDS = 64
 
 
-@cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns entry
+@cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns the entry
 cdef class Hold:
-    """A semaphore's captured acquire: its table entry, pending until the release that ends
-    the hold."""
-    cdef Recorder recorder  # keeps the table that owns entry alive
-    cdef lp_entry* entry
-    cdef int64_t acquired_at
+    """A semaphore's captured acquire, open until the release that ends it."""
+    cdef Recorder recorder  # keeps the table that owns the entry alive
+    cdef CapturedHold held
 
     def __dealloc__(self):
-        if self.entry != NULL:
-            self.entry.pending -= 1  # never ended: let the table evict it
+        hold_forget(&self.held)  # never ended: let the table evict its entry
 
     cdef void end(self, int64_t released_at) noexcept:
-        if self.entry != NULL:
-            self.recorder.record_release(self.entry, released_at - self.acquired_at)
-            self.entry = NULL
+        hold_released(&self.held, NULL, self.recorder, None, released_at)
 
 
-cdef object _hold(Recorder recorder, lp_entry* entry):
+cdef object _hold(Recorder recorder, lp_entry* entry, int64_t acquired_at):
     """A Hold for a captured acquire's entry (None when the full table dropped it)."""
     if entry == NULL:
         return None
     cdef Hold hold = Hold.__new__(Hold)
     hold.recorder = recorder
-    hold.entry = entry
-    hold.acquired_at = lp_monotonic_ns()
+    hold_start(&hold.held, entry, acquired_at)
     return hold
+
+
+cdef object _sampled_hold(Recorder recorder, LockInfo info):
+    """An acquire that did not wait: its Hold if the sampler chooses it, else None."""
+    if not recorder.sampler.should_capture():
+        return None
+    return _hold(recorder, recorder.record_acquire(info), lp_monotonic_ns())
 
 
 # How asyncio.Semaphore.acquire() decides to suspend, which changed within the patch releases
@@ -112,17 +118,16 @@ cdef class ClassProfile:
 
 
 @cython.final
-@cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns hold_entry
+@cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns hold.entry
 cdef class ObjectState:
     """lockprof's state of one profiled object, its only attribute (_lp_state), read once per
     operation."""
     cdef ClassProfile profile
     cdef Recorder recorder
     cdef readonly LockInfo info  # None: not profiled (stopped, excluded, a copy)
-    # asyncio.Lock: the table entry of its one captured hold, or NULL, and the tasks blocked
-    # on it now (for its blocking holds, as _LockWrapper's).
-    cdef lp_entry* hold_entry
-    cdef int64_t acquired_at
+    # asyncio.Lock: its one captured hold, if any, and the tasks blocked on it now (for its
+    # blocking holds, as _LockWrapper's).
+    cdef CapturedHold hold
     cdef lp_blocking blocking
     # asyncio.Lock: the last acquire's wait, read by the Condition whose wait() re-acquires.
     cdef int64_t last_wait_ns
@@ -132,18 +137,10 @@ cdef class ObjectState:
     cdef dict restored
 
     def __dealloc__(self):
-        if self.hold_entry != NULL:
-            self.hold_entry.pending -= 1  # never ended: let the table evict it
+        hold_forget(&self.hold)  # never ended: let the table evict its entry
 
     cdef inline bint profiling(self) noexcept:
         return self.info is not None and self.recorder.active
-
-    cdef void start_lock_hold(self, lp_entry* entry) noexcept:
-        """asyncio.Lock: a captured acquire's hold starts (entry NULL: the table dropped it)."""
-        if self.hold_entry != NULL:  # a hold whose release was never seen
-            self.hold_entry.pending -= 1
-        self.hold_entry = entry
-        self.acquired_at = lp_monotonic_ns()
 
 
 # ------------------------------------------------------------------ classes and objects
@@ -287,7 +284,7 @@ cdef object _holder(ObjectState state, bint by_task):
     return _acquirer() if key is None else key
 
 
-cdef void _start_hold(ObjectState state, bint by_task, object hold) except *:
+cdef void _open_hold(ObjectState state, bint by_task, object hold) except *:
     """Note an acquire: its captured hold, or None. Uncaptured acquires are noted only while
     the holder has captured ones open, so that releases pair with acquires last-in first-out
     and never end another acquire's hold; the holder is looked up only then."""
@@ -304,7 +301,7 @@ cdef void _start_hold(ObjectState state, bint by_task, object hold) except *:
     holds.setdefault(key, []).append(hold)
 
 
-cdef void _end_hold(obj, ObjectState state, bint by_task) except *:
+cdef void _close_hold(obj, ObjectState state, bint by_task) except *:
     holds = state.holds
     if not holds:
         return
@@ -318,6 +315,13 @@ cdef void _end_hold(obj, ObjectState state, bint by_task) except *:
     if hold is not None:
         (<Hold>hold).end(lp_monotonic_ns())
         name_lock(obj, state.info)
+
+
+cdef void _waited(ObjectState state, bint by_task, TimedWait* wait, bint acquired) except *:
+    """A semaphore's timed wait recorded; one that got a permit opens a hold."""
+    cdef WaitOutcome outcome = wait_record(wait, state.recorder, state.info, acquired)
+    if outcome != WAIT_UNRECORDED and acquired:
+        _open_hold(state, by_task, _hold(state.recorder, wait.entry, wait.end) if outcome == WAIT_CAPTURED else None)
 
 
 cdef dict _MODULES = sys.modules
@@ -361,28 +365,29 @@ class _ThreadingSemaphore(_Profiled):
         cdef ClassProfile profile = state.profile
         # A call that cannot wait (blocking=False, or a timeout of zero, as ThreadPoolExecutor
         # polls its idle semaphore) is the standard one, untimed: a failure is not a wait.
-        if blocking is not True or (type(timeout) in (int, float) and timeout <= 0):
+        cdef int kind = lp_acquire_kind(<PyObject*>blocking, <PyObject*>timeout, LP_TIMEOUT_SEMAPHORE)
+        if kind == LP_ACQUIRE_NONBLOCKING:
             return profile.acquire(self, blocking, timeout)
-        cdef InPlace taken = _take_permit(self, profile)
+        cdef InPlace taken = _take_permit(self, profile) if kind == LP_ACQUIRE_BLOCKING else IN_PLACE_UNDECIDED
         if not state.profiling():
             return True if taken == IN_PLACE_DONE else profile.acquire(self, blocking, timeout)
         cdef Recorder recorder = state.recorder
-        cdef lp_entry* entry = NULL
         # Undecided, the standard acquire tries without blocking, unless no permit is left: the
         # attempt would fail, at the price of a second pass through the semaphore's Condition.
-        if taken == IN_PLACE_DONE or (taken == IN_PLACE_UNDECIDED
-                                      and getattr(self, "_value", 1) != 0 and profile.acquire(self, False)):
-            hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
-            _start_hold(state, False, hold)
+        if kind == LP_ACQUIRE_BLOCKING and (
+                taken == IN_PLACE_DONE or (taken == IN_PLACE_UNDECIDED
+                                           and getattr(self, "_value", 1) != 0 and profile.acquire(self, False))):
+            _open_hold(state, False, _sampled_hold(recorder, state.info))
             return True
-        cdef int64_t start = lp_monotonic_ns()
-        result = profile.acquire(self, True, timeout)
-        cdef int64_t end = lp_monotonic_ns()
-        if recorder.active:
-            capture = bool(result) and recorder.sampler.should_capture()
-            entry = recorder.record_wait(state.info, end - start, end, not result, capture)
-            if result:
-                _start_hold(state, False, _hold(recorder, entry) if capture else None)
+        cdef TimedWait wait
+        wait_begin(&wait, recorder, state.info, NULL, kind == LP_ACQUIRE_BLOCKING, NULL)
+        acquired = False
+        try:
+            result = profile.acquire(self, blocking, timeout)
+            acquired = bool(result)
+        finally:
+            wait_end(&wait, acquired)
+        _waited(state, False, &wait, acquired)
         return result
 
     __enter__ = acquire
@@ -392,7 +397,7 @@ class _ThreadingSemaphore(_Profiled):
         if not _give_permits(self, state.profile, n):
             state.profile.release(self, n)  # raises as natively (BoundedSemaphore)
         if state.holds:
-            _end_hold(self, state, False)
+            _close_hold(self, state, False)
 
     def __exit__(self, t, v, tb):
         self.release()
@@ -563,7 +568,7 @@ class _AsyncioLock(_Profiled):
             self._locked = True
             state.last_wait_ns = 0
             if recorder.sampler.should_capture():
-                state.start_lock_hold(recorder.record_acquire(state.info))
+                hold_captured(&state.hold, recorder, state.info)
             return True
         # Suspends: what the standard acquire then does (the same on 3.9 to 3.13), in this
         # coroutine rather than in the standard one awaited from here, which would add a
@@ -572,8 +577,8 @@ class _AsyncioLock(_Profiled):
             self._waiters = deque()
         future = (self._get_loop() if _LOOP_BOUND else self._loop).create_future()
         self._waiters.append(future)
-        cdef int64_t start = lp_monotonic_ns(), end = 0
-        lp_blocking_enter(&state.blocking, start)
+        cdef TimedWait wait
+        wait_begin(&wait, recorder, state.info, &state.blocking, True, NULL)
         acquired = False
         try:
             try:
@@ -586,15 +591,11 @@ class _AsyncioLock(_Profiled):
                 self._wake_up_first()
             raise
         finally:
-            end = lp_monotonic_ns()
-            lp_blocking_leave(&state.blocking, True, acquired, end)  # a cancelled waiter was blocked
+            wait_end(&wait, acquired)  # a cancelled waiter was blocked
         self._locked = True
-        state.last_wait_ns = end - start
-        if recorder.active:
-            capture = recorder.sampler.should_capture()
-            entry = recorder.record_wait(state.info, end - start, end, False, capture)
-            if capture:
-                state.start_lock_hold(entry)
+        state.last_wait_ns = wait.end - wait.start
+        if wait_record(&wait, recorder, state.info, True) == WAIT_CAPTURED:
+            hold_start(&state.hold, wait.entry, wait.end)
         return True
 
     def release(self):
@@ -608,17 +609,10 @@ class _AsyncioLock(_Profiled):
             _wake_up_first(self)
         else:
             state.profile.release(self)
-        if state.hold_entry == NULL and not lp_blocking_pending(&state.blocking):
+        if state.hold.entry == NULL and not lp_blocking_pending(&state.blocking):
             return
-        cdef int64_t released_at = lp_monotonic_ns()
-        cdef lp_entry* entry = state.hold_entry
-        if entry != NULL:
-            state.hold_entry = NULL
-            state.recorder.record_release(entry, released_at - state.acquired_at)
-        cdef int64_t blocked_ns = lp_blocking_release(&state.blocking, released_at)
-        if blocked_ns > 0 and state.profiling():
-            state.recorder.record_blocking_hold(state.info, blocked_ns, released_at)
-        name_lock(self, state.info)
+        if hold_released(&state.hold, &state.blocking, state.recorder, state.info, lp_monotonic_ns()):
+            name_lock(self, state.info)
 
 
 cdef int _wake_up_first(lock) except -1:
@@ -661,25 +655,26 @@ class _AsyncioSemaphore(_Profiled):
             # What the standard acquire does when it need not suspend (3.9 to 3.13), without
             # running its coroutine.
             self._value -= 1
-            hold = _hold(recorder, recorder.record_acquire(state.info)) if recorder.sampler.should_capture() else None
-            _start_hold(state, True, hold)
+            _open_hold(state, True, _sampled_hold(recorder, state.info))
             return True
         # Suspends: the standard acquire, timed (unlike asyncio.Lock's, its waiting path
         # differs between versions).
-        cdef int64_t start = lp_monotonic_ns()
-        result = await state.profile.acquire(self)
-        cdef int64_t end = lp_monotonic_ns()
-        if recorder.active:
-            capture = recorder.sampler.should_capture()
-            entry = recorder.record_wait(state.info, end - start, end, False, capture)
-            _start_hold(state, True, _hold(recorder, entry) if capture else None)
+        cdef TimedWait wait
+        wait_begin(&wait, recorder, state.info, NULL, True, NULL)
+        acquired = False
+        try:
+            result = await state.profile.acquire(self)
+            acquired = True
+        finally:
+            wait_end(&wait, acquired)
+        _waited(state, True, &wait, True)
         return result
 
     def release(self):
         cdef ObjectState state = _state(self)
         state.profile.release(self)  # raises as natively (BoundedSemaphore)
         if state.holds:
-            _end_hold(self, state, True)
+            _close_hold(self, state, True)
 
 
 cdef bint _asyncio_semaphore_busy(semaphore, ClassProfile profile) except -1:

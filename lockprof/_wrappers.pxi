@@ -2,14 +2,7 @@
 # Condition's save and restore.
 # Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
 
-# An acquire whose arguments are of types the wrapper does not read (a blocking flag that is
-# not a bool or int, a timeout that is not an int or float) cannot be tried first: its native
-# call is timed, and counted as contended when it waited at least this long, far above what an
-# uncontended native acquire takes.
-cdef int64_t UNCLEAR_CONTENDED_NS = 20000
-
-
-@cython.no_gc_clear  # __dealloc__ needs _recorder alive: its table owns _hold_entry
+@cython.no_gc_clear  # __dealloc__ needs _recorder alive: its table owns _hold.entry
 cdef class _LockWrapper:
     """Fields and Python-level behaviour shared by ProfiledLock and ProfiledRLock."""
 
@@ -26,7 +19,7 @@ cdef class _LockWrapper:
             self._ops = NULL  # a foreign lock: its own Python-level methods
         self._wrapped = wrapped
         self._info = info
-        self._hold_entry = NULL
+        self._hold.entry = NULL
         self._depth = 0
         self._blocking.waiters = 0
         self._blocking.since = 0
@@ -34,9 +27,7 @@ cdef class _LockWrapper:
         self._recorder = recorder if recorder is not None else INERT_RECORDER
 
     def __dealloc__(self):
-        if self._hold_entry != NULL:
-            self._hold_entry.pending -= 1
-            self._hold_entry = NULL
+        hold_forget(&self._hold)
 
     @property
     def lock_info(self):
@@ -94,7 +85,7 @@ cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 
 
 cdef inline object _lock_release(_LockWrapper self):
-    if self._hold_entry == NULL and not lp_blocking_pending(&self._blocking):
+    if self._hold.entry == NULL and not lp_blocking_pending(&self._blocking):
         return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
     cdef int64_t released_at = lp_monotonic_ns()
     result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
@@ -143,7 +134,7 @@ cdef inline object _rlock_release(_LockWrapper self):
             and lp_rlock_unnest_direct(<PyObject*>self._wrapped)):  # as the native release counts it
         self._depth -= 1
         return None
-    cdef bint has_events = outermost and (self._hold_entry != NULL or lp_blocking_pending(&self._blocking))
+    cdef bint has_events = outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
     cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
     self._depth -= 1
@@ -170,74 +161,42 @@ cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssiz
     else:
         return _contended_acquire(self, args, nargs, kwnames, False)
     if self._recorder.sampler.should_capture():
-        _start_hold(self, self._recorder.record_acquire(self._info), lp_monotonic_ns())
+        hold_captured(&self._hold, self._recorder, self._info)
     return result
 
 
 cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
-                               bint contended):
-    """The caller's own acquire call, timed, with this thread counted among the waiters.
-    contended is False for arguments the wrapper could not read: the wait decides. Whether the
-    wait will be captured is drawn before the call blocks, and the stack taken then when the
-    capture is likely (Recorder.draw_before_wait); otherwise after, only if it is chosen."""
-    cdef lp_entry* entry = NULL
+                               bint contended, object restore_args=None):
+    """The caller's own acquire call, timed (_wait.pxd), with this thread counted among the
+    waiters. contended is False for arguments the wrapper could not read: the wait decides.
+    With restore_args, the call is the RLock's _acquire_restore(*restore_args) (Condition.wait()
+    re-acquiring), which returns None once it has the lock."""
     cdef lp_frame_ref frames[LP_MAX_FRAMES]
     cdef WaiterStack waiter
+    cdef TimedWait wait
     waiter_init(&waiter, frames)
-    task_name = None
-    cdef int64_t start = lp_monotonic_ns(), end = 0
-    if contended and self._recorder.active and self._recorder.draw_before_wait(self._info, &waiter, start):
-        task_name = self._recorder.capture_waiter(&waiter)
-        start = lp_monotonic_ns()  # the wait starts after the walk
-    lp_blocking_enter(&self._blocking, start)
-    result = None
+    # The task name is kept alive while the waiter's context borrows it.
+    task_name = wait_begin(&wait, self._recorder, self._info, &self._blocking, contended, &waiter)
+    acquired = False
     try:
-        result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        if restore_args is None:
+            result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+            acquired = result is True
+        else:
+            result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>self._wrapped, restore_args, NULL)
+            acquired = True
     finally:
-        end = lp_monotonic_ns()
-        contended = contended or end - start >= UNCLEAR_CONTENDED_NS
-        lp_blocking_leave(&self._blocking, contended, result is True, end)
-    cdef int64_t wait_ns = end - start
-    if not self._recorder.active:
-        return result
-    if result is True:
-        capture = self._recorder.sampler.should_capture()
-        if contended:
-            entry = self._recorder.record_wait_of(self._info, wait_ns, end, False, capture, &waiter)
-        elif capture:
-            entry = self._recorder.record_acquire(self._info)
-        if capture:
-            _start_hold(self, entry, end)
-    elif result is False and contended:  # a blocking acquire that ran out of time
-        self._recorder.record_wait_of(self._info, wait_ns, end, True, False, &waiter)
+        wait_end(&wait, acquired)
+    if wait_record(&wait, self._recorder, self._info, acquired) == WAIT_CAPTURED:
+        hold_start(&self._hold, wait.entry, wait.end)
     return result
 
 
-cdef inline void _start_hold(_LockWrapper self, lp_entry* entry, int64_t acquired_at) noexcept:
-    # The swap runs no Python code, so no other thread sees it half done.
-    previous = self._hold_entry
-    self._hold_entry = entry
-    self._acquired_at = acquired_at
-    if previous != NULL:
-        # A hold whose release was never seen (the lock was reinitialised under us): never leave
-        # an entry pending forever.
-        previous.pending -= 1
-
-
 cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -1:
-    """After the native release: end the captured hold, and count the blocking hold."""
-    cdef int64_t blocked_ns = 0
-    cdef lp_entry* entry = self._hold_entry
-    if entry != NULL:
-        self._hold_entry = NULL
-        self._recorder.record_release(entry, released_at - self._acquired_at)
-    if lp_blocking_pending(&self._blocking):
-        blocked_ns = lp_blocking_release(&self._blocking, released_at)
-        if blocked_ns > 0 and self._recorder.active:
-            self._recorder.record_blocking_hold(self._info, blocked_ns, released_at)
-    # After the native release, so outside the user's critical section; a lock is named once
-    # it matters: a captured hold, or a hold that blocked others.
-    if naming and (entry != NULL or blocked_ns > 0):
+    """After the native release: end the captured hold, and count the blocking hold. The lock is
+    named after the native release, so outside the user's critical section, and once it
+    matters: a captured hold, or a hold that blocked others."""
+    if hold_released(&self._hold, &self._blocking, self._recorder, self._info, released_at) and naming:
         name_lock(self, self._info)
     return 0
 
@@ -306,29 +265,10 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
             lp_call0(&RLOCK_OPS.acquire, native)
         result = None
         if wrapper._recorder.sampler.should_capture():
-            _start_hold(wrapper, wrapper._recorder.record_acquire(wrapper._info), lp_monotonic_ns())
+            hold_captured(&wrapper._hold, wrapper._recorder, wrapper._info)
     else:
-        result = _contended_restore(wrapper, args)
+        result = _contended_acquire(wrapper, NULL, 0, NULL, True, args)
     wrapper._depth = count
-    return result
-
-
-cdef object _contended_restore(_LockWrapper self, object args):
-    cdef lp_entry* entry
-    cdef int64_t start = lp_monotonic_ns(), end = 0
-    lp_blocking_enter(&self._blocking, start)
-    acquired = False
-    try:
-        result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>self._wrapped, args, NULL)
-        acquired = True
-    finally:
-        end = lp_monotonic_ns()
-        lp_blocking_leave(&self._blocking, True, acquired, end)
-    if self._recorder.active:
-        capture = self._recorder.sampler.should_capture()
-        entry = self._recorder.record_wait(self._info, end - start, end, False, capture)
-        if capture:
-            _start_hold(self, entry, end)
     return result
 
 
@@ -353,6 +293,4 @@ cdef void _forget_holds(_LockWrapper wrapper) noexcept:
     wrapper._depth = 0
     wrapper._blocking.waiters = 0
     wrapper._blocking.carry = 0
-    if wrapper._hold_entry != NULL:
-        wrapper._hold_entry.pending -= 1
-        wrapper._hold_entry = NULL
+    hold_forget(&wrapper._hold)

@@ -1,7 +1,7 @@
-/* What a timed wait needs in C: the bookkeeping of the waiters blocked on one lock (for the
- * release that ends their wait), and the random draws of wait-proportional sampling. */
-#ifndef LOCKPROF_WAIT_H
-#define LOCKPROF_WAIT_H
+/* The waiters blocked on one lock, counted for the release that ends their wait (its blocking
+ * hold), and the random draws that sample their waits in proportion to their length. */
+#ifndef LOCKPROF_BLOCKED_H
+#define LOCKPROF_BLOCKED_H
 
 #include <Python.h>
 #include <stdint.h>
@@ -61,4 +61,4 @@ static inline uint64_t lp_random(uint64_t *state)
     return x * 0x2545F4914F6CDD1DULL;
 }
 
-#endif /* LOCKPROF_WAIT_H */
+#endif /* LOCKPROF_BLOCKED_H */
