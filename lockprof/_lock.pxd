@@ -61,7 +61,6 @@ cdef class ProfiledForeignRLock(_ForeignWrapper):
 # For the other profiled primitives (_primitives.pyx).
 cdef object profiled_rlock(LockInfo info, Recorder recorder)
 cdef LockInfo new_lock_info(Recorder recorder, str kind, object excludes, dict decisions)
-cdef int name_lock(object target, LockInfo info) except -1
 # A native threading.Lock taken and released in place (threading's semaphores' Conditions).
 cdef int take_native_lock(object lock) noexcept
 cdef void release_native_lock(object lock) noexcept

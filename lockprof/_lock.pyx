@@ -12,9 +12,9 @@ the native type's own method table, so each wrapper has exactly the native type'
 docstrings on the running Python, and arguments reach the native method as they were given, so
 every argument error is the native lock's own.
 
-One extension module, in parts: _wrappers.pxi (the fast paths), _naming.pxi (naming at
-release), _foreign.pxi (gevent's locks), _install.pxi (method installation, the direct attempt)
-and _factory.pxi (LockFactory); the start-up runs at the end of this file.
+One extension module, in parts: _wrappers.pxi (the fast paths), _foreign.pxi (gevent's locks),
+_install.pxi (method installation, the direct attempt) and _factory.pxi (LockFactory); the
+start-up runs at the end of this file. Naming is _recorder's (_naming.pxi).
 """
 
 import _thread
@@ -22,22 +22,21 @@ import copy
 import functools
 import operator
 import sys
-from types import MemberDescriptorType
 
 cimport cython
-from cpython.object cimport PyObject, PyObject_GenericGetAttr, PyTypeObject
+from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_MAX_FRAMES, LP_TRY_BY_METHOD, LP_TRY_LOCK,
     LP_TRY_RLOCK, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_blocking_pending,
     lp_call, lp_call0, lp_call_vector, lp_classify_acquire, lp_classify_acquire_call, lp_current_frame,
-    lp_descr_doc, lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_frame_local_name, lp_frame_ref,
+    lp_descr_doc, lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_frame_ref,
     lp_lock_release_direct, lp_lock_try_direct, lp_module_init, lp_monotonic_ns, lp_native_layout_matches,
     lp_native_method, lp_native_method_resolve, lp_rlock_nest_direct, lp_rlock_owned_direct,
     lp_rlock_try_direct, lp_rlock_unnest_direct, lp_thread_ident, lp_try_acquire, lp_type_set_method,
 )
-from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, waiter_init
+from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, name_lock, waiter_init
 from lockprof._wait cimport (
     WAIT_CAPTURED, TimedWait, hold_forget, hold_released, hold_captured, hold_start, wait_begin, wait_end,
     wait_record,
@@ -68,7 +67,6 @@ cdef type NATIVE_RLOCK = original_thread_attribute("RLock")
 
 
 include "_wrappers.pxi"
-include "_naming.pxi"
 include "_foreign.pxi"
 include "_install.pxi"
 include "_factory.pxi"

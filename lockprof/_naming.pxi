@@ -1,10 +1,42 @@
-# Lock naming at release, fenced off here: its one entry point is name_lock(), its limits are
-# below. (A lock stored where it is made is named then: Recorder.lock_info_at, from the
-# bytecode, with _naming.h.) Compiled because it runs inside the user's release(): compiled
-# code runs no bytecode, so no signal handler can run (and have its exception swallowed) in
-# here, and no user code runs either: only plain storage is read, never a property, a custom
-# descriptor, __getattr__ or an overridden items().
-# Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
+# Lock naming, fenced off here, with its limits: the name a creation site stores a lock under,
+# read from the bytecode (site_name(), for Recorder.lock_info_at), and the name a captured
+# release finds it held under (name_lock(), the one entry point at release; the wrappers call it
+# once a lock matters). Compiled because it runs inside the user's release(): compiled code runs
+# no bytecode, so no signal handler can run (and have its exception swallowed) in here, and no
+# user code runs either: only plain storage is read, never a property, a custom descriptor,
+# __getattr__ or an overridden items(). The C helpers are in _naming.h.
+# Included by _recorder.pyx (one extension module); _lock and _primitives cimport name_lock.
+
+# The opcodes of this version that matter to lp_assigned_name(), by class.
+cdef unsigned char OPCODE_CLASSES[256]
+
+
+def _classify_opcodes():
+    import dis
+    classes = {
+        "CACHE": LP_OP_CACHE, "EXTENDED_ARG": LP_OP_EXTENDED_ARG,
+        "LOAD_FAST": LP_OP_LOAD, "LOAD_FAST_CHECK": LP_OP_LOAD, "LOAD_DEREF": LP_OP_LOAD,
+        "LOAD_CLASSDEREF": LP_OP_LOAD, "LOAD_NAME": LP_OP_LOAD, "LOAD_GLOBAL": LP_OP_LOAD,
+        "STORE_NAME": LP_OP_STORE_NAME, "STORE_GLOBAL": LP_OP_STORE_NAME,
+        "STORE_ATTR": LP_OP_STORE_ATTR,
+        "STORE_FAST": LP_OP_STORE_FAST, "STORE_FAST_LOAD_FAST": LP_OP_STORE_FAST_PAIR,
+        "STORE_FAST_STORE_FAST": LP_OP_STORE_FAST_PAIR, "STORE_DEREF": LP_OP_STORE_DEREF,
+        "JUMP_FORWARD": LP_OP_JUMP_FORWARD, "JUMP_ABSOLUTE": LP_OP_JUMP_ABSOLUTE,
+    }
+    for name, cls in classes.items():
+        opcode = dis.opmap.get(name)
+        if opcode is not None and 0 <= opcode < 256:
+            OPCODE_CLASSES[opcode] = cls
+
+
+_classify_opcodes()
+
+
+cdef int site_name(object code, int offset, PyObject** name) except -1:
+    """What the instruction after `offset` of `code` stores its result under (LP_NAME_*), its
+    name in *name (borrowed from the code) or NULL."""
+    return lp_assigned_name(code, offset, OPCODE_CLASSES, name)
+
 
 # How often a lock's variable name is looked for before it is left unnamed.
 cdef int NAME_ATTEMPTS = 3

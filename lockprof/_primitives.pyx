@@ -35,13 +35,13 @@ from cpython.object cimport PyObject
 from libc.stdint cimport int64_t
 
 from lockprof._lock cimport (
-    name_lock, new_lock_info, profiled_rlock, release_native_lock, take_native_lock,
+    new_lock_info, profiled_rlock, release_native_lock, take_native_lock,
 )
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
     lp_blocking_pending, lp_entry, lp_module_init, lp_monotonic_ns, lp_thread_ident,
 )
-from lockprof._recorder cimport LockInfo, Recorder
+from lockprof._recorder cimport LockInfo, Recorder, name_lock
 from lockprof._wait cimport (
     WAIT_CAPTURED, WAIT_UNRECORDED, CapturedHold, TimedWait, WaitOutcome, hold_forget, hold_released,
     hold_captured, hold_start, wait_begin, wait_end, wait_record,
