@@ -73,6 +73,17 @@ include "_context.pxi"
 
 
 
+cdef inline lp_entry* _sampled_here(Recorder recorder, LockInfo info, int64_t duration_ns, int64_t now,
+                                    int64_t* weighted) noexcept:
+    """The entry for this stack when a duration (a blocking hold, a condition wait) is sampled
+    like a wait, with its weighted length in *weighted; NULL when it is not sampled."""
+    cdef int64_t interval = recorder._sampled(duration_ns, now)
+    if interval == 0:
+        return NULL
+    weighted[0] = duration_ns if duration_ns >= interval else interval
+    return recorder._entry_here(info)
+
+
 cdef class LockInfo:
 
     def __cinit__(self, str kind, object created_code, int created_offset, str module):
@@ -263,22 +274,18 @@ cdef class Recorder:
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns, int64_t now) noexcept:
         """A release at now ended a hold during which other threads were blocked for blocked_ns
         (the time from the first of them starting to wait); sampled like a wait, on this stack."""
-        cdef int64_t interval = self._sampled(blocked_ns, now)
-        if interval == 0:
-            return
-        entry = self._entry_here(info)
+        cdef int64_t weighted = 0
+        entry = _sampled_here(self, info, blocked_ns, now, &weighted)
         if entry != NULL:
-            entry.blocking_hold_ns += blocked_ns if blocked_ns >= interval else interval
+            entry.blocking_hold_ns += weighted
 
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns, int64_t now) noexcept:
         """Condition.wait() waited wait_ns for a notify until now (its lock released meanwhile);
         sampled like a wait, on this stack, apart from lock contention."""
-        cdef int64_t interval = self._sampled(wait_ns, now)
-        if interval == 0:
-            return
-        entry = self._entry_here(info)
+        cdef int64_t weighted = 0
+        entry = _sampled_here(self, info, wait_ns, now, &weighted)
         if entry != NULL:
-            entry.condition_wait_ns += wait_ns if wait_ns >= interval else interval
+            entry.condition_wait_ns += weighted
 
     cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter, int64_t now) noexcept:
         """Decide, before an acquire blocks, which wait of it will be captured: one longer than
