@@ -186,6 +186,7 @@ def test_failed_nonblocking_acquire_records_nothing(collector):
         assert lock.acquire(True, 0) is False
         assert lock.acquire(blocking=False) is False
         assert lock.acquire(timeout=0.0) is False
+        assert lock.acquire(**{"".join(("time", "out")): 0}) is False  # a name not interned
         snap = collector.snapshot()
         assert samples_of(snap, lock) == [] and snap.lock_totals == [] and snap.long_waits == []
         done.set()
