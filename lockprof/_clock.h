@@ -53,7 +53,10 @@ static inline unsigned long lp_thread_ident(void) { return PyThread_get_thread_i
 
 /* The native thread id is a system call (gettid) on Linux; a captured operation needs it every
  * time, so each thread keeps its own in thread-local storage. A fork child's only thread gets a
- * new id: the at-fork handler forgets the cached one. */
+ * new id: the at-fork handler starts a new generation, and a cache of an older one is read
+ * again. The handler touches no thread-local storage: the first access of a module's in a
+ * thread may allocate it, and a fork child must not allocate in its handlers (under a
+ * sanitizer's allocator, another thread may have held its lock at the fork). */
 #if defined(_MSC_VER)
 #define LP_THREAD_LOCAL __declspec(thread)
 #else
@@ -61,12 +64,16 @@ static inline unsigned long lp_thread_ident(void) { return PyThread_get_thread_i
 #endif
 
 static LP_THREAD_LOCAL unsigned long lp_cached_native_id = 0;
+static LP_THREAD_LOCAL unsigned long lp_cached_generation = 0;
+static unsigned long lp_fork_generation = 1;
 
 static inline unsigned long lp_thread_native_id(void)
 {
 #ifdef PY_HAVE_THREAD_NATIVE_ID
-    if (lp_cached_native_id == 0)
+    if (lp_cached_generation != lp_fork_generation) {
         lp_cached_native_id = PyThread_get_thread_native_id();
+        lp_cached_generation = lp_fork_generation;
+    }
     return lp_cached_native_id;
 #else
     return 0;
@@ -74,9 +81,9 @@ static inline unsigned long lp_thread_native_id(void)
 }
 
 #ifndef _WIN32
-static void lp_forget_native_id(void) { lp_cached_native_id = 0; }
+static void lp_after_fork_in_child(void) { lp_fork_generation++; }
 /* Called once at import (lp_module_init); 0 on success. */
-static inline int lp_register_atfork(void) { return pthread_atfork(NULL, NULL, lp_forget_native_id); }
+static inline int lp_register_atfork(void) { return pthread_atfork(NULL, NULL, lp_after_fork_in_child); }
 #else
 static inline int lp_register_atfork(void) { return 0; }
 #endif

@@ -21,7 +21,7 @@
  * id of _clock.h) is static: each extension module is its own shared object and has its own
  * copy. Sharing one copy would need a capsule and an indirection on every lock operation, so
  * instead every module calls this once at import, and each copy is initialised (and the
- * thread-id cache of each forgotten in a fork child). 0 on success. */
+ * thread-id cache of each renewed in a fork child). 0 on success. */
 static inline int lp_module_init(void)
 {
     if (lp_native_init() < 0)
