@@ -3,6 +3,7 @@ pyproject.toml."""
 
 import os
 import shutil
+from glob import glob
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
@@ -12,9 +13,11 @@ CORE_MODULES = ("_sampler", "_recorder", "_lock", "_primitives")
 # Runs at interpreter start-up from site-packages: it imports lockprof only when
 # LOCKPROF_DDTRACE is set (lockprof/integrations/ddtrace.py, docs/ddtrace.md).
 STARTUP_HOOK = "lockprof-ddtrace.pth"
+# Every header, declaration and include file: editing any of them rebuilds the modules.
+DEPENDS = sorted(glob("lockprof/*.h") + glob("lockprof/*.pxd") + glob("lockprof/*.pxi"))
 
 extensions = [
-    Extension(f"lockprof.{name}", [f"lockprof/{name}.pyx"], depends=["lockprof/_lockcore.h"])
+    Extension(f"lockprof.{name}", [f"lockprof/{name}.pyx"], depends=DEPENDS)
     for name in CORE_MODULES
 ]
 

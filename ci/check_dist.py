@@ -7,12 +7,18 @@ build from source needs. Both must carry the metadata users and indexes read.
 
 from __future__ import annotations
 
+import glob
+import os
 import sys
 import tarfile
 import zipfile
 from email.parser import Parser
 
 COMPILED = ("_lock", "_recorder", "_sampler")
+# The C headers and Cython includes of this source tree, all needed to build from the sdist.
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD_FILES = sorted(os.path.relpath(path, ROOT).replace(os.sep, "/")
+                     for pattern in ("*.h", "*.pxi") for path in glob.glob(os.path.join(ROOT, "lockprof", pattern)))
 
 
 def check_wheel(path: str) -> list:
@@ -45,8 +51,8 @@ def check_sdist(path: str) -> list:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
         pkg_info = next(m for m in sdist.getmembers() if m.name.count("/") == 1 and m.name.endswith("/PKG-INFO"))
         check_metadata(sdist.extractfile(pkg_info).read().decode(), problems)
-    needed = ["pyproject.toml", "setup.py", "LICENSE", "README.md", "lockprof/_lockcore.h", "lockprof/_lockcore.pxd",
-              "lockprof/_bootstrap/sitecustomize.py", "lockprof-ddtrace.pth"]
+    needed = ["pyproject.toml", "setup.py", "LICENSE", "README.md", "lockprof/_lockcore.pxd",
+              "lockprof/_bootstrap/sitecustomize.py", "lockprof-ddtrace.pth", *BUILD_FILES]
     needed += [f"lockprof/{m}.{ext}" for m in COMPILED for ext in ("pyx", "pxd", "pyi")]
     # The benchmarks run from an unpacked sdist: their data files come along with the scripts.
     needed += ["benchmarks/requirements.txt", "benchmarks/lock_profiler_stress/config.yaml", "benchmarks/run_all.sh"]

@@ -1,8 +1,8 @@
 # cython: language_level=3
 
-from libc.stdint cimport int64_t
-from lockprof._lockcore cimport lp_blocking, lp_entry, lp_native_method
+from lockprof._lockcore cimport lp_blocking, lp_native_method
 from lockprof._recorder cimport LockInfo, Recorder
+from lockprof._wait cimport CapturedHold
 
 
 cdef struct NativeOps:
@@ -23,9 +23,8 @@ cdef class _LockWrapper:
     cdef const NativeOps* _ops  # the wrapped type's methods (static, one table per type)
     cdef Recorder _recorder
     cdef LockInfo _info
-    # The table entry of the captured acquire whose hold is running, or NULL.
-    cdef lp_entry* _hold_entry
-    cdef int64_t _acquired_at
+    # The captured acquire whose hold is running, if any.
+    cdef CapturedHold _hold
     # RLock only: the depth of the tracked hold (0: none).
     cdef long _depth
     # The threads blocked in acquire() now, for the blocking hold of the release that ends it.
@@ -62,7 +61,6 @@ cdef class ProfiledForeignRLock(_ForeignWrapper):
 # For the other profiled primitives (_primitives.pyx).
 cdef object profiled_rlock(LockInfo info, Recorder recorder)
 cdef LockInfo new_lock_info(Recorder recorder, str kind, object excludes, dict decisions)
-cdef int name_lock(object target, LockInfo info) except -1
 # A native threading.Lock taken and released in place (threading's semaphores' Conditions).
 cdef int take_native_lock(object lock) noexcept
 cdef void release_native_lock(object lock) noexcept

@@ -1,5 +1,5 @@
 # cython: language_level=3
-# Declarations of _lockcore.h, the C half of the core (see that file for the why).
+# Declarations of the C half of the core: _lockcore.h and its parts, one block per header.
 
 from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t, uint64_t
@@ -15,11 +15,17 @@ cdef extern from "Python.h":
 
 
 cdef extern from "_lockcore.h":
+    # Every module that cimports this calls it once at import.
+    int lp_module_init() except -1
+
+
+cdef extern from "_clock.h":
     int64_t lp_monotonic_ns() nogil
     unsigned long lp_thread_ident() nogil
     unsigned long lp_thread_native_id() nogil
-    int lp_register_atfork()
 
+
+cdef extern from "_native.h":
     ctypedef struct lp_native_method:
         PyObject* descr
     int lp_native_method_resolve(lp_native_method* m, PyTypeObject* type, const char* name) except -1
@@ -31,7 +37,6 @@ cdef extern from "_lockcore.h":
                           Py_ssize_t nargs, PyObject* kwnames)
     int lp_type_set_method(PyTypeObject* type, PyMethodDef* defn) except -1
 
-    int lp_contention_init() except -1
     object lp_call_try(const lp_native_method* m, PyObject* self)
     enum:
         LP_ACQUIRE_BLOCKING
@@ -49,7 +54,16 @@ cdef extern from "_lockcore.h":
     int lp_rlock_nest_direct(PyObject* rlock) except -1
     bint lp_rlock_unnest_direct(PyObject* rlock) noexcept
     bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
+    # Whether an acquire may block (LP_ACQUIRE_*): the one decision, from the arguments as given.
+    enum:
+        LP_TIMEOUT_NATIVE
+        LP_TIMEOUT_SEMAPHORE
+    int lp_acquire_kind(PyObject* blocking, PyObject* timeout, int timeouts) noexcept
     int lp_classify_acquire(PyObject** args, Py_ssize_t nargs, PyObject* kwnames) noexcept
+    int lp_classify_acquire_call(object args, PyObject* kwargs) noexcept
+
+
+cdef extern from "_blocked.h":
     uint64_t lp_random(uint64_t* state) noexcept
 
     ctypedef struct lp_blocking:
@@ -61,6 +75,8 @@ cdef extern from "_lockcore.h":
     bint lp_blocking_pending(const lp_blocking* b) noexcept
     int64_t lp_blocking_release(lp_blocking* b, int64_t released_at) noexcept
 
+
+cdef extern from "_stack.h":
     ctypedef struct lp_frame_ref:
         PyObject* code
         int lasti
@@ -70,6 +86,11 @@ cdef extern from "_lockcore.h":
     object lp_frame_code(PyObject* frame)
     int lp_frame_lasti(PyObject* frame)
     int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
+    enum:
+        LP_MAX_FRAMES
+
+
+cdef extern from "_naming.h":
     PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
     enum:
         LP_OP_CACHE
@@ -88,6 +109,8 @@ cdef extern from "_lockcore.h":
         LP_NAME_LOCAL
     int lp_assigned_name(object code, int offset, const unsigned char* classes, PyObject** name) except -1
 
+
+cdef extern from "_table.h":
     ctypedef struct lp_entry:
         PyObject* lock_info
         unsigned long thread_id
@@ -134,7 +157,6 @@ cdef extern from "_lockcore.h":
     enum:
         LP_LONG_WAITS
         LP_LONG_WAIT_FRAMES
-        LP_MAX_FRAMES
     ctypedef struct lp_long_wait:
         int64_t wait_ns
         PyObject* lock_info

@@ -74,6 +74,10 @@ cdef inline void waiter_init(WaiterStack* waiter, lp_frame_ref* frames) noexcept
     waiter.interval = 0
 
 
+# Lock naming at release (_naming.pxi): the wrappers call it once a lock matters.
+cdef int name_lock(object target, LockInfo info) except -1
+
+
 cdef class Recorder:
     cdef readonly CaptureSampler sampler
     cdef readonly int max_frames
@@ -140,18 +144,11 @@ cdef class Recorder:
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
                           int depth, bint timed_out) noexcept
-    cdef object _context(self, Context* context)
     cdef bint _current_span(self, SpanIds* span) noexcept
     cdef bint _ddtrace_span(self, SpanIds* span)
     cdef bint _otel_span(self, SpanIds* span)
     cdef void _keep_span(self, lp_entry* entry, SpanIds* span) noexcept
-    cdef int _awaiters_stack(self, WaiterStack* waiter, int max_frames) noexcept
-    cdef object _awaiter_of(self, object task)
-    cdef void _note_thread(self, unsigned long thread_id) noexcept
     cdef object _current_task(self)
-    cdef object _task_name(self, object task)
-    cdef object _current_greenlet(self)
-    cdef object _greenlet_name(self, object current)
     cdef object _drain(self)
     cdef list _drain_lock_totals(self)
     cdef list _drain_long_waits(self)

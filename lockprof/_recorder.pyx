@@ -25,7 +25,7 @@ from weakref import ReferenceType
 
 from cpython.contextvars cimport get_value
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawMalloc, PyMem_RawFree
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyObject_GenericGetAttr
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
 
@@ -33,8 +33,8 @@ from lockprof._lockcore cimport (
     LP_LONG_WAIT_FRAMES, LP_LONG_WAITS, LP_MAX_FRAMES, LP_MAX_WALK,
     lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_lasti, lp_frame_ref, lp_key,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
-    lp_random, lp_register_atfork, lp_table_evict_idle, lp_table_init, lp_table_upsert,
-    lp_thread_ident, lp_thread_native_id, lp_assigned_name,
+    lp_random, lp_module_init, lp_table_evict_idle, lp_table_init, lp_table_upsert,
+    lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_current_frame, lp_frame_local_name,
     LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
     LP_OP_STORE_FAST, LP_OP_STORE_FAST_PAIR, LP_OP_STORE_DEREF, LP_OP_JUMP_FORWARD,
     LP_OP_JUMP_ABSOLUTE, LP_NAME_SITE,
@@ -74,40 +74,11 @@ DEF MAX_SITES = 16384
 DEF HOT_SITE_LOCKS = 64
 DEF MAX_COUNTED_SITES = 4096
 
-if lp_register_atfork() != 0:
-    raise OSError("lockprof: pthread_atfork failed")
+lp_module_init()
 
-# The opcodes of this version that matter to lp_assigned_name(), by class.
-cdef unsigned char OPCODE_CLASSES[256]
+include "_naming.pxi"
+include "_context.pxi"
 
-
-def _classify_opcodes():
-    import dis
-    classes = {
-        "CACHE": LP_OP_CACHE, "EXTENDED_ARG": LP_OP_EXTENDED_ARG,
-        "LOAD_FAST": LP_OP_LOAD, "LOAD_FAST_CHECK": LP_OP_LOAD, "LOAD_DEREF": LP_OP_LOAD,
-        "LOAD_CLASSDEREF": LP_OP_LOAD, "LOAD_NAME": LP_OP_LOAD, "LOAD_GLOBAL": LP_OP_LOAD,
-        "STORE_NAME": LP_OP_STORE_NAME, "STORE_GLOBAL": LP_OP_STORE_NAME,
-        "STORE_ATTR": LP_OP_STORE_ATTR,
-        "STORE_FAST": LP_OP_STORE_FAST, "STORE_FAST_LOAD_FAST": LP_OP_STORE_FAST_PAIR,
-        "STORE_FAST_STORE_FAST": LP_OP_STORE_FAST_PAIR, "STORE_DEREF": LP_OP_STORE_DEREF,
-        "JUMP_FORWARD": LP_OP_JUMP_FORWARD, "JUMP_ABSOLUTE": LP_OP_JUMP_ABSOLUTE,
-    }
-    for name, cls in classes.items():
-        opcode = dis.opmap.get(name)
-        if opcode is not None and 0 <= opcode < 256:
-            OPCODE_CLASSES[opcode] = cls
-
-
-_classify_opcodes()
-
-
-cdef bint cell_has_contents(object cell):
-    try:
-        cell.cell_contents
-    except ValueError:  # an empty cell
-        return False
-    return True
 
 
 cdef object _c_getter(object klass, str name):
@@ -150,30 +121,15 @@ cdef _set_span(Captured record, SpanIds* span):
     record.trace_id = trace_id if trace_id else None
 
 
-cdef int _coroutine_chain(object coroutine, WaiterStack* waiter, int max_frames) except -1:
-    """The frames of a suspended coroutine and of those it awaits in turn, leaf first, into
-    waiter.frames (max_frames of them, the whole depth in waiter.depth); returns how many.
-    The code objects are borrowed from the coroutines, alive while their task is."""
-    cdef int depth = 0, n = 0, i
-    frames = []  # the frame objects, kept alive until their code and offset are read
-    while coroutine is not None and depth < LP_MAX_WALK:
-        if type(coroutine) is CoroutineType:
-            frame, coroutine = coroutine.cr_frame, coroutine.cr_await
-        elif type(coroutine) is GeneratorType:
-            frame, coroutine = coroutine.gi_frame, coroutine.gi_yieldfrom
-        else:
-            break
-        if frame is None:
-            break
-        frames.append(frame)
-        depth += 1
-    for i in range(depth - 1, max(depth - 1 - max_frames, -1), -1):
-        frame = frames[i]
-        waiter.frames[n].code = <PyObject*>frame.f_code
-        waiter.frames[n].lasti = lp_frame_lasti(<PyObject*>frame)
-        n += 1
-    waiter.depth = depth
-    return n
+cdef inline lp_entry* _sampled_here(Recorder recorder, LockInfo info, int64_t duration_ns, int64_t now,
+                                    int64_t* weighted) noexcept:
+    """The entry for this stack when a duration (a blocking hold, a condition wait) is sampled
+    like a wait, with its weighted length in *weighted; NULL when it is not sampled."""
+    cdef int64_t interval = recorder._sampled(duration_ns, now)
+    if interval == 0:
+        return NULL
+    weighted[0] = duration_ns if duration_ns >= interval else interval
+    return recorder._entry_here(info)
 
 
 cdef class LockInfo:
@@ -334,7 +290,7 @@ cdef class Recorder:
         shared = self._sites.get(site)
         if shared is not None:
             return <LockInfo>shared
-        what = lp_assigned_name(code, offset, OPCODE_CLASSES, &name)
+        what = site_name(code, offset, &name)
         info = LockInfo.__new__(LockInfo, kind, code, offset, module)
         if what != LP_NAME_SITE:
             made = self._site_counts.get(site, 0) + 1
@@ -384,7 +340,7 @@ cdef class Recorder:
         recorded wait adds nothing to the critical section the waiter then enters. Returns the
         task name, which the caller keeps alive while waiter.context borrows it."""
         waiter.nframes = lp_capture_stack(waiter.frames, self.max_frames, &waiter.depth)
-        return self._context(&waiter.context)
+        return fill_context(self, &waiter.context)
 
     cdef lp_entry* record_wait_of(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
                                   bint count_acquire, WaiterStack* waiter) noexcept:
@@ -400,9 +356,9 @@ cdef class Recorder:
             return NULL
         task_name = None
         if waiter.nframes < 0:
-            task_name = self._context(&waiter.context)
+            task_name = fill_context(self, &waiter.context)
             max_frames = self.max_frames if (sampled or count_acquire) else LP_LONG_WAIT_FRAMES
-            waiter.nframes = self._awaiters_stack(waiter, max_frames)
+            waiter.nframes = awaiters_stack(self, waiter, max_frames)
             if waiter.nframes == 0:
                 waiter.nframes = lp_capture_stack(waiter.frames, max_frames, &waiter.depth)
         cdef lp_frame_ref* frames = waiter.frames
@@ -446,22 +402,18 @@ cdef class Recorder:
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns, int64_t now) noexcept:
         """A release at now ended a hold during which other threads were blocked for blocked_ns
         (the time from the first of them starting to wait); sampled like a wait, on this stack."""
-        cdef int64_t interval = self._sampled(blocked_ns, now)
-        if interval == 0:
-            return
-        entry = self._entry_here(info)
+        cdef int64_t weighted = 0
+        entry = _sampled_here(self, info, blocked_ns, now, &weighted)
         if entry != NULL:
-            entry.blocking_hold_ns += blocked_ns if blocked_ns >= interval else interval
+            entry.blocking_hold_ns += weighted
 
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns, int64_t now) noexcept:
         """Condition.wait() waited wait_ns for a notify until now (its lock released meanwhile);
         sampled like a wait, on this stack, apart from lock contention."""
-        cdef int64_t interval = self._sampled(wait_ns, now)
-        if interval == 0:
-            return
-        entry = self._entry_here(info)
+        cdef int64_t weighted = 0
+        entry = _sampled_here(self, info, wait_ns, now, &weighted)
         if entry != NULL:
-            entry.condition_wait_ns += wait_ns if wait_ns >= interval else interval
+            entry.condition_wait_ns += weighted
 
     cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter, int64_t now) noexcept:
         """Decide, before an acquire blocks, which wait of it will be captured: one longer than
@@ -482,7 +434,7 @@ cdef class Recorder:
         cdef Context context
         # The walk comes first, before any call below can push frames of its own.
         cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
-        task_name = self._context(&context)
+        task_name = fill_context(self, &context)
         return self._entry(info, &context, frames, nframes, depth, False)
 
     cdef int64_t _sampled(self, int64_t duration_ns, int64_t now) noexcept:
@@ -578,32 +530,6 @@ cdef class Recorder:
         key.timed_out = timed_out
         # The table update runs no Python code: atomic under the GIL.
         return lp_table_upsert(&self._table, &key)
-
-    cdef object _context(self, Context* context):
-        """Fill context for the running thread and task; returns the task name, which the
-        caller keeps alive while context borrows it."""
-        cdef object task = None
-        cdef object task_name = None
-        context.thread_id = lp_thread_ident()
-        context.thread_native_id = lp_thread_native_id()
-        context.task_id = 0
-        context.task_name = NULL
-        self._note_thread(context.thread_id)
-        try:
-            task = self._current_task()
-            if task is not None:
-                task_name = self._task_name(task)
-            else:
-                task = self._current_greenlet()
-                if task is not None:
-                    task_name = self._greenlet_name(task)
-        except Exception:
-            task = None
-        if task is not None:
-            context.task_id = <Py_ssize_t><PyObject*>task
-            if task_name is not None:
-                context.task_name = <void*>task_name
-        return task_name
 
     cdef bint _current_span(self, SpanIds* span) noexcept:
         """Read the trace span active in this thread or task into span (keeping span.wait_ns);
@@ -701,77 +627,6 @@ cdef class Recorder:
             slot.entry = entry
             slot.span = span[0]
 
-    cdef int _awaiters_stack(self, WaiterStack* waiter, int max_frames) noexcept:
-        """A wait in an asyncio task that runs the acquire itself (the helper task of
-        asyncio.wait_for() on 3.9 to 3.11, or one made by gather(), shield(), create_task()) has
-        only the event loop's frames on its stack: its frames are those of the coroutines that
-        await the task, leaf first, put in waiter.frames. Returns how many (0: not such a wait,
-        or no awaiter found). Only C-level getters and containers are read: no user code."""
-        try:
-            task = <object><PyObject*>waiter.context.task_id if waiter.context.task_id else None
-            if task is None or type(task) is not self._c_task_type or type(task._coro) is CoroutineType:
-                return 0
-            awaiter = self._awaiter_of(task)
-            if awaiter is None:
-                return 0
-            return _coroutine_chain(awaiter._coro, waiter, max_frames)
-        except Exception:
-            return 0
-
-    cdef object _awaiter_of(self, object task):
-        """The task whose awaited future is task, or a future that one of task's done callbacks
-        completes (wait_for's waiter, gather's outer future): found among asyncio's tasks."""
-        referenced = set()
-        for callback, _ in task._callbacks or ():
-            if type(callback) is partial:
-                referenced.update(id(arg) for arg in (<object>callback).args)
-            elif type(callback) is MethodType:
-                referenced.add(id(callback.__self__))
-            elif type(callback) is FunctionType:
-                referenced.update(id(cell.cell_contents) for cell in callback.__closure__ or ()
-                                  if cell_has_contents(cell))
-        namespace = PyObject_GenericGetDict(self._modules.get("asyncio.tasks"), NULL)
-        for registry in ("_all_tasks", "_scheduled_tasks", "_eager_tasks"):  # 3.9-3.11, 3.12+
-            tracked = namespace.get(registry)
-            if tracked is None:
-                continue
-            if type(tracked) is not set:  # a WeakSet: its set of references, read in place
-                tracked = PyObject_GenericGetDict(tracked, NULL).get("data")
-                if type(tracked) is not set:
-                    continue
-            for item in <set>tracked:
-                candidate = item() if type(item) is ReferenceType else item
-                if type(candidate) is not self._c_task_type or candidate is task:
-                    continue
-                awaited = candidate._fut_waiter
-                if awaited is not None and (awaited is task or id(awaited) in referenced):
-                    return candidate
-        return None
-
-    cdef void _note_thread(self, unsigned long thread_id) noexcept:
-        # A direct-mapped cache of the threads already named this period keeps the dict lookups
-        # and the Python attribute read off the common path, for a few hundred threads. Thread
-        # ids are aligned addresses (pthread_t) or small multiples of 4 (Windows): a
-        # multiplicative hash spreads them over the 256 slots.
-        cdef unsigned long slot = <unsigned long>((<unsigned long long>thread_id * 0x9E3779B97F4A7C15ULL) >> 56)
-        if self._seen_threads[slot] == thread_id:
-            return
-        self._seen_threads[slot] = thread_id
-        # Plain dict reads only: no attribute protocol, so no property or __getattr__ of a
-        # Thread subclass runs inside the user's lock operation.
-        threading = self._modules.get("threading")
-        active = PyObject_GenericGetDict(threading, NULL).get("_active") if threading is not None else None
-        thread = (<dict>active).get(thread_id) if type(active) is dict else None
-        if thread is None:
-            return
-        try:
-            attributes = PyObject_GenericGetDict(thread, NULL)
-        except Exception:
-            return
-        name = (<dict>attributes).get("_name") if type(attributes) is dict else None
-        if type(name) is str:
-            self._thread_names[thread_id] = name
-
     cdef object _current_task(self):
         if self._asyncio_loop_getter is None:
             asyncio = self._modules.get("asyncio")  # not imported: no task to look for
@@ -799,44 +654,6 @@ cdef class Recorder:
         if loop is None:
             return None
         return self._asyncio_current_tasks.get(loop)
-
-    cdef object _task_name(self, object task):
-        if self._c_task_get_name is None:
-            return None
-        if type(task) is self._c_task_type or getattr(type(task), "get_name", None) is self._c_task_get_name:
-            return self._c_task_get_name(task)
-        return None
-
-    cdef object _current_greenlet(self):
-        """The running greenlet once gevent is in use, None on a thread's main greenlet: gevent
-        runs the program's concurrent work as greenlets, which are its tasks."""
-        if self._modules.get("gevent") is None:
-            return None
-        greenlet = self._modules.get("greenlet")
-        if greenlet is None:
-            return None
-        namespace = PyObject_GenericGetDict(greenlet, NULL)
-        current = namespace["getcurrent"]()
-        # greenlet's own C getter: a subclass's parent property or __getattribute__ never runs.
-        parent = vars(namespace["greenlet"])["parent"].__get__(current)
-        return current if parent is not None else None
-
-    cdef object _greenlet_name(self, object current):
-        """A gevent Greenlet's name, when the program gave it one; never gevent's default
-        (`Greenlet-N`), which numbers the greenlet when first asked for and shows in its repr
-        from then on, nor a subclass's own name, which is never run here."""
-        gevent_greenlet = PyObject_GenericGetDict(self._modules["gevent"], NULL).get("Greenlet")
-        if type(gevent_greenlet) is not type or not isinstance(current, gevent_greenlet):
-            return None  # gevent's hub, or a plain greenlet
-        default = vars(gevent_greenlet).get("name")
-        for klass in type(current).__mro__:
-            found = vars(klass).get("name")
-            if found is not None:
-                if found is not default:
-                    return None
-                break
-        name = PyObject_GenericGetDict(current, NULL).get("name")
-        return name if type(name) is str else None
 
     def discard(self):
         """Forget what was gathered: in a fork child, whose parent reports it. A drain the

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import _resolve
+from lockprof._kinds import ASYNCIO_CONDITION, FACTORY_KINDS, PATCHED
 from lockprof._lock import LockFactory, original_thread_attribute
 from lockprof._primitives import ProfiledClass, profiled_class
 from lockprof._recorder import EventCounts, LockContention, LongWaitRecord, Recorder
@@ -27,17 +28,6 @@ from lockprof.filters import ModuleFilter
 from lockprof.forking import call_after_fork_in_child
 from lockprof.import_hooks import PatchOnImport
 from lockprof.profile import Frame, LockSample, LockTotals, LongWait, Snapshot
-
-# The attributes the collector replaces, per module, with the lock kind each makes. Lock and
-# RLock of threading are factory functions (or C types): a compiled factory replaces them; the
-# others are Python classes: a profiled subclass replaces them. asyncio's Lock comes before its
-# Condition, whose own lock is made from it.
-PATCHED = {
-    "threading": (("Lock", "lock"), ("RLock", "rlock"), ("Semaphore", "semaphore"),
-                  ("BoundedSemaphore", "bounded-semaphore"), ("Condition", "condition")),
-    "asyncio": (("Lock", "asyncio-lock"), ("Semaphore", "asyncio-semaphore"),
-                ("BoundedSemaphore", "asyncio-bounded-semaphore"), ("Condition", "asyncio-condition")),
-}
 
 # The most distinct (lock, stack, thread, task) keys kept between two snapshots; events for
 # further keys are counted as dropped. About 1 KiB per key at 64 frames.
@@ -126,13 +116,13 @@ class LockCollector:
             if attribute in installed:
                 continue
             original = getattr(module, attribute, None)
-            if kind in ("lock", "rlock"):
+            if kind in FACTORY_KINDS:
                 if original is None:
                     continue
                 replacement = LockFactory(original, kind, self._recorder, self._filter.excludes)
             elif isinstance(original, type):
                 replacement = profiled_class(original, kind, self._recorder, self._filter.excludes,
-                                             lock_class=installed.get("Lock") if kind == "asyncio-condition" else None)
+                                             lock_class=installed.get("Lock") if kind == ASYNCIO_CONDITION else None)
                 replacement._lp_replaced = original
             else:
                 continue  # replaced by something that is not a class: left as it is

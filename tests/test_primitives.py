@@ -324,6 +324,18 @@ def test_semaphore_timeout_is_a_timed_out_wait(make_collector):
     assert totals.contended_count == 1 and totals.timeouts == 1 and totals.wait_ns >= 19 * MS
 
 
+def test_semaphore_blocking_int_and_negative_timeout_read_as_the_standard_acquire_does(make_collector):
+    # One decision for every wrapper (lp_acquire_kind): blocking=1 may wait, as blocking=True;
+    # a timeout at or below zero never waits for a semaphore (unlike a native lock's -1).
+    collector = make_collector()
+    sem = threading.Semaphore(0)
+    assert sem.acquire(1, 0.02) is False
+    assert sem.acquire(True, -1) is False
+    assert sem.acquire(timeout=-0.5) is False
+    totals = totals_named(collector.snapshot(), site_of(sem))
+    assert totals.contended_count == 1 and totals.timeouts == 1 and totals.wait_ns >= 19 * MS
+
+
 @pytest.mark.parametrize("lock_kind", [None, "Lock", "RLock", "native Lock", "native RLock"])
 def test_condition_protocol_with_any_lock(collector, lock_kind):
     if lock_kind is None:

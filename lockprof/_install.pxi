@@ -1,0 +1,127 @@
+# The wrappers' methods installed from the native types' own method tables, and the direct
+# non-blocking attempt checked against the native methods at import.
+# Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
+
+cdef PyMethodDef LOCK_METHODS[9]
+cdef PyMethodDef RLOCK_METHODS[11]
+
+
+cdef int _add_method(type wrapper, type native, PyMethodDef* slot, const char* name, void* impl,
+                     int flags) except -1:
+    """Install impl on wrapper under name, with the docstring of the native method of that
+    name, if the native type has a method of that name on this Python."""
+    descr = vars(native).get((<bytes>name).decode("ascii"))
+    if descr is None:
+        return 0
+    slot.ml_name = name
+    slot.ml_meth = impl
+    slot.ml_flags = flags
+    slot.ml_doc = lp_descr_doc(<PyObject*>descr)
+    return lp_type_set_method(<PyTypeObject*>wrapper, slot)
+
+
+cdef int _resolve_ops(NativeOps* ops, type native, names) except -1:
+    cdef lp_native_method* targets[8]
+    targets[:] = [&ops.acquire, &ops.release, &ops.locked, &ops.at_fork_reinit, &ops.is_owned,
+                  &ops.release_save, &ops.acquire_restore, &ops.recursion_count]
+    for i, name in enumerate(names):
+        targets[i].descr = NULL
+        if hasattr(native, name):
+            lp_native_method_resolve(targets[i], <PyTypeObject*>native, name.encode())
+    return 0
+
+
+cdef int _install_methods() except -1:
+    cdef int VARKW = METH_VARARGS | METH_KEYWORDS
+    cdef int FASTKW = METH_FASTCALL | METH_KEYWORDS
+    names = ("acquire", "release", "locked", "_at_fork_reinit", "_is_owned", "_release_save",
+             "_acquire_restore", "_recursion_count")
+    _resolve_ops(&LOCK_OPS, NATIVE_LOCK, names)
+    _resolve_ops(&RLOCK_OPS, NATIVE_RLOCK, names)
+    # acquire and __enter__ (natively the same method, arguments included) use the vectorcall
+    # convention, which the 3.11+ interpreter specialises and the native method's tuple-and-dict
+    # convention does not; __exit__ ignores its arguments, so a `with` block builds no tuple. That is how
+    # the wrapper can match or beat the native lock. Arguments reach the native method as the
+    # interpreter would have passed them, so its checks and messages are unchanged.
+    cdef PyMethodDef* m = LOCK_METHODS
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[0], "acquire", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[1], "acquire_lock", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[2], "__enter__", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[3], "release", <void*>lock_release, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[4], "release_lock", <void*>lock_release, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[6], "locked", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[7], "locked_lock", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[8], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
+    m = RLOCK_METHODS
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[0], "acquire", <void*>rlock_acquire, FASTKW)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[1], "__enter__", <void*>rlock_acquire, FASTKW)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[2], "release", <void*>rlock_release, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[4], "locked", <void*>wrapper_locked, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[5], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[6], "_is_owned", <void*>rlock_is_owned, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[7], "_release_save", <void*>rlock_release_save, METH_NOARGS)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[8], "_acquire_restore", <void*>rlock_acquire_restore, VARKW)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[9], "_recursion_count", <void*>rlock_recursion_count, METH_NOARGS)
+    return 0
+
+
+cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
+    """Use the direct non-blocking attempt for this native type if it behaves, seen through the
+    native methods, exactly like the native acquire; otherwise the method call."""
+    ops.try_kind = LP_TRY_BY_METHOD
+    if not lp_native_layout_matches(<PyTypeObject*>native, kind):
+        return 0
+    try:
+        if kind == LP_TRY_LOCK:
+            lock = ORIGINAL_ALLOCATE_LOCK()
+            taken = lp_lock_try_direct(<PyObject*>lock) == 1
+            ok = taken and lock.locked() and lp_lock_try_direct(<PyObject*>lock) == 0
+            if taken:
+                lp_lock_release_direct(<PyObject*>lock)
+            ok = ok and not lock.locked() and lock.acquire(False)  # the native acquire agrees
+            lock.release()  # and the native release accepts its hold
+            ok = ok and not lock.locked()
+        else:
+            lock = NATIVE_RLOCK()
+            ok = lp_rlock_try_direct(<PyObject*>lock) == 1 and lock._is_owned()
+            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1
+            ok = ok and lp_rlock_owned_direct(<PyObject*>lock)
+            ok = ok and getattr(lock, "_recursion_count", lambda: 1)() == 1
+            # A nested level counted directly, which the native release undoes, and back.
+            ok = ok and lp_rlock_nest_direct(<PyObject*>lock) == 0 and lock._is_owned()
+            lock.release()
+            ok = ok and lock._is_owned() and lock.acquire(False)
+            ok = ok and lp_rlock_unnest_direct(<PyObject*>lock) and lock._is_owned()
+            ok = ok and not lp_rlock_unnest_direct(<PyObject*>lock)  # the outermost level is not
+            lock.release()
+            ok = ok and not lock._is_owned() and not lp_rlock_owned_direct(<PyObject*>lock)
+    except Exception:
+        ok = False
+    if ok:
+        ops.try_kind = kind
+    return 0
+
+
+cdef int take_native_lock(object lock) noexcept:
+    """1: `lock`, a native threading.Lock, taken without waiting; 0: it is held (by any
+    thread); -1: not a lock that can be taken here without a method call."""
+    if type(lock) is not NATIVE_LOCK or LOCK_OPS.try_kind != LP_TRY_LOCK:
+        return -1
+    return lp_lock_try_direct(<PyObject*>lock)
+
+
+cdef void release_native_lock(object lock) noexcept:
+    """Release a lock take_native_lock() took."""
+    lp_lock_release_direct(<PyObject*>lock)
+
+
+def direct_try_kinds():
+    """The lock kinds ('lock', 'rlock') whose acquire is tried without a method call here."""
+    kinds = []
+    if LOCK_OPS.try_kind != LP_TRY_BY_METHOD:
+        kinds.append(LOCK)
+    if RLOCK_OPS.try_kind != LP_TRY_BY_METHOD:
+        kinds.append(RLOCK)
+    return tuple(kinds)

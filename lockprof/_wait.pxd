@@ -1,0 +1,125 @@
+# cython: language_level=3
+# The one timed-wait protocol every wrapper kind follows (Lock, RLock, Condition's re-acquire,
+# gevent's locks, threading's semaphores, asyncio's primitives), as CPython's acquire_timed()
+# serves both its lock kinds: wait_begin() and wait_end() around the blocking call, then
+# wait_record(); and a captured acquire's hold, from hold_start() to hold_released(). Inline
+# functions only: each module that cimports this compiles them in, no call between modules.
+
+from libc.stdint cimport int64_t
+from lockprof._lockcore cimport (
+    lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
+    lp_entry, lp_monotonic_ns,
+)
+from lockprof._recorder cimport LockInfo, Recorder, WaiterStack
+
+# A call whose arguments the wrapper does not read (LP_ACQUIRE_UNCLEAR) is timed, and counted as
+# contended when it waited at least this long, far above what an uncontended acquire takes.
+cdef enum:
+    UNCLEAR_CONTENDED_NS = 20000
+
+
+cdef struct TimedWait:
+    int64_t start
+    int64_t end
+    lp_blocking* blocking  # the lock's blocked waiters (for its blocking holds), or NULL
+    WaiterStack* waiter  # the stack drawn for before the wait (Lock, RLock), or NULL
+    bint contended  # known to wait (the lock was busy), or the wait was long enough
+    lp_entry* entry  # wait_record() -> WAIT_CAPTURED: the entry the acquire's hold starts with
+
+
+cdef enum WaitOutcome:
+    WAIT_UNRECORDED  # profiling stopped meanwhile
+    WAIT_RECORDED  # counted; the acquire not captured
+    WAIT_CAPTURED  # counted, and the acquire captured: its hold starts with wait.entry
+
+
+cdef inline object wait_begin(TimedWait* wait, Recorder recorder, LockInfo info, lp_blocking* blocking,
+                              bint contended, WaiterStack* waiter):
+    """Before the blocking call. With a waiter, whether the wait will be captured is drawn now and
+    its stack taken if that is likely (Recorder.draw_before_wait): taken after the wait, it would
+    lengthen the critical section the other waiters queue behind. Returns the task name, which
+    the caller keeps alive while the waiter borrows it."""
+    task_name = None
+    wait.blocking = blocking
+    wait.waiter = waiter
+    wait.contended = contended
+    wait.entry = NULL
+    wait.start = lp_monotonic_ns()
+    if waiter != NULL and contended and recorder.active and recorder.draw_before_wait(info, waiter, wait.start):
+        task_name = recorder.capture_waiter(waiter)
+        wait.start = lp_monotonic_ns()  # the wait starts after the walk
+    if blocking != NULL:
+        lp_blocking_enter(blocking, wait.start)
+    return task_name
+
+
+cdef inline void wait_end(TimedWait* wait, bint acquired) noexcept:
+    """After the blocking call, also when it raised (in a finally)."""
+    wait.end = lp_monotonic_ns()
+    if not wait.contended:
+        wait.contended = wait.end - wait.start >= UNCLEAR_CONTENDED_NS
+    if wait.blocking != NULL:
+        lp_blocking_leave(wait.blocking, wait.contended, acquired, wait.end)
+
+
+cdef inline WaitOutcome wait_record(TimedWait* wait, Recorder recorder, LockInfo info, bint acquired) noexcept:
+    """The wait, counted (a wait that got nothing timed out); the acquire, sampled when it got
+    the lock."""
+    if not recorder.active:
+        return WAIT_UNRECORDED
+    cdef bint capture = acquired and recorder.sampler.should_capture()
+    cdef int64_t wait_ns = wait.end - wait.start
+    if wait.contended and wait.waiter != NULL:
+        wait.entry = recorder.record_wait_of(info, wait_ns, wait.end, not acquired, capture, wait.waiter)
+    elif wait.contended:
+        wait.entry = recorder.record_wait(info, wait_ns, wait.end, not acquired, capture)
+    elif capture:
+        wait.entry = recorder.record_acquire(info)
+    return WAIT_CAPTURED if capture else WAIT_RECORDED
+
+
+cdef struct CapturedHold:
+    lp_entry* entry  # the captured acquire's table entry, pending until the release; or NULL
+    int64_t acquired_at
+
+
+cdef inline void hold_start(CapturedHold* hold, lp_entry* entry, int64_t acquired_at) noexcept:
+    """A captured acquire's hold starts (entry NULL: the full table dropped it). The swap runs no
+    Python code, so no other thread sees it half done."""
+    previous = hold.entry
+    hold.entry = entry
+    hold.acquired_at = acquired_at
+    if previous != NULL:
+        # A hold whose release was never seen (the lock was reinitialised under us): never
+        # leave an entry pending forever.
+        previous.pending -= 1
+
+
+cdef inline void hold_captured(CapturedHold* hold, Recorder recorder, LockInfo info) noexcept:
+    """An acquire that did not wait, chosen by the sampler (the caller asks it, so that the
+    arguments are passed only then): counted, and its hold starts now."""
+    hold_start(hold, recorder.record_acquire(info), lp_monotonic_ns())
+
+
+cdef inline void hold_forget(CapturedHold* hold) noexcept:
+    """The hold will never be released: the lock died, or a fork child reinitialised it."""
+    if hold.entry != NULL:
+        hold.entry.pending -= 1
+        hold.entry = NULL
+
+
+cdef inline bint hold_released(CapturedHold* hold, lp_blocking* blocking, Recorder recorder, LockInfo info,
+                               int64_t released_at) noexcept:
+    """After the native release: the captured hold ends, and the time it blocked others
+    (blocking: NULL where none is kept) is counted. Returns whether anything was recorded: a
+    lock is named once it matters."""
+    cdef int64_t blocked_ns = 0
+    cdef lp_entry* entry = hold.entry
+    if entry != NULL:
+        hold.entry = NULL
+        recorder.record_release(entry, released_at - hold.acquired_at)
+    if blocking != NULL and lp_blocking_pending(blocking):
+        blocked_ns = lp_blocking_release(blocking, released_at)
+        if blocked_ns > 0 and recorder.active and info is not None:
+            recorder.record_blocking_hold(info, blocked_ns, released_at)
+    return entry != NULL or blocked_ns > 0

@@ -1,0 +1,296 @@
+# ProfiledLock and ProfiledRLock: their fields, fast paths, contended acquires, holds and
+# Condition's save and restore.
+# Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
+
+@cython.no_gc_clear  # __dealloc__ needs _recorder alive: its table owns _hold.entry
+cdef class _LockWrapper:
+    """Fields and Python-level behaviour shared by ProfiledLock and ProfiledRLock."""
+
+    def __cinit__(self, wrapped, LockInfo info=None, Recorder recorder=None):
+        cdef bint is_rlock = type(self) is ProfiledRLock
+        if is_rlock or type(self) is ProfiledLock:
+            native_type = NATIVE_RLOCK if is_rlock else NATIVE_LOCK
+            if type(wrapped) is not native_type:
+                raise TypeError(
+                    f"{type(self).__name__} wraps a {native_type.__name__} object, "
+                    f"got {type(wrapped).__name__}")
+            self._ops = &RLOCK_OPS if is_rlock else &LOCK_OPS
+        else:
+            self._ops = NULL  # a foreign lock: its own Python-level methods
+        self._wrapped = wrapped
+        self._info = info
+        self._hold.entry = NULL
+        self._depth = 0
+        self._blocking.waiters = 0
+        self._blocking.since = 0
+        self._blocking.carry = 0
+        self._recorder = recorder if recorder is not None else INERT_RECORDER
+
+    def __dealloc__(self):
+        hold_forget(&self._hold)
+
+    @property
+    def lock_info(self):
+        """The LockInfo the profile uses for this lock, None for a lock made outside profiling."""
+        return self._info
+
+    def __repr__(self):
+        site = f" created at {self._info.site}" if self._info is not None else ""
+        return f"<{type(self).__name__} {self._wrapped!r}{site}>"
+
+    def __hash__(self):
+        return hash(self._wrapped)
+
+    def __eq__(self, other):
+        if isinstance(other, _LockWrapper):
+            other = (<_LockWrapper>other)._wrapped
+        return self._wrapped == other
+
+    def __ne__(self, other):
+        if isinstance(other, _LockWrapper):
+            other = (<_LockWrapper>other)._wrapped
+        return self._wrapped != other
+
+    def __reduce_ex__(self, protocol):
+        # Native locks cannot be pickled or copied; fail with their own TypeError.
+        return self._wrapped.__reduce_ex__(protocol)
+
+
+@cython.final
+cdef class ProfiledLock(_LockWrapper):
+    """A profiled threading.Lock."""
+
+
+@cython.final
+cdef class ProfiledRLock(_LockWrapper):
+    """A profiled threading.RLock."""
+
+
+# ------------------------------------------------------------------ the fast paths
+# The native lock is passed as a borrowed PyObject*: no reference counting on the hot path.
+
+cdef inline object _lock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    if not self._recorder.active:
+        return _plain_acquire(self, args, nargs, kwnames)
+    return _profiled_acquire(self, args, nargs, kwnames)
+
+
+cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """The native acquire, without its argument parsing when it has no arguments and the lock
+    is free (the direct attempt is what the native call would do first)."""
+    if (nargs == 0 and kwnames == NULL and self._ops.try_kind != LP_TRY_BY_METHOD
+            and lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped)):
+        return True
+    return lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+
+
+cdef inline object _lock_release(_LockWrapper self):
+    if self._hold.entry == NULL and not lp_blocking_pending(&self._blocking):
+        return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
+    cdef int64_t released_at = lp_monotonic_ns()
+    result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
+    _released(self, released_at, True)
+    return result
+
+
+# An RLock wrapper tracks the depth of a hold it has seen start, so that a nested acquire costs
+# no sampler check (the sampling rate stays per outermost acquire) and the hold ends at the
+# outermost release. Only the owner changes _depth, under the GIL. With _depth == 0 an acquire is
+# an outermost one and needs no thread id; only with _depth > 0 (nested, or another thread's
+# hold) is the native lock asked whose hold it is. Tracking starts at an outermost acquire while
+# profiling runs, so after stop() an RLock with _depth == 0 takes the plain native path. Where
+# the native layout is known (_lockcore.h), the owner is read and a nested level counted in
+# place, as the native methods do, without their calls and argument parsing.
+
+cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    if self._depth != 0 and _rlock_is_owned(self):
+        if nargs == 0 and kwnames == NULL and RLOCK_OPS.try_kind == LP_TRY_RLOCK:
+            lp_rlock_nest_direct(<PyObject*>self._wrapped)  # what the native call would count
+            self._depth += 1
+            return True
+        result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        if result is True:
+            self._depth += 1
+        return result
+    if not self._recorder.active:
+        return _plain_acquire(self, args, nargs, kwnames)
+    result = _profiled_acquire(self, args, nargs, kwnames)
+    if result is True:
+        self._depth = 1
+    return result
+
+
+cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
+    if RLOCK_OPS.try_kind == LP_TRY_RLOCK:
+        return lp_rlock_owned_direct(<PyObject*>self._wrapped)
+    return lp_call0(&RLOCK_OPS.is_owned, <PyObject*>self._wrapped) is True
+
+
+cdef inline object _rlock_release(_LockWrapper self):
+    if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
+        return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
+    cdef bint outermost = self._depth == 1
+    if (not outermost and RLOCK_OPS.try_kind == LP_TRY_RLOCK
+            and lp_rlock_unnest_direct(<PyObject*>self._wrapped)):  # as the native release counts it
+        self._depth -= 1
+        return None
+    cdef bint has_events = outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
+    cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
+    result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
+    self._depth -= 1
+    if has_events:
+        _released(self, released_at, True)
+    return result
+
+
+# ------------------------------------------------------------------ the profiled paths
+
+cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """An acquire while profiling runs: tried first when it may block, timed when contended."""
+    cdef int kind = LP_ACQUIRE_BLOCKING
+    if nargs != 0 or kwnames != NULL:
+        kind = lp_classify_acquire(args, nargs, kwnames)
+    if kind == LP_ACQUIRE_BLOCKING:
+        if not lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped):
+            return _contended_acquire(self, args, nargs, kwnames, True)
+        result = True
+    elif kind == LP_ACQUIRE_NONBLOCKING:  # never waits: nothing to time
+        result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+        if result is not True:
+            return result
+    else:
+        return _contended_acquire(self, args, nargs, kwnames, False)
+    if self._recorder.sampler.should_capture():
+        hold_captured(&self._hold, self._recorder, self._info)
+    return result
+
+
+cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
+                               bint contended, object restore_args=None):
+    """The caller's own acquire call, timed (_wait.pxd), with this thread counted among the
+    waiters. contended is False for arguments the wrapper could not read: the wait decides.
+    With restore_args, the call is the RLock's _acquire_restore(*restore_args) (Condition.wait()
+    re-acquiring), which returns None once it has the lock."""
+    cdef lp_frame_ref frames[LP_MAX_FRAMES]
+    cdef WaiterStack waiter
+    cdef TimedWait wait
+    waiter_init(&waiter, frames)
+    # The task name is kept alive while the waiter's context borrows it.
+    task_name = wait_begin(&wait, self._recorder, self._info, &self._blocking, contended, &waiter)
+    acquired = False
+    try:
+        if restore_args is None:
+            result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
+            acquired = result is True
+        else:
+            result = lp_call(&RLOCK_OPS.acquire_restore, <PyObject*>self._wrapped, restore_args, NULL)
+            acquired = True
+    finally:
+        wait_end(&wait, acquired)
+    if wait_record(&wait, self._recorder, self._info, acquired) == WAIT_CAPTURED:
+        hold_start(&self._hold, wait.entry, wait.end)
+    return result
+
+
+cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -1:
+    """After the native release: end the captured hold, and count the blocking hold. The lock is
+    named after the native release, so outside the user's critical section, and once it
+    matters: a captured hold, or a hold that blocked others."""
+    if hold_released(&self._hold, &self._blocking, self._recorder, self._info, released_at) and naming:
+        name_lock(self, self._info)
+    return 0
+
+
+# ------------------------------------------------------------------ method implementations
+# Each has the C signature of its PyMethodDef calling convention and is installed on the
+# wrapper types by _install_methods() below.
+
+cdef object lock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
+
+cdef object lock_release(object self, PyObject* unused):
+    return _lock_release(<_LockWrapper>self)
+
+cdef object lock_exit(object self, PyObject** args, Py_ssize_t nargs):
+    return _lock_release(<_LockWrapper>self)
+
+cdef object rlock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
+
+cdef object rlock_release(object self, PyObject* unused):
+    return _rlock_release(<_LockWrapper>self)
+
+cdef object rlock_exit(object self, PyObject** args, Py_ssize_t nargs):
+    return _rlock_release(<_LockWrapper>self)
+
+# Shared by both types: the instance knows its native type's methods.
+
+cdef object wrapper_locked(object self, PyObject* unused):
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    return lp_call0(&wrapper._ops.locked, <PyObject*>wrapper._wrapped)
+
+cdef object wrapper_at_fork_reinit(object self, PyObject* unused):
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    result = lp_call0(&wrapper._ops.at_fork_reinit, <PyObject*>wrapper._wrapped)
+    _forget_holds(wrapper)
+    return result
+
+cdef object rlock_is_owned(object self, PyObject* unused):
+    return lp_call0(&RLOCK_OPS.is_owned, <PyObject*>(<_LockWrapper>self)._wrapped)
+
+cdef object rlock_recursion_count(object self, PyObject* unused):
+    return lp_call0(&RLOCK_OPS.recursion_count, <PyObject*>(<_LockWrapper>self)._wrapped)
+
+cdef object rlock_release_save(object self, PyObject* unused):
+    # Condition.wait() releases every level at once: the hold ends here. The lock is not named
+    # here: nothing may raise between this and the _acquire_restore that Condition guarantees.
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    cdef int64_t released_at = lp_monotonic_ns()
+    result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
+    wrapper._depth = 0
+    _released(wrapper, released_at, False)
+    return result
+
+cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
+    # Condition.wait() re-acquiring after the notify: profiled like an outermost acquire. The
+    # state is (count, owner); for the usual owner, the current thread, a successful attempt
+    # without blocking plus count - 1 nested acquires is exactly what the native call does.
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    cdef PyObject* native = <PyObject*>wrapper._wrapped
+    cdef long count = _restored_depth(args)
+    if not wrapper._recorder.active or kwds != NULL or not _restores_own_hold(args):
+        result = lp_call(&RLOCK_OPS.acquire_restore, native, args, kwds)
+    elif lp_try_acquire(&RLOCK_OPS.acquire, RLOCK_OPS.try_kind, native):
+        for _ in range(count - 1):
+            lp_call0(&RLOCK_OPS.acquire, native)
+        result = None
+        if wrapper._recorder.sampler.should_capture():
+            hold_captured(&wrapper._hold, wrapper._recorder, wrapper._info)
+    else:
+        result = _contended_acquire(wrapper, NULL, 0, NULL, True, args)
+    wrapper._depth = count
+    return result
+
+
+cdef bint _restores_own_hold(object args):
+    """Whether args is ((count, owner),) as Condition passes it back: exact ints, at least one
+    level, owned by this thread. Anything else goes to the native method as it is."""
+    if type(args) is not tuple or len(args) != 1:
+        return False
+    state = args[0]
+    if type(state) is not tuple or len(state) != 2 or type(state[0]) is not int or type(state[1]) is not int:
+        return False
+    return 1 <= state[0] <= 0x7FFFFFFF and state[1] == lp_thread_ident()
+
+
+cdef long _restored_depth(object args):
+    # _acquire_restore((count, owner)) puts back count levels.
+    return args[0][0] if _restores_own_hold(args) else 1
+
+
+cdef void _forget_holds(_LockWrapper wrapper) noexcept:
+    """After _at_fork_reinit: in a fork child no other thread waits, and a hold died with it."""
+    wrapper._depth = 0
+    wrapper._blocking.waiters = 0
+    wrapper._blocking.carry = 0
+    hold_forget(&wrapper._hold)
