@@ -144,12 +144,4 @@ cdef class Recorder:
     cdef void _count_contention(self, LockInfo info, int64_t wait_ns, bint timed_out) noexcept
     cdef lp_entry* _entry(self, LockInfo info, Context* context, lp_frame_ref* frames, int nframes,
                           int depth, bint timed_out) noexcept
-    cdef bint _current_span(self, SpanIds* span) noexcept
-    cdef bint _ddtrace_span(self, SpanIds* span)
-    cdef bint _otel_span(self, SpanIds* span)
-    cdef void _keep_span(self, lp_entry* entry, SpanIds* span) noexcept
     cdef object _current_task(self)
-    cdef object _drain(self)
-    cdef list _drain_lock_totals(self)
-    cdef list _drain_long_waits(self)
-    cdef dict _drain_thread_names(self)

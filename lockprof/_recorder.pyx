@@ -81,46 +81,6 @@ include "_context.pxi"
 
 
 
-cdef object _c_getter(object klass, str name):
-    """The descriptor that reads attribute `name` of klass's instances when it is C-level
-    storage (a getset or member descriptor, as ddtrace's native Span has), else None."""
-    for base in klass.__mro__:
-        found = vars(base).get(name)
-        if found is not None:
-            return found if type(found) is GetSetDescriptorType or type(found) is MemberDescriptorType else None
-    return None
-
-
-cdef inline EntrySpan* _entry_span(EntrySpan* spans, size_t mask, lp_entry* entry) noexcept:
-    """The slot of entry in a span map (mask + 1 slots, never full), or the empty slot where it
-    goes."""
-    cdef uintptr_t h = <uintptr_t>entry
-    cdef size_t i = <size_t>(((h >> 4) ^ (h >> 20)) * 0x9E3779B97F4A7C15ULL >> 20) & mask
-    while spans[i].entry != NULL and spans[i].entry != entry:
-        i = (i + 1) & mask
-    return &spans[i]
-
-
-cdef inline object _read(object descriptor, object obj):
-    """obj's attribute through its C-level descriptor's own getter (no method-wrapper call)."""
-    return Py_TYPE(descriptor).tp_descr_get(descriptor, obj, type(obj))
-
-
-cdef inline void _set_ids(SpanIds* span, object span_id, object trace_id) except *:
-    span.trace_id_high = PyLong_AsUnsignedLongLongMask(trace_id >> 64)
-    span.trace_id_low = PyLong_AsUnsignedLongLongMask(trace_id)
-    span.span_id = PyLong_AsUnsignedLongLongMask(span_id)
-
-
-cdef _set_span(Captured record, SpanIds* span):
-    if span.span_id == 0:
-        return
-    record.span_id = span.span_id
-    record.local_root_span_id = span.local_root_span_id if span.local_root_span_id else None
-    trace_id = (<object>span.trace_id_high << 64) | span.trace_id_low
-    record.trace_id = trace_id if trace_id else None
-
-
 cdef inline lp_entry* _sampled_here(Recorder recorder, LockInfo info, int64_t duration_ns, int64_t now,
                                     int64_t* weighted) noexcept:
     """The entry for this stack when a duration (a blocking hold, a condition wait) is sampled
@@ -156,73 +116,9 @@ cdef class LockInfo:
         return _resolve.lock_display_name(self)
 
 
-# What drain() returns: typed records, read by name (collector.py), built only in drain().
-
-cdef class Captured:
-    """Who was captured where: a lock, a stack, a thread and task, and the outcome of the wait."""
-    cdef readonly LockInfo lock_info
-    cdef readonly tuple frames  # (code, instruction offset) pairs, leaf first
-    cdef readonly unsigned long thread_id
-    cdef readonly object task_id  # None outside a task
-    cdef readonly object task_name
-    cdef readonly bint timed_out
-    # The trace span active where the wait was captured (for counts: their longest captured
-    # wait's), None when none was: its 64-bit id, the local root's (ddtrace), the 128-bit trace.
-    cdef readonly object span_id
-    cdef readonly object local_root_span_id
-    cdef readonly object trace_id
-
-
-cdef class EventCounts(Captured):
-    """The counts of one event table key since the last drain. acquire_count, release_count and
-    release_hold_ns are raw (sampled at capture_pct); the other counts are already weighted."""
-    cdef readonly int omitted  # frames beyond max_frames, left out
-    cdef readonly unsigned long thread_native_id
-    cdef readonly int64_t acquire_count
-    cdef readonly int64_t release_count
-    cdef readonly int64_t release_hold_ns
-    cdef readonly double contended_count
-    cdef readonly int64_t acquire_wait_ns
-    cdef readonly int64_t blocking_hold_ns
-    cdef readonly int64_t condition_wait_ns
-    cdef readonly int64_t span_wait_ns  # the wait span_id's span had
-
-
-cdef class LockContention:
-    """The exact contention of one lock since the last drain; lock_info is None for the sum over
-    the locks beyond the tracking limit."""
-    cdef readonly LockInfo lock_info
-    cdef readonly int64_t contended
-    cdef readonly int64_t wait_ns
-    cdef readonly int64_t max_wait_ns
-    cdef readonly int64_t timeouts
-
-
-cdef class LongWaitRecord(Captured):
-    """One of the longest waits since the last drain, as it happened (the waiter's innermost
-    frames)."""
-    cdef readonly int64_t wait_ns
-
-
-cdef class Drained:
-    """Everything one drain() took."""
-    cdef readonly list events  # EventCounts
-    cdef readonly list lock_totals  # LockContention, of the locks that were contended
-    cdef readonly list long_waits  # LongWaitRecord, longest first
-    cdef readonly uint64_t dropped  # events the full table had no room for
-    cdef readonly dict thread_names  # the names of the threads seen, by thread id
-    cdef readonly int64_t max_interval  # the largest wait sampling interval in force (ns)
-
-
-cdef LockContention _contention(LockInfo info, int64_t contended, int64_t wait_ns, int64_t max_wait_ns,
-                                int64_t timeouts):
-    cdef LockContention totals = LockContention.__new__(LockContention)
-    totals.lock_info = info
-    totals.contended = contended
-    totals.wait_ns = wait_ns
-    totals.max_wait_ns = max_wait_ns
-    totals.timeouts = timeouts
-    return totals
+include "_records.pxi"
+include "_spans.pxi"
+include "_drain.pxi"
 
 
 cdef class Recorder:
@@ -378,8 +274,8 @@ cdef class Recorder:
                     entry.contended_count += <double>interval / <double>wait_ns
                     entry.acquire_wait_ns += interval
                 span_read = True
-                if self._current_span(&span):
-                    self._keep_span(entry, &span)
+                if current_span(self, &span):
+                    keep_span(self, entry, &span)
             if count_acquire:
                 entry.acquire_count += 1
                 entry.pending += 1
@@ -388,7 +284,7 @@ cdef class Recorder:
             lp_long_wait_fill(slot, wait_ns, <PyObject*>info, context.thread_id, context.task_id,
                               <PyObject*>context.task_name, timed_out, frames, nframes)
             if not span_read:
-                self._current_span(&span)
+                current_span(self, &span)
             self._long_wait_spans[slot - self._long_waits] = span
         return entry if count_acquire else NULL
 
@@ -531,102 +427,6 @@ cdef class Recorder:
         # The table update runs no Python code: atomic under the GIL.
         return lp_table_upsert(&self._table, &key)
 
-    cdef bint _current_span(self, SpanIds* span) noexcept:
-        """Read the trace span active in this thread or task into span (keeping span.wait_ns);
-        False when there is none. Only for captured waits: a context variable read from C
-        (PyContextVar_Get), then C getters of ddtrace's exact Span type, or the plain dict and
-        tuple storage of OpenTelemetry's context and SpanContext: no tracer or user code runs."""
-        span.span_id = span.local_root_span_id = span.trace_id_high = span.trace_id_low = 0
-        try:
-            return self._ddtrace_span(span) or self._otel_span(span)
-        except Exception:
-            span.span_id = 0
-            return False
-
-    cdef bint _ddtrace_span(self, SpanIds* span):
-        if self._dd_span_var is None:
-            provider = self._modules.get("ddtrace._trace.provider")
-            span_module = self._modules.get("ddtrace._trace.span")
-            if provider is None or span_module is None:
-                return False
-            var = PyObject_GenericGetDict(provider, NULL).get("_DD_CONTEXTVAR")
-            span_type = PyObject_GenericGetDict(span_module, NULL).get("Span")
-            if type(var) is not ContextVar or type(span_type) is not type:
-                return False
-            getters = [_c_getter(span_type, name) for name in ("span_id", "trace_id", "_local_root")]
-            if None in getters:
-                return False
-            self._dd_span_id, self._dd_trace_id, self._dd_local_root = getters
-            self._dd_span_type = span_type
-            self._dd_span_var = var
-        current = get_value(self._dd_span_var)
-        if type(current) is not self._dd_span_type:  # none, or a remote Context without a span
-            return False
-        span_id = _read(self._dd_span_id, current)
-        trace_id = _read(self._dd_trace_id, current)
-        if type(span_id) is not int or type(trace_id) is not int or not span_id:
-            return False
-        root = _read(self._dd_local_root, current)
-        if type(root) is self._dd_span_type:
-            root_id = _read(self._dd_span_id, root)
-            if type(root_id) is int:
-                span.local_root_span_id = PyLong_AsUnsignedLongLongMask(root_id)
-        _set_ids(span, span_id, trace_id)
-        return True
-
-    cdef bint _otel_span(self, SpanIds* span):
-        if self._otel_context_var is None:
-            context_module = self._modules.get("opentelemetry.context")
-            propagation = self._modules.get("opentelemetry.trace.propagation")
-            span_module = self._modules.get("opentelemetry.trace.span")
-            if context_module is None or propagation is None or span_module is None:
-                return False
-            # OpenTelemetry's default runtime context keeps the context in a context variable.
-            runtime = PyObject_GenericGetDict(context_module, NULL).get("_RUNTIME_CONTEXT")
-            if runtime is None or type(runtime).__name__ != "ContextVarsRuntimeContext":
-                return False
-            var = PyObject_GenericGetDict(runtime, NULL).get("_current_context")
-            key = PyObject_GenericGetDict(propagation, NULL).get("_SPAN_KEY")
-            span_context_type = PyObject_GenericGetDict(span_module, NULL).get("SpanContext")
-            if type(var) is not ContextVar or type(key) is not str or type(span_context_type) is not type:
-                return False
-            self._otel_span_key = key
-            self._otel_span_context_type = span_context_type
-            self._otel_context_var = var
-        context = get_value(self._otel_context_var)
-        if not isinstance(context, dict):
-            return False
-        current = (<dict>context).get(self._otel_span_key)  # the dict's storage, no method of it
-        if current is None:
-            return False
-        attributes = PyObject_GenericGetDict(current, NULL)
-        span_context = (<dict>attributes).get("_context") if type(attributes) is dict else None
-        if type(span_context) is not self._otel_span_context_type:
-            return False
-        trace_id, span_id = (<tuple>span_context)[0], (<tuple>span_context)[1]
-        if type(span_id) is not int or type(trace_id) is not int or not span_id:
-            return False
-        _set_ids(span, span_id, trace_id)
-        return True
-
-    cdef void _keep_span(self, lp_entry* entry, SpanIds* span) noexcept:
-        """Keep span as entry's if its wait is the longest entry had with a span this period:
-        one span per key, however many requests wait there (the table's memory stays bounded)."""
-        cdef size_t size
-        cdef EntrySpan* slot
-        if self._entry_spans == NULL:
-            size = 1
-            while size < 2 * self._table.max_entries:
-                size <<= 1
-            self._entry_spans = <EntrySpan*>PyMem_RawCalloc(size, sizeof(EntrySpan))
-            if self._entry_spans == NULL:
-                return
-            self._entry_spans_mask = size - 1
-        slot = _entry_span(self._entry_spans, self._entry_spans_mask, entry)
-        if slot.entry == NULL or span.wait_ns > slot.span.wait_ns:
-            slot.entry = entry
-            slot.span = span[0]
-
     cdef object _current_task(self):
         if self._asyncio_loop_getter is None:
             asyncio = self._modules.get("asyncio")  # not imported: no task to look for
@@ -669,156 +469,14 @@ cdef class Recorder:
         self._draining = True
         try:
             drained = Drained.__new__(Drained)
-            drained.events, drained.dropped = self._drain()
+            drained.events, drained.dropped = drain_events(self)
             drained.max_interval, self._period_max_interval = self._period_max_interval, self.wait_sample_interval
-            drained.lock_totals = self._drain_lock_totals()
-            drained.long_waits = self._drain_long_waits()
-            drained.thread_names = self._drain_thread_names()
+            drained.lock_totals = drain_lock_totals(self)
+            drained.long_waits = drain_long_waits(self)
+            drained.thread_names = drain_thread_names(self)
             return drained
         finally:
             self._draining = False
-
-    cdef object _drain(self):
-        cdef size_t i, n = 0, count = self._table.count
-        cdef size_t evicted_count
-        cdef lp_entry* e
-        cdef lp_entry** taken
-        cdef lp_entry* values
-        cdef int k
-        cdef EventCounts event
-        cdef EntrySpan* spans = NULL
-        cdef EntrySpan* slot
-        cdef size_t spans_mask = self._entry_spans_mask
-        # Phase 1, no Python allocation: copy out and zero the counters of the active entries,
-        # marking them pending so nothing evicts them while phase 2 reads their frames.
-        taken = <lp_entry**>PyMem_RawMalloc((count + 1) * sizeof(lp_entry*))
-        values = <lp_entry*>PyMem_RawMalloc((count + 1) * sizeof(lp_entry))
-        if self._entry_spans != NULL:
-            spans = <EntrySpan*>PyMem_RawMalloc((spans_mask + 1) * sizeof(EntrySpan))
-        if taken == NULL or values == NULL or (self._entry_spans != NULL and spans == NULL):
-            PyMem_RawFree(taken)
-            PyMem_RawFree(values)
-            PyMem_RawFree(spans)
-            raise MemoryError()
-        if spans != NULL:  # the spans kept for the period, taken with the counts
-            memcpy(spans, self._entry_spans, (spans_mask + 1) * sizeof(EntrySpan))
-            memset(self._entry_spans, 0, (spans_mask + 1) * sizeof(EntrySpan))
-        for i in range(self._table.mask + 1):
-            e = self._table.slots[i]
-            if e == NULL or lp_entry_is_idle(e):
-                continue
-            taken[n] = e
-            values[n] = e[0]  # the counters (the copied frames array is never read)
-            e.acquire_count = e.release_count = e.release_hold_ns = 0
-            e.contended_count = 0.0
-            e.acquire_wait_ns = e.blocking_hold_ns = e.condition_wait_ns = 0
-            e.pending += 1
-            n += 1
-        dropped = self._table.dropped
-        self._table.dropped = 0
-        # Phase 2: build the Python records (this may run the garbage collector, and through it
-        # code that uses profiled locks: the table stays consistent throughout).
-        records = []
-        try:
-            for i in range(n):
-                e = taken[i]
-                event = EventCounts.__new__(EventCounts)
-                event.lock_info = <LockInfo>e.lock_info
-                event.frames = tuple([(<object>e.frames[k].code, e.frames[k].lasti) for k in range(e.nframes)])
-                event.omitted = e.omitted
-                event.thread_id = e.thread_id
-                event.thread_native_id = e.thread_native_id
-                event.task_id = e.task_id if e.task_id != 0 else None
-                event.task_name = <object>e.task_name if e.task_name != NULL else None
-                event.timed_out = e.timed_out
-                event.acquire_count = values[i].acquire_count
-                event.release_count = values[i].release_count
-                event.release_hold_ns = values[i].release_hold_ns
-                event.contended_count = values[i].contended_count
-                event.acquire_wait_ns = values[i].acquire_wait_ns
-                event.blocking_hold_ns = values[i].blocking_hold_ns
-                event.condition_wait_ns = values[i].condition_wait_ns
-                if spans != NULL:
-                    slot = _entry_span(spans, spans_mask, e)
-                    if slot.entry == e:
-                        _set_span(event, &slot.span)
-                        event.span_wait_ns = slot.span.wait_ns
-                records.append(event)
-        finally:
-            for i in range(n):
-                taken[i].pending -= 1
-            PyMem_RawFree(values)
-            PyMem_RawFree(spans)
-            # Phase 3: evict the entries idle since phase 1, then free them with the table whole.
-            if self._table.count > count:
-                PyMem_RawFree(taken)
-                taken = <lp_entry**>PyMem_RawMalloc((self._table.count + 1) * sizeof(lp_entry*))
-            if taken != NULL:
-                evicted_count = lp_table_evict_idle(&self._table, taken)
-                for i in range(evicted_count):
-                    lp_entry_free(taken[i])
-                PyMem_RawFree(taken)
-        return records, dropped
-
-    cdef list _drain_lock_totals(self):
-        cdef LockInfo info
-        cdef int64_t contended, wait_ns, max_wait_ns, timeouts
-        locks = self._contended_locks
-        self._contended_locks = []
-        totals = []
-        for item in locks:
-            info = <LockInfo>item
-            # Read and reset with no allocation in between: a lock operation run by the
-            # garbage collector during this loop counts into the next period.
-            contended, wait_ns, max_wait_ns, timeouts = info.contended, info.wait_ns, info.max_wait_ns, info.timeouts
-            info.contended = info.wait_ns = info.max_wait_ns = info.timeouts = 0
-            info.listed = False
-            if contended:
-                totals.append(_contention(info, contended, wait_ns, max_wait_ns, timeouts))
-        if self._untracked[0]:
-            untracked = _contention(None, self._untracked[0], self._untracked[1], self._untracked[2],
-                                    self._untracked[3])
-            memset(self._untracked, 0, sizeof(self._untracked))
-            totals.append(untracked)
-        return totals
-
-    cdef list _drain_long_waits(self):
-        cdef lp_long_wait taken[LP_LONG_WAITS]
-        cdef SpanIds spans[LP_LONG_WAITS]
-        cdef int i, k
-        cdef LongWaitRecord wait
-        # Moved out whole, then read: the slots are empty for waits recorded meanwhile.
-        memcpy(taken, self._long_waits, sizeof(taken))
-        memset(self._long_waits, 0, sizeof(self._long_waits))
-        memcpy(spans, self._long_wait_spans, sizeof(spans))
-        memset(self._long_wait_spans, 0, sizeof(self._long_wait_spans))
-        waits = []
-        try:
-            for i in range(LP_LONG_WAITS):
-                if taken[i].wait_ns == 0:
-                    continue
-                wait = LongWaitRecord.__new__(LongWaitRecord)
-                wait.wait_ns = taken[i].wait_ns
-                wait.lock_info = <LockInfo>taken[i].lock_info
-                wait.thread_id = taken[i].thread_id
-                wait.task_id = taken[i].task_id if taken[i].task_id != 0 else None
-                wait.task_name = <object>taken[i].task_name if taken[i].task_name != NULL else None
-                wait.timed_out = taken[i].timed_out
-                wait.frames = tuple([(<object>taken[i].frames[k].code, taken[i].frames[k].lasti)
-                                     for k in range(taken[i].nframes)])
-                _set_span(wait, &spans[i])
-                waits.append(wait)
-        finally:
-            for i in range(LP_LONG_WAITS):
-                lp_long_wait_clear(&taken[i])
-        waits.sort(key=_wait_length, reverse=True)
-        return waits
-
-    cdef dict _drain_thread_names(self):
-        thread_names = self._thread_names
-        self._thread_names = {}
-        memset(self._seen_threads, 0, sizeof(self._seen_threads))
-        return thread_names
 
     @property
     def entry_count(self):
@@ -828,8 +486,4 @@ cdef class Recorder:
     @property
     def max_entries(self):
         return self._table.max_entries
-
-
-def _wait_length(LongWaitRecord wait):
-    return wait.wait_ns
 
