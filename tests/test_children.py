@@ -45,14 +45,14 @@ TERMINATED_RIGHT_AFTER_START = """\
                 child.join()
                 print("survived SIGTERM")
             else:
-                print(child.exitcode, round(time.monotonic() - started))
+                print(child.exitcode, time.monotonic() - started < 1)
 """
 
 
 def test_a_forked_child_dies_of_sigterm_at_once_however_early_it_comes(tmp_path):
     result, _ = run_program(tmp_path, TERMINATED_RIGHT_AFTER_START)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == [f"{-signal.SIGTERM} 0"] * 20
+    assert result.stdout.splitlines() == [f"{-signal.SIGTERM} True"] * 20  # each within a second
 
 
 POOL_TERMINATED = """\
@@ -74,14 +74,14 @@ POOL_TERMINATED = """\
         started = time.monotonic()
         pool.terminate()
         pool.join()
-        print("terminated in", round(time.monotonic() - started))
+        print("terminated:", time.monotonic() - started < 5)  # it used to hang for good
 """
 
 
 def test_pool_terminate_ends_busy_and_idle_workers(tmp_path):
     result, _ = run_program(tmp_path, POOL_TERMINATED)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "terminated in 0\n"
+    assert result.stdout == "terminated: True\n"
 
 
 # The test's own after-fork object signals the child while lockprof's hooks run; the child
