@@ -1,5 +1,5 @@
-# LockFactory, what threading.Lock and threading.RLock are while profiling runs, and the
-# LockInfo of a lock made now.
+# LockFactory, what threading.Lock and threading.RLock are while profiling runs, the LockInfo of
+# a lock made now, and what calling a wrapper type (type(lock)()) makes.
 # Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
 
 cdef LockInfo new_lock_info(Recorder recorder, str kind, object excludes, dict decisions):
@@ -66,9 +66,7 @@ cdef class LockFactory:
             native = self._innermost(*args, **kwargs)
         else:
             native = self._make_native()
-        if not self._recorder.active:
-            return native
-        info = new_lock_info(self._recorder, self.kind, self._excludes, self._decisions)
+        info = self._info_now()
         if info is None:
             return native
         if type(native) is not self._native_type:
@@ -77,6 +75,12 @@ cdef class LockFactory:
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)
         return ProfiledLock.__new__(ProfiledLock, native, info, self._recorder)
+
+    cdef LockInfo _info_now(self):
+        """The LockInfo of a lock made now, None unless profiling runs and applies there."""
+        if not self._recorder.active:
+            return None
+        return new_lock_info(self._recorder, self.kind, self._excludes, self._decisions)
 
     cdef bint _still_stock(self):
         """Whether the stock factory still makes the C lock (not once gevent patched)."""
@@ -120,7 +124,10 @@ cdef class LockFactory:
     def __reduce__(self):
         # multiprocessing pickles threading.Lock itself for spawn and forkserver children (a
         # Manager's registry): it unpickles as what threading holds in that process.
-        return _threading_factory, ("Lock" if self.kind == LOCK else "RLock",)
+        return _threading_factory, (THREADING_NAMES[self.kind],)
+
+
+THREADING_NAMES = {LOCK: "Lock", RLOCK: "RLock"}
 
 
 def _threading_factory(name):
@@ -136,3 +143,58 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
     if namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
         return ProfiledRLock.__new__(ProfiledRLock, NATIVE_RLOCK(), info, recorder)
     return wrap_foreign(namespace["_PyRLock"](), RLOCK, info, recorder)
+
+
+# ------------------------------------------------------------------ type(lock)()
+# Calling a wrapper type does what calling its native type does on the running Python: the
+# native type's own call checks the arguments (its errors, its messages) and makes the lock,
+# which is profiled as threading's factory would profile it now (else it runs unprofiled).
+# A native type that cannot be called (_thread.lock before 3.13) leaves its wrapper without a
+# constructor too: CPython's own TypeError, "cannot create '<type>' instances". The factory
+# and profiled_rlock() call Cython's constructor directly, never these.
+
+cdef extern from *:
+    # The slots a type call goes through (Cython fills tp_vectorcall, which bypasses tp_new).
+    ctypedef struct lp_type_slots "PyTypeObject":
+        newfunc tp_new
+        void* tp_vectorcall
+        PyObject* tp_dict
+
+cdef newfunc WRAPPER_NEW = (<lp_type_slots*>_LockWrapper).tp_new  # Cython's: (wrapped, info, recorder)
+
+
+cdef object _lock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    return _made_by_type(cls, NATIVE_LOCK, LOCK, args, kwargs)
+
+
+cdef object _rlock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    return _made_by_type(cls, NATIVE_RLOCK, RLOCK, args, kwargs)
+
+
+cdef object _made_by_type(type cls, type native_type, str kind, PyObject* args, PyObject* kwargs):
+    cdef tuple positional = <tuple>args if args != NULL else ()
+    native = native_type(*positional, **<dict>kwargs) if kwargs != NULL else native_type(*positional)
+    threading = sys.modules.get("threading")
+    factory = (<dict>threading.__dict__).get(THREADING_NAMES[kind]) if threading is not None else None
+    info = (<LockFactory>factory)._info_now() if isinstance(factory, LockFactory) else None
+    recorder = (<LockFactory>factory)._recorder if info is not None else None
+    cdef tuple constructor_args = (native, info, recorder)
+    return WRAPPER_NEW(cls, <PyObject*>constructor_args, NULL)
+
+
+cdef int _install_type_new(type wrapper, type native, newfunc make) except -1:
+    cdef lp_type_slots* slots = <lp_type_slots*>wrapper
+    slots.tp_vectorcall = NULL
+    if (<lp_type_slots*>native).tp_new == NULL:
+        slots.tp_new = NULL
+        (<dict>slots.tp_dict).pop("__new__", None)  # nor a __new__ of its own
+    else:
+        slots.tp_new = make
+    PyType_Modified(wrapper)
+    return 0
+
+
+cdef int install_type_constructors() except -1:
+    _install_type_new(ProfiledLock, NATIVE_LOCK, <newfunc>_lock_type_new)
+    _install_type_new(ProfiledRLock, NATIVE_RLOCK, <newfunc>_rlock_type_new)
+    return 0
