@@ -150,8 +150,9 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
 # native type's own call checks the arguments (its errors, its messages) and makes the lock,
 # which is profiled as threading's factory would profile it now (else it runs unprofiled).
 # A native type that cannot be called (_thread.lock before 3.13) leaves its wrapper without a
-# constructor too: CPython's own TypeError, "cannot create '<type>' instances". The factory
-# and profiled_rlock() call Cython's constructor directly, never these.
+# constructor too: CPython's own TypeError, "cannot create '<type>' instances". A foreign
+# wrapper's lock is made by what threading's name makes natively now (gevent's factory).
+# The factory and wrap_foreign() call Cython's constructors directly, never these.
 
 cdef extern from *:
     # The slots a type call goes through (Cython fills tp_vectorcall, which bypasses tp_new).
@@ -160,32 +161,45 @@ cdef extern from *:
         void* tp_vectorcall
         PyObject* tp_dict
 
-cdef newfunc WRAPPER_NEW = (<lp_type_slots*>_LockWrapper).tp_new  # Cython's: (wrapped, info, recorder)
+# Each wrapper type's Cython constructor, (wrapped, info, recorder), kept when it is replaced.
+cdef enum:
+    LOCK_TYPE, RLOCK_TYPE, FOREIGN_LOCK_TYPE, FOREIGN_RLOCK_TYPE
+cdef newfunc CYTHON_NEW[4]
 
 
 cdef object _lock_type_new(type cls, PyObject* args, PyObject* kwargs):
-    return _made_by_type(cls, NATIVE_LOCK, LOCK, args, kwargs)
-
+    return _type_call(cls, LOCK_TYPE, NATIVE_LOCK, LOCK, args, kwargs)
 
 cdef object _rlock_type_new(type cls, PyObject* args, PyObject* kwargs):
-    return _made_by_type(cls, NATIVE_RLOCK, RLOCK, args, kwargs)
+    return _type_call(cls, RLOCK_TYPE, NATIVE_RLOCK, RLOCK, args, kwargs)
+
+cdef object _foreign_lock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    return _type_call(cls, FOREIGN_LOCK_TYPE, None, LOCK, args, kwargs)
+
+cdef object _foreign_rlock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    return _type_call(cls, FOREIGN_RLOCK_TYPE, None, RLOCK, args, kwargs)
 
 
-cdef object _made_by_type(type cls, type native_type, str kind, PyObject* args, PyObject* kwargs):
+cdef object _type_call(type cls, int which, object make, str kind, PyObject* args, PyObject* kwargs):
+    """cls(*args, **kwargs): the lock make(*args, **kwargs) makes (make None: threading's)."""
+    threading = sys.modules.get("threading") or __import__("threading")
+    current = (<dict>threading.__dict__).get(THREADING_NAMES[kind])
+    cdef LockFactory factory = current if isinstance(current, LockFactory) else None
+    if make is None:
+        make = factory._innermost if factory is not None else current
     cdef tuple positional = <tuple>args if args != NULL else ()
-    native = native_type(*positional, **<dict>kwargs) if kwargs != NULL else native_type(*positional)
-    threading = sys.modules.get("threading")
-    factory = (<dict>threading.__dict__).get(THREADING_NAMES[kind]) if threading is not None else None
-    info = (<LockFactory>factory)._info_now() if isinstance(factory, LockFactory) else None
-    recorder = (<LockFactory>factory)._recorder if info is not None else None
-    cdef tuple constructor_args = (native, info, recorder)
-    return WRAPPER_NEW(cls, <PyObject*>constructor_args, NULL)
+    lock = make(*positional, **<dict>kwargs) if kwargs != NULL else make(*positional)
+    info = factory._info_now() if factory is not None else None
+    recorder = factory._recorder if info is not None else None
+    cdef tuple constructor_args = (lock, info, recorder)
+    return CYTHON_NEW[which](cls, <PyObject*>constructor_args, NULL)
 
 
-cdef int _install_type_new(type wrapper, type native, newfunc make) except -1:
+cdef int _install_type_new(type wrapper, int which, type native, newfunc make) except -1:
     cdef lp_type_slots* slots = <lp_type_slots*>wrapper
+    CYTHON_NEW[which] = slots.tp_new
     slots.tp_vectorcall = NULL
-    if (<lp_type_slots*>native).tp_new == NULL:
+    if native is not None and (<lp_type_slots*>native).tp_new == NULL:
         slots.tp_new = NULL
         (<dict>slots.tp_dict).pop("__new__", None)  # nor a __new__ of its own
     else:
@@ -195,6 +209,8 @@ cdef int _install_type_new(type wrapper, type native, newfunc make) except -1:
 
 
 cdef int install_type_constructors() except -1:
-    _install_type_new(ProfiledLock, NATIVE_LOCK, <newfunc>_lock_type_new)
-    _install_type_new(ProfiledRLock, NATIVE_RLOCK, <newfunc>_rlock_type_new)
+    _install_type_new(ProfiledLock, LOCK_TYPE, NATIVE_LOCK, <newfunc>_lock_type_new)
+    _install_type_new(ProfiledRLock, RLOCK_TYPE, NATIVE_RLOCK, <newfunc>_rlock_type_new)
+    _install_type_new(ProfiledForeignLock, FOREIGN_LOCK_TYPE, None, <newfunc>_foreign_lock_type_new)
+    _install_type_new(ProfiledForeignRLock, FOREIGN_RLOCK_TYPE, None, <newfunc>_foreign_rlock_type_new)
     return 0
