@@ -46,14 +46,6 @@ SUITES: Dict[str, Sequence[str]] = {
     "test_asyncio.test_pep492": ("asyncio/",),
 }
 
-# Tests that legitimately see a profiled lock differ from a native one; they are not run.
-DIFFERENT_BY_DESIGN = {
-    "test.test_threading.ThreadTests.test_disallow_instantiation":
-        "asserts that type(threading.Lock()) cannot be instantiated at all (3.10-3.12); the "
-        "type of a profiled lock is lockprof._lock.ProfiledLock, whose constructor raises a "
-        "TypeError with its own message",
-}
-
 # A CPython bug that hangs a test under changed thread timing, which profiling brings: not run
 # on the versions that have it. gh-125451 (fixed in 3.12.8 and 3.13.1): after a pickling error,
 # ProcessPoolExecutor's queue feeder thread waits for _shutdown_lock, which the manager thread
@@ -84,8 +76,6 @@ def regrtest(suite: str, work_dir: str, profiled: bool, match: Optional[str] = N
     junit = os.path.join(work_dir, "junit.xml")
     command = [sys.executable, "-m", "test", suite, "--junit-xml", junit,
                "--timeout", str(TEST_FILE_TIMEOUT)]
-    for pattern in DIFFERENT_BY_DESIGN:
-        command += ["-i", pattern]
     for pattern, affected in KNOWN_CPYTHON_HANGS.items():
         if affected:
             command += ["-i", pattern]
