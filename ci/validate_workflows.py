@@ -2,10 +2,10 @@
 
     python ci/validate_workflows.py
 
-Needs PyYAML and cibuildwheel 2.x (the wheels workflow runs pypa/cibuildwheel@v2), installed
-anywhere but the project, for example in a scratch virtual environment:
+Needs PyYAML and cibuildwheel 4.x (the wheels workflow runs pypa/cibuildwheel@v4), installed
+anywhere but the project, for example in a scratch virtual environment (Python 3.11+):
 
-    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=2.23,<3'
+    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=4.3,<5'
     /tmp/wf/bin/python ci/validate_workflows.py
 
 Not part of .ci/run: it needs those installs from the network. What it checks:
@@ -15,7 +15,7 @@ Not part of .ci/run: it needs those installs from the network. What it checks:
   - the test matrix, the pinned actions, no secret or token, and the publish job's guards
     (v* tag only, `pypi` environment, id-token: write, no password);
   - `cibuildwheel --print-build-identifiers --platform linux|macos|windows` lists exactly
-    cp39..cp313 for the configured archs; the wheels jobs together build each identifier once;
+    cp39..cp315 for the configured archs; the wheels jobs together build each identifier once;
     tests are skipped exactly for the emulated Linux aarch64 wheels.
 Exit status 0 when everything holds, 1 when something does not, 2 when a tool is missing.
 """
@@ -32,7 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "ci" / "workflows"
 
-PYTHONS = ["cp39", "cp310", "cp311", "cp312", "cp313"]
+# 3.14 and 3.15 are built (and their wheels tested) only by the wheels workflow: no machine of
+# ours runs them.
+PYTHONS = ["cp39", "cp310", "cp311", "cp312", "cp313", "cp314", "cp315"]
 EXPECTED = {
     "linux": {f"{py}-{libc}_{arch}" for py in PYTHONS for libc in ("manylinux", "musllinux")
               for arch in ("x86_64", "aarch64")},
@@ -49,7 +51,7 @@ ALLOWED_ACTIONS = {
     "actions/upload-artifact@v4",
     "actions/download-artifact@v4",
     "docker/setup-qemu-action@v3",
-    "pypa/cibuildwheel@v2",
+    "pypa/cibuildwheel@v4",
     "pypa/gh-action-pypi-publish@release/v1",
 }
 # A run: step that does any of this tests or builds, so it must go through the CI scripts.
@@ -72,7 +74,7 @@ def ok(message: str) -> None:
 def missing_tool(what: str) -> int:
     print(f"validate_workflows: {what} is not installed for {sys.executable}.\n"
           "Install the checker's tools into a scratch virtual environment, not the project's:\n"
-          "    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=2.23,<3'\n"
+          "    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=4.3,<5'\n"
           "    /tmp/wf/bin/python ci/validate_workflows.py", file=sys.stderr)
     return 2
 
@@ -279,8 +281,8 @@ def check_cibuildwheel(wheel_jobs: list) -> None:
         cibw_version = version("cibuildwheel")
     except Exception:
         cibw_version = "unknown"
-    if not cibw_version.startswith("2."):
-        print(f"  note cibuildwheel {cibw_version} here; the wheels workflow runs pypa/cibuildwheel@v2")
+    if not cibw_version.startswith("4."):
+        print(f"  note cibuildwheel {cibw_version} here; the wheels workflow runs pypa/cibuildwheel@v4")
     for platform, expected in EXPECTED.items():
         found = cibuildwheel_identifiers(platform)
         if found == expected:
