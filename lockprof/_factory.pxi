@@ -152,12 +152,15 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
 # A native type that cannot be called (_thread.lock before 3.13) leaves its wrapper without a
 # constructor too: CPython's own TypeError, "cannot create '<type>' instances". A foreign
 # wrapper's lock is made by what threading's name makes natively now (gevent's factory).
+# A subclass with an __init__ of its own keeps its arguments from the native constructor, which
+# (3.15's RLock) refuses them only where __init__ is the type's own, as natively.
 # The factory and wrap_foreign() call Cython's constructors directly, never these.
 
 cdef extern from *:
     # The slots a type call goes through (Cython fills tp_vectorcall, which bypasses tp_new).
     ctypedef struct lp_type_slots "PyTypeObject":
         newfunc tp_new
+        void* tp_init
         void* tp_vectorcall
         PyObject* tp_dict
 
@@ -171,6 +174,8 @@ cdef object _lock_type_new(type cls, PyObject* args, PyObject* kwargs):
     return _type_call(cls, LOCK_TYPE, NATIVE_LOCK, LOCK, args, kwargs)
 
 cdef object _rlock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    if (<lp_type_slots*>cls).tp_init != (<lp_type_slots*>ProfiledRLock).tp_init:
+        args = kwargs = NULL
     return _type_call(cls, RLOCK_TYPE, NATIVE_RLOCK, RLOCK, args, kwargs)
 
 cdef object _foreign_lock_type_new(type cls, PyObject* args, PyObject* kwargs):

@@ -181,6 +181,19 @@ def test_subclassing_the_type_as_natively(name):
         with condition:
             assert condition.wait(0.01) is False
         assert acquires_counted(collector, [mine]) >= 1
+        # A subclass's own __init__ takes its own arguments; without one, the native type's
+        # constructor judges them (3.15's RLock refuses them).
+        with_init = {"__init__": lambda self, size, **options: setattr(self, "size", size)}
+        for namespace in (with_init, {}):
+            native_sub = type("Sized", (native_type,), dict(namespace))
+            profiled_sub = type("Sized", (profiled_type,), dict(namespace))
+            for args, kwargs in CALLS:
+                expected, got = call(native_sub, args, kwargs), call(profiled_sub, args, kwargs)
+                if expected[0] == "raises":
+                    assert got == expected, (namespace, args, kwargs)
+                else:
+                    assert got[0] == "makes" and type(got[1]) is profiled_sub, (namespace, args, got)
+                    assert vars(got[1]) == vars(expected[1]) and got[1].lock_info is not None
         collector.stop()
         assert profiled().lock_info is None and native().acquire()
     finally:
