@@ -17,7 +17,8 @@ the server's CPU time shows what profiling costs, and latency is not dominated b
 Reported per application and profiler, medians over the rounds with their range: p50 and p99
 latency (wrk's), requests per second, CPU per request (the server process's utime + stime over
 the wrk run, from /proc, divided by the requests served); the range of the unprofiled rounds is
-the benchmark's noise. Needs Linux (/proc), wrk (Debian: apt-get install wrk) and
+the benchmark's noise; --nice -10 (root) keeps the machine's other work from queueing the
+server's requests, on a shared machine. Needs Linux (/proc), wrk (Debian: apt-get install wrk) and
 benchmarks/requirements.txt; traffic only goes to 127.0.0.1, every run is bounded in time.
 """
 
@@ -95,6 +96,27 @@ def parse_wrk(output: str) -> Dict[str, float]:
             "requests": int(total.group(1)), "errors": errors + (int(non_2xx.group(1)) if non_2xx else 0)}
 
 
+def placed(cpu: int, nice: int):
+    """A subprocess preexec_fn: the child on CPU `cpu` only (-1: anywhere) and at niceness `nice`
+    (0: unchanged; below 0, root only: the scheduler runs it before the machine's other work, so
+    that other jobs on a shared machine do not queue the server's requests). Where the kernel
+    groups processes by session (autogroup), niceness only orders processes within a group, so
+    the child starts a session of its own and gives its group the same niceness."""
+    pin = pinned_to(cpu)
+
+    def preexec() -> None:
+        if pin is not None:
+            pin()
+        if nice:
+            os.setsid()
+            if os.path.exists("/proc/self/autogroup"):
+                with open("/proc/self/autogroup", "w", encoding="ascii") as f:
+                    f.write(str(nice))
+            os.nice(nice)
+
+    return preexec
+
+
 def server_command(app: str, port: int, threads: int) -> List[str]:
     """One server process serving `app`: gunicorn's one threaded worker (its master idles), or
     uvicorn on asyncio's own loop and its pure-Python HTTP parser (the same with or without
@@ -111,14 +133,14 @@ def server_command(app: str, port: int, threads: int) -> List[str]:
 class Server:
     """One application served under one profiler."""
 
-    def __init__(self, app: str, profiler: str, profile_dir: str, threads: int, log_path: str, cpu: int) -> None:
+    def __init__(self, app: str, profiler: str, profile_dir: str, threads: int, log_path: str, preexec) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, BENCH_SERVICE_PROFILER=profiler, BENCH_SERVICE_PROFILE_DIR=profile_dir)
         command = server_command(app, self.port, threads)
         self.log = open(log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-                                        preexec_fn=pinned_to(cpu))
+                                        preexec_fn=preexec)
 
     def wait_ready(self, timeout: float) -> Dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -142,10 +164,10 @@ class Server:
         self.log.close()
 
 
-def wrk(url: str, duration: int, connections: int, script: str, cpu: int) -> str:
+def wrk(url: str, duration: int, connections: int, script: str, preexec) -> str:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script, url]
     completed = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60,
-                               preexec_fn=pinned_to(cpu))
+                               preexec_fn=preexec)
     if completed.returncode != 0:
         raise RuntimeError(f"wrk failed ({completed.returncode}): {completed.stderr.strip()}")
     return completed.stdout
@@ -166,15 +188,15 @@ def run_one(app: str, profiler: str, round_: int, args, script: str) -> Dict[str
     tag = f"{app}.{profiler}.{round_}"
     profile_dir = os.path.join(args.results_dir, "profiles", tag)
     server = Server(app, profiler, profile_dir, args.threads, os.path.join(args.results_dir, f"server.{tag}.log"),
-                    args.server_cpu)
+                    placed(args.server_cpu, args.nice))
     load = load_average()
     try:
         info = server.wait_ready(args.startup_timeout)
         check_info(info, app, profiler)
         url = server.url + "/work"
-        wrk(url, args.warmup, args.connections, script, args.client_cpu)
+        wrk(url, args.warmup, args.connections, script, placed(args.client_cpu, args.nice))
         cpu_before = worker_cpu_seconds(info["pid"])
-        output = wrk(url, args.duration, args.connections, script, args.client_cpu)
+        output = wrk(url, args.duration, args.connections, script, placed(args.client_cpu, args.nice))
         cpu = worker_cpu_seconds(info["pid"]) - cpu_before
     finally:
         server.stop()
@@ -221,7 +243,8 @@ def report(summaries: Dict[str, Dict[str, Dict[str, Any]]], meta: Dict[str, Any]
     lines = [f"service benchmark: Python {meta['python']}, {meta['cpu']} ({meta['cpus']} CPUs), {meta['date']}; "
              f"server on CPU {meta['server_cpu']} (gunicorn gthread 1 worker x {meta['threads']} threads; "
              f"uvicorn), wrk on CPU {meta['client_cpu']}, {meta['connections']} connections, "
-             f"{meta['delay_ms']:g} ms between requests, {meta['duration']:g} s x {meta['rounds']} rounds; "
+             f"{meta['delay_ms']:g} ms between requests, nice {meta['nice']}, "
+             f"{meta['duration']:g} s x {meta['rounds']} rounds; "
              "medians [range over the rounds]"]
     for app, summary in summaries.items():
         lines += ["", f"{app} ({'Flask on gunicorn' if app == 'wsgi' else 'ASGI on uvicorn'})", "",
@@ -268,6 +291,8 @@ def parse_args(argv: Optional[List[str]] = None):
     parser.add_argument("--startup-timeout", type=float, default=30.0)
     parser.add_argument("--server-cpu", type=int, default=last_cpu(),
                         help="run the server on this one CPU, wrk on another (default the last CPU; -1: not pinned)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="niceness of the server and wrk, e.g. -10 (root) on a shared machine (default 0)")
     parser.add_argument("--profilers", default=None,
                         help="comma-separated, from none, lockprof, ddtrace, ddtrace-lockprof "
                              "(default: all that are installed)")
@@ -301,7 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "platform": platform.platform(), "ddtrace": profilers.ddtrace_version(), "profilers": args.profilers,
             "apps": args.apps, "duration": args.duration, "warmup": args.warmup, "rounds": args.rounds,
             "connections": args.connections, "delay_ms": args.delay_ms, "threads": args.threads,
-            "server_cpu": args.server_cpu, "client_cpu": args.client_cpu}
+            "server_cpu": args.server_cpu, "client_cpu": args.client_cpu, "nice": args.nice}
     runs: Dict[str, Dict[str, List[Dict[str, Any]]]] = {app: {p: [] for p in args.profilers} for app in args.apps}
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(f"function delay()\n  return {args.delay_ms:g}\nend\n")  # ms between requests
