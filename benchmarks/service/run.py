@@ -260,7 +260,8 @@ def report(summaries: Dict[str, Dict[str, Dict[str, Any]]], meta: Dict[str, Any]
                 return f"{shown} [{low:{fmt}}-{high:{fmt}}]"
 
             lines.append(f"| {profiler} | {cell('cpu_us_per_request', ',.0f')} | {cell('p50_ms', '.2f')} | "
-                         f"{cell('p99_ms', '.2f')} | {entry['requests_per_sec']:,.0f} | {entry['range']['errors'][1]:.0f} |")
+                         f"{cell('p99_ms', '.2f')} | {entry['requests_per_sec']:,.0f} | "
+                         f"{entry['range']['errors'][1]:.0f} |")
         if "none" in summary:
             lines.append("\nnoise: the unprofiled rounds range over " + ", ".join(
                 f"{noise_pct(summary['none'], metric):.1f}% ({what})"
@@ -273,7 +274,8 @@ def report(summaries: Dict[str, Dict[str, Dict[str, Any]]], meta: Dict[str, Any]
                 verdict = "PASS" if lockprof[metric] <= TARGETS[metric] else "MISS"
                 lines.append(f"{verdict}  {app}: lockprof {what} within {TARGETS[metric]:g}% of profiling off: "
                              f"{lockprof[metric]:+.1f}%")
-    lines.append(f"\nthe seeds' pure-Python collector (quoted): p50 {SEEDS['p50']}, p99 {SEEDS['p99']}, CPU {SEEDS['cpu']}")
+    lines.append(f"\nthe seeds' pure-Python collector (quoted): p50 {SEEDS['p50']}, p99 {SEEDS['p99']}, "
+                 f"CPU {SEEDS['cpu']}")
     return lines
 
 
