@@ -3,6 +3,8 @@ from typing import Any, Callable, Optional, Union
 
 from lockprof._recorder import LockInfo as LockInfo, Recorder
 
+CORE_MODE: str
+
 class _LockWrapper:
     @property
     def lock_info(self) -> Optional[LockInfo]: ...
