@@ -158,19 +158,25 @@ def test_site_naming_reads_load_fast_borrow_as_a_plain_variable(collector):
 
 # ------------------------------------------------------------------ the running asyncio task
 
-def task_names_of(collector, lock):
-    return {s.task_name for s in samples_of(collector.snapshot(), lock)}
-
-
 async def take(lock):
     with lock:
         pass
 
 
-def run_task(lock):
-    async def main():
-        await asyncio.get_running_loop().create_task(take(lock), name="worker")
-    asyncio.run(main())
+def names_of_tasks_taking_a_lock():
+    """The task names a new collector records for a lock taken in a task named 'worker'."""
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    try:
+        lock = threading.Lock()
+
+        async def main():
+            await asyncio.get_running_loop().create_task(take(lock), name="worker")
+
+        asyncio.run(main())
+        return {s.task_name for s in samples_of(collector.snapshot(), lock)}
+    finally:
+        collector.stop()
 
 
 @pytest.mark.skipif(type(asyncio.tasks.current_task) is not type(len), reason="asyncio's current_task is Python code here (3.9-3.11)")
@@ -178,14 +184,7 @@ def test_the_task_is_asyncios_c_accessors_not_the_dict(monkeypatch):
     # From 3.14 the running task lives on the thread state and asyncio.tasks._current_tasks
     # stays empty: where current_task is C, the dict is never read.
     monkeypatch.setattr(asyncio.tasks, "_current_tasks", {})
-    collector = LockCollector(capture_pct=100)
-    collector.start()
-    try:
-        lock = threading.Lock()
-        run_task(lock)
-        assert task_names_of(collector, lock) == {"worker"}
-    finally:
-        collector.stop()
+    assert names_of_tasks_taking_a_lock() == {"worker"}
 
 
 def test_the_task_is_read_from_the_dict_where_current_task_is_python(monkeypatch):
@@ -199,12 +198,5 @@ def test_the_task_is_read_from_the_dict_where_current_task_is_python(monkeypatch
         return dict_of_tasks.get(loop)
 
     monkeypatch.setattr(asyncio.tasks, "current_task", python_current_task)
-    collector = LockCollector(capture_pct=100)
-    collector.start()
-    try:
-        lock = threading.Lock()
-        run_task(lock)
-        assert task_names_of(collector, lock) == {"worker"}
-        assert calls == []
-    finally:
-        collector.stop()
+    assert names_of_tasks_taking_a_lock() == {"worker"}
+    assert calls == []
