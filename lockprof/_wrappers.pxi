@@ -215,41 +215,44 @@ cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -
 # statement calls it, with three arguments, is the release; any other call is the native
 # __exit__'s to accept (up to 3.14, whatever it is given) or refuse (3.15).
 
-cdef inline bint _enter_refuses(_LockWrapper self, Py_ssize_t nargs, PyObject* kwnames):
-    return (nargs != 0 or kwnames != NULL) and not self._ops.enter_takes_arguments
+cdef inline bint _enter_refuses(object self, Py_ssize_t nargs, PyObject* kwnames):
+    return (nargs != 0 or kwnames != NULL) and not (<_LockWrapper>self)._ops.enter_takes_arguments
 
-cdef inline Py_ssize_t _exit_nargs(Py_ssize_t nargs):
-    return -1 if nargs == 3 else nargs  # -1: the native release
+cdef object _native_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    return lp_call_vector(&wrapper._ops.enter, <PyObject*>wrapper._wrapped, args, nargs, kwnames)
 
 cdef object lock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object lock_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef _LockWrapper wrapper = <_LockWrapper>self
-    if _enter_refuses(wrapper, nargs, kwnames):
-        return lp_call_vector(&wrapper._ops.enter, <PyObject*>wrapper._wrapped, args, nargs, kwnames)
-    return _lock_acquire(wrapper, args, nargs, kwnames)
+    if _enter_refuses(self, nargs, kwnames):
+        return _native_enter(self, args, nargs, kwnames)
+    return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object lock_release(object self, PyObject* unused):
     return _lock_release(<_LockWrapper>self, NULL, -1)
 
 cdef object lock_exit(object self, PyObject** args, Py_ssize_t nargs):
-    return _lock_release(<_LockWrapper>self, args, _exit_nargs(nargs))
+    if nargs == 3:  # a with statement's
+        return _lock_release(<_LockWrapper>self, NULL, -1)
+    return _lock_release(<_LockWrapper>self, args, nargs)
 
 cdef object rlock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object rlock_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    cdef _LockWrapper wrapper = <_LockWrapper>self
-    if _enter_refuses(wrapper, nargs, kwnames):
-        return lp_call_vector(&wrapper._ops.enter, <PyObject*>wrapper._wrapped, args, nargs, kwnames)
-    return _rlock_acquire(wrapper, args, nargs, kwnames)
+    if _enter_refuses(self, nargs, kwnames):
+        return _native_enter(self, args, nargs, kwnames)
+    return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object rlock_release(object self, PyObject* unused):
     return _rlock_release(<_LockWrapper>self, NULL, -1)
 
 cdef object rlock_exit(object self, PyObject** args, Py_ssize_t nargs):
-    return _rlock_release(<_LockWrapper>self, args, _exit_nargs(nargs))
+    if nargs == 3:
+        return _rlock_release(<_LockWrapper>self, NULL, -1)
+    return _rlock_release(<_LockWrapper>self, args, nargs)
 
 # Shared by both types: the instance knows its native type's methods.
 
