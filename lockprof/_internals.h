@@ -62,8 +62,22 @@ static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
            && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist);
 }
 
-/* The attempt by try_kind: 1 acquired, 0 held (by any thread), -1 with an exception set. A
- * nested acquire of an RLock this thread holds is the native method's to count. */
+/* An RLock's attempt: 1 acquired, 0 held by another thread, -1 held by this thread (a nested
+ * acquire, the native method's to count). */
+static inline int lp_rlock_try_direct(PyObject *rlock)
+{
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    lp_thread_owner me = (lp_thread_owner)PyThread_get_thread_ident();
+    if (r->rlock_count > 0)
+        return r->rlock_owner == me ? -1 : 0;
+    if (PyThread_acquire_lock_timed(r->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    r->rlock_owner = me;
+    r->rlock_count = 1;
+    return 1;
+}
+
+/* The attempt by try_kind: 1 acquired, 0 held (by any thread), -1 with an exception set. */
 static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)
 {
     if (try_kind == LP_TRY_LOCK) {
@@ -74,17 +88,9 @@ static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, 
         return 1;
     }
     if (try_kind == LP_TRY_RLOCK) {
-        lp_native_rlock *r = (lp_native_rlock *)self;
-        lp_thread_owner me = (lp_thread_owner)PyThread_get_thread_ident();
-        if (r->rlock_count == 0) {
-            if (PyThread_acquire_lock_timed(r->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
-                return 0;
-            r->rlock_owner = me;
-            r->rlock_count = 1;
-            return 1;
-        }
-        if (r->rlock_owner != me)
-            return 0;
+        int r = lp_rlock_try_direct(self);
+        if (r >= 0)
+            return r;
     }
     return lp_try_by_method(acquire, self);
 }

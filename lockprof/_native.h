@@ -231,7 +231,12 @@ static inline int lp_bool_result(PyObject *result)
  * cores' attempt (lp_try_acquire) falls back on it. */
 static inline int lp_try_by_method(const lp_native_method *acquire, PyObject *self)
 {
-    return lp_bool_result(lp_call_try(acquire, self));
+    PyObject *result = lp_call_try(acquire, self);
+    if (result == NULL)
+        return -1;
+    int acquired = result == Py_True;
+    Py_DECREF(result);
+    return acquired;
 }
 
 /* How a wrapper type's acquire is tried without blocking: through the native method, or (the

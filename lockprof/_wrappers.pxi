@@ -84,19 +84,11 @@ cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
     return lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
 
 
-cdef inline object _native_release(const NativeOps* ops, object native, PyObject** exit_args, Py_ssize_t nargs):
-    """The native release, or with nargs >= 0 the native __exit__(*exit_args), which decides
-    whether it takes those arguments (3.15's takes exactly three) and raises as natively."""
-    if nargs < 0:
-        return lp_call0(&ops.release, <PyObject*>native)
-    return lp_call_vector(&ops.exit, <PyObject*>native, exit_args, nargs, NULL)
-
-
-cdef inline object _lock_release(_LockWrapper self, PyObject** exit_args, Py_ssize_t nargs):
+cdef inline object _lock_release(_LockWrapper self):
     if self._hold.entry == NULL and not lp_blocking_pending(&self._blocking):
-        return _native_release(&LOCK_OPS, self._wrapped, exit_args, nargs)
+        return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
     cdef int64_t released_at = lp_monotonic_ns()
-    result = _native_release(&LOCK_OPS, self._wrapped, exit_args, nargs)
+    result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
     _released(self, released_at, True)
     return result
 
@@ -131,17 +123,16 @@ cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
     return lp_rlock_owned(&RLOCK_OPS.is_owned, RLOCK_OPS.try_kind, <PyObject*>self._wrapped)
 
 
-cdef inline object _rlock_release(_LockWrapper self, PyObject** exit_args, Py_ssize_t nargs):
+cdef inline object _rlock_release(_LockWrapper self):
     if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
-        return _native_release(&RLOCK_OPS, self._wrapped, exit_args, nargs)
+        return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef bint outermost = self._depth == 1
-    if (not outermost and nargs < 0
-            and lp_rlock_unnest(RLOCK_OPS.try_kind, <PyObject*>self._wrapped)):  # as the native release counts it
+    if not outermost and lp_rlock_unnest(RLOCK_OPS.try_kind, <PyObject*>self._wrapped):  # as the native release counts it
         self._depth -= 1
         return None
     cdef bint has_events = outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
     cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
-    result = _native_release(&RLOCK_OPS, self._wrapped, exit_args, nargs)  # raises unless the owner
+    result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
     self._depth -= 1
     if has_events:
         _released(self, released_at, True)
@@ -231,12 +222,12 @@ cdef object lock_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject*
     return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object lock_release(object self, PyObject* unused):
-    return _lock_release(<_LockWrapper>self, NULL, -1)
+    return _lock_release(<_LockWrapper>self)
 
 cdef object lock_exit(object self, PyObject** args, Py_ssize_t nargs):
     if nargs == 3:  # a with statement's
-        return _lock_release(<_LockWrapper>self, NULL, -1)
-    return _lock_release(<_LockWrapper>self, args, nargs)
+        return _lock_release(<_LockWrapper>self)
+    return _exit_by_native(<_LockWrapper>self, args, nargs)
 
 cdef object rlock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
@@ -247,12 +238,28 @@ cdef object rlock_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject
     return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object rlock_release(object self, PyObject* unused):
-    return _rlock_release(<_LockWrapper>self, NULL, -1)
+    return _rlock_release(<_LockWrapper>self)
 
 cdef object rlock_exit(object self, PyObject** args, Py_ssize_t nargs):
     if nargs == 3:
-        return _rlock_release(<_LockWrapper>self, NULL, -1)
-    return _rlock_release(<_LockWrapper>self, args, nargs)
+        return _rlock_release(<_LockWrapper>self)
+    return _exit_by_native(<_LockWrapper>self, args, nargs)
+
+cdef object _exit_by_native(_LockWrapper self, PyObject** args, Py_ssize_t nargs):
+    """The native __exit__ with the caller's arguments: it refuses them (3.15's takes exactly
+    three), changing nothing, or releases as release() does, and the release is accounted as
+    _lock_release() and _rlock_release() account it."""
+    cdef long depth = self._depth  # RLock: the tracked depth (0: untracked); Lock: always 0
+    cdef int64_t released_at = lp_monotonic_ns()
+    result = lp_call_vector(&self._ops.exit, <PyObject*>self._wrapped, args, nargs, NULL)
+    if self._ops == &RLOCK_OPS:
+        if depth == 0:
+            return result
+        self._depth = depth - 1
+        if depth > 1:
+            return result
+    _released(self, released_at, True)
+    return result
 
 # Shared by both types: the instance knows its native type's methods.
 
