@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Install lockprof from the source tree into a fresh virtual environment made with PYTHON, then
 # run the README's test command, the README's example and a benchmark smoke run.
-# Usage: ci/test.sh PYTHON          (used by .ci/run and by ci/workflows/test.yml)
+# Usage: ci/test.sh PYTHON [CORE]   (used by .ci/run and by ci/workflows/test.yml)
+# CORE is LOCKPROF_CORE for the build and the tests (auto, internals or portable; default auto):
+# tests/test_core_mode.py checks that the modules are the core it asks for.
 set -euo pipefail
-python=${1:?usage: ci/test.sh PYTHON}
+python=${1:?usage: ci/test.sh PYTHON [CORE]}
+export LOCKPROF_CORE=${2:-auto}
 root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -21,13 +21,16 @@ cdef int _add_method(type wrapper, type native, PyMethodDef* slot, const char* n
 
 
 cdef int _resolve_ops(NativeOps* ops, type native, names) except -1:
-    cdef lp_native_method* targets[8]
+    cdef lp_native_method* targets[10]
     targets[:] = [&ops.acquire, &ops.release, &ops.locked, &ops.at_fork_reinit, &ops.is_owned,
-                  &ops.release_save, &ops.acquire_restore, &ops.recursion_count]
+                  &ops.release_save, &ops.acquire_restore, &ops.recursion_count, &ops.enter, &ops.exit]
     for i, name in enumerate(names):
         targets[i].descr = NULL
         if hasattr(native, name):
             lp_native_method_resolve(targets[i], <PyTypeObject*>native, name.encode())
+    # Derived from the running interpreter, never from its version: 3.15's __enter__ takes no
+    # arguments (METH_NOARGS), earlier ones are acquire itself.
+    ops.enter_takes_arguments = ops.enter.descr == NULL or ops.enter.kind != LP_CALL_NOARGS
     return 0
 
 
@@ -35,7 +38,7 @@ cdef int _install_methods() except -1:
     cdef int VARKW = METH_VARARGS | METH_KEYWORDS
     cdef int FASTKW = METH_FASTCALL | METH_KEYWORDS
     names = ("acquire", "release", "locked", "_at_fork_reinit", "_is_owned", "_release_save",
-             "_acquire_restore", "_recursion_count")
+             "_acquire_restore", "_recursion_count", "__enter__", "__exit__")
     _resolve_ops(&LOCK_OPS, NATIVE_LOCK, names)
     _resolve_ops(&RLOCK_OPS, NATIVE_RLOCK, names)
     # acquire and __enter__ (natively the same method, arguments included) use the vectorcall
@@ -46,7 +49,7 @@ cdef int _install_methods() except -1:
     cdef PyMethodDef* m = LOCK_METHODS
     _add_method(ProfiledLock, NATIVE_LOCK, &m[0], "acquire", <void*>lock_acquire, FASTKW)
     _add_method(ProfiledLock, NATIVE_LOCK, &m[1], "acquire_lock", <void*>lock_acquire, FASTKW)
-    _add_method(ProfiledLock, NATIVE_LOCK, &m[2], "__enter__", <void*>lock_acquire, FASTKW)
+    _add_method(ProfiledLock, NATIVE_LOCK, &m[2], "__enter__", <void*>lock_enter, FASTKW)
     _add_method(ProfiledLock, NATIVE_LOCK, &m[3], "release", <void*>lock_release, METH_NOARGS)
     _add_method(ProfiledLock, NATIVE_LOCK, &m[4], "release_lock", <void*>lock_release, METH_NOARGS)
     _add_method(ProfiledLock, NATIVE_LOCK, &m[5], "__exit__", <void*>lock_exit, METH_FASTCALL)
@@ -55,7 +58,7 @@ cdef int _install_methods() except -1:
     _add_method(ProfiledLock, NATIVE_LOCK, &m[8], "_at_fork_reinit", <void*>wrapper_at_fork_reinit, METH_NOARGS)
     m = RLOCK_METHODS
     _add_method(ProfiledRLock, NATIVE_RLOCK, &m[0], "acquire", <void*>rlock_acquire, FASTKW)
-    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[1], "__enter__", <void*>rlock_acquire, FASTKW)
+    _add_method(ProfiledRLock, NATIVE_RLOCK, &m[1], "__enter__", <void*>rlock_enter, FASTKW)
     _add_method(ProfiledRLock, NATIVE_RLOCK, &m[2], "release", <void*>rlock_release, METH_NOARGS)
     _add_method(ProfiledRLock, NATIVE_RLOCK, &m[3], "__exit__", <void*>rlock_exit, METH_FASTCALL)
     _add_method(ProfiledRLock, NATIVE_RLOCK, &m[4], "locked", <void*>wrapper_locked, METH_NOARGS)
@@ -68,35 +71,35 @@ cdef int _install_methods() except -1:
 
 
 cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
-    """Use the direct non-blocking attempt for this native type if it behaves, seen through the
-    native methods, exactly like the native acquire; otherwise the method call."""
+    """Use the internals core's attempt on the lock object itself for this native type if it
+    behaves, seen through the native methods, exactly like the native acquire; otherwise (and
+    always in the portable core, which reads no layout) the method call."""
     ops.try_kind = LP_TRY_BY_METHOD
     if not lp_native_layout_matches(<PyTypeObject*>native, kind):
         return 0
     try:
         if kind == LP_TRY_LOCK:
             lock = ORIGINAL_ALLOCATE_LOCK()
-            taken = lp_lock_try_direct(<PyObject*>lock) == 1
-            ok = taken and lock.locked() and lp_lock_try_direct(<PyObject*>lock) == 0
+            taken = lp_try_acquire(&ops.acquire, kind, <PyObject*>lock) == 1
+            ok = taken and lock.locked() and lp_try_acquire(&ops.acquire, kind, <PyObject*>lock) == 0
             if taken:
-                lp_lock_release_direct(<PyObject*>lock)
+                lp_lock_release_taken(&ops.release, kind, <PyObject*>lock)
             ok = ok and not lock.locked() and lock.acquire(False)  # the native acquire agrees
             lock.release()  # and the native release accepts its hold
             ok = ok and not lock.locked()
         else:
             lock = NATIVE_RLOCK()
-            ok = lp_rlock_try_direct(<PyObject*>lock) == 1 and lock._is_owned()
-            ok = ok and lp_rlock_try_direct(<PyObject*>lock) == -1
-            ok = ok and lp_rlock_owned_direct(<PyObject*>lock)
+            ok = lp_try_acquire(&ops.acquire, kind, <PyObject*>lock) == 1 and lock._is_owned()
+            ok = ok and lp_rlock_owned(&ops.is_owned, kind, <PyObject*>lock) == 1
             ok = ok and getattr(lock, "_recursion_count", lambda: 1)() == 1
             # A nested level counted directly, which the native release undoes, and back.
-            ok = ok and lp_rlock_nest_direct(<PyObject*>lock) == 0 and lock._is_owned()
+            ok = ok and lp_rlock_nest(kind, <PyObject*>lock) == 1 and lock._is_owned()
             lock.release()
             ok = ok and lock._is_owned() and lock.acquire(False)
-            ok = ok and lp_rlock_unnest_direct(<PyObject*>lock) and lock._is_owned()
-            ok = ok and not lp_rlock_unnest_direct(<PyObject*>lock)  # the outermost level is not
+            ok = ok and lp_rlock_unnest(kind, <PyObject*>lock) and lock._is_owned()
+            ok = ok and not lp_rlock_unnest(kind, <PyObject*>lock)  # the outermost level is not
             lock.release()
-            ok = ok and not lock._is_owned() and not lp_rlock_owned_direct(<PyObject*>lock)
+            ok = ok and not lock._is_owned() and lp_rlock_owned(&ops.is_owned, kind, <PyObject*>lock) == 0
     except Exception:
         ok = False
     if ok:
@@ -105,16 +108,22 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
 
 
 cdef int take_native_lock(object lock) noexcept:
-    """1: `lock`, a native threading.Lock, taken without waiting; 0: it is held (by any
-    thread); -1: not a lock that can be taken here without a method call."""
-    if type(lock) is not NATIVE_LOCK or LOCK_OPS.try_kind != LP_TRY_LOCK:
+    """1: `lock`, a native threading.Lock, taken without waiting (no Python code runs: the
+    attempt of this core); 0: it is held (by any thread); -1: not a native lock."""
+    if type(lock) is not NATIVE_LOCK:
         return -1
-    return lp_lock_try_direct(<PyObject*>lock)
+    try:
+        return lp_try_acquire(&LOCK_OPS.acquire, LOCK_OPS.try_kind, <PyObject*>lock)
+    except Exception:
+        return -1
 
 
 cdef void release_native_lock(object lock) noexcept:
     """Release a lock take_native_lock() took."""
-    lp_lock_release_direct(<PyObject*>lock)
+    try:
+        lp_lock_release_taken(&LOCK_OPS.release, LOCK_OPS.try_kind, <PyObject*>lock)
+    except Exception:
+        pass  # the native release of a lock this thread just took does not fail
 
 
 def direct_try_kinds():
@@ -125,3 +134,17 @@ def direct_try_kinds():
     if RLOCK_OPS.try_kind != LP_TRY_BY_METHOD:
         kinds.append(RLOCK)
     return tuple(kinds)
+
+
+def derived_protocol():
+    """What the wrappers derived from the native methods at import: whether __enter__ takes
+    acquire's arguments (Lock, RLock)."""
+    return {"enter_takes_arguments": (bool(LOCK_OPS.enter_takes_arguments), bool(RLOCK_OPS.enter_takes_arguments))}
+
+
+def feed_derived_protocol(enter_takes_arguments):
+    """Tests run the other variant on this interpreter: (Lock, RLock) as derived_protocol()
+    gives them. Returns the settings it replaced."""
+    previous = derived_protocol()
+    LOCK_OPS.enter_takes_arguments, RLOCK_OPS.enter_takes_arguments = enter_takes_arguments
+    return previous

@@ -15,7 +15,12 @@ cdef struct NativeOps:
     lp_native_method release_save
     lp_native_method acquire_restore
     lp_native_method recursion_count
+    lp_native_method enter
+    lp_native_method exit
     int try_kind  # how acquire is tried without blocking (LP_TRY_*)
+    # Whether the native __enter__ takes acquire's arguments (it is acquire up to 3.14), from its
+    # calling convention; where it takes none, a call with arguments is the native method's.
+    bint enter_takes_arguments
 
 
 cdef class _LockWrapper:

@@ -1,6 +1,12 @@
-from typing import Any, Callable, Optional, Union
+import _thread
+from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from lockprof._recorder import LockInfo as LockInfo, Recorder
+
+CORE_MODE: str  # "internals" or "portable": the core these modules were built as
+
+def derived_protocol() -> Dict[str, Tuple[bool, bool]]: ...
+def feed_derived_protocol(enter_takes_arguments: Tuple[bool, bool]) -> Dict[str, Tuple[bool, bool]]: ...
 
 class _LockWrapper:
     @property

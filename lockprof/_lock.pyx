@@ -29,13 +29,13 @@ from cpython.type cimport PyType_Modified
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_MAX_FRAMES, LP_TRY_BY_METHOD, LP_TRY_LOCK,
-    LP_TRY_RLOCK, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_blocking_pending,
-    lp_call, lp_call0, lp_call_vector, lp_classify_acquire, lp_classify_acquire_call, lp_current_frame,
-    lp_descr_doc, lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_frame_ref,
-    lp_lock_release_direct, lp_lock_try_direct, lp_module_init, lp_monotonic_ns, lp_native_layout_matches,
-    lp_native_method, lp_native_method_resolve, lp_rlock_nest_direct, lp_rlock_owned_direct,
-    lp_rlock_try_direct, lp_rlock_unnest_direct, lp_thread_ident, lp_try_acquire, lp_type_set_method,
+    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_CALL_NOARGS, LP_CORE_MODE, LP_MAX_FRAMES, LP_TRY_BY_METHOD,
+    LP_TRY_LOCK, LP_TRY_RLOCK, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef,
+    lp_blocking_pending, lp_call, lp_call0, lp_call_vector, lp_classify_acquire, lp_classify_acquire_call,
+    lp_current_frame, lp_descr_doc, lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_frame_ref,
+    lp_lock_release_taken, lp_module_init, lp_monotonic_ns, lp_native_layout_matches, lp_native_method,
+    lp_native_method_resolve, lp_rlock_nest, lp_rlock_owned, lp_rlock_unnest, lp_thread_ident,
+    lp_try_acquire, lp_type_set_method,
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, name_lock, waiter_init
 from lockprof._wait cimport (
@@ -48,6 +48,10 @@ from lockprof._recorder import LockInfo  # the Python name too: lockprof._lock.L
 
 cdef NativeOps LOCK_OPS
 cdef NativeOps RLOCK_OPS
+
+# "internals" or "portable": the core these modules were built as (setup.py, LOCKPROF_CORE;
+# lockprof.CORE_MODE).
+CORE_MODE = (<bytes>LP_CORE_MODE).decode("ascii")
 
 
 def original_thread_attribute(str name):
@@ -75,10 +79,10 @@ include "_factory.pxi"
 
 # ------------------------------------------------------------------ start-up
 lp_module_init()
+_install_methods()
 _choose_try(&LOCK_OPS, NATIVE_LOCK, LP_TRY_LOCK)
 _choose_try(&RLOCK_OPS, NATIVE_RLOCK, LP_TRY_RLOCK)
 from lockprof._sampler import CaptureSampler
 # The recorder of the locks a wrapper type makes while no collector profiles, never active.
 cdef Recorder INERT_RECORDER = Recorder(CaptureSampler(0.0), 1, 1)
-_install_methods()
 install_type_constructors()

@@ -1,12 +1,19 @@
 /* The C half of lockprof's core, included by the .pyx modules through _lockcore.pxd: what
  * Cython cannot express cheaply, one header per concept.
- *   _clock.h    the monotonic clock and the thread ids
- *   _native.h   native lock methods called from C, the native lock layout, acquire arguments
- *   _blocked.h  the waiters blocked on a lock, the random draws of wait sampling
- *   _stack.h    the stack walk as (code, offset) pairs
- *   _naming.h   the name a lock is stored under, read from frames and bytecode
- *   _table.h    the event table and the long-wait slots
- */
+ *   _clock.h      the monotonic clock and the thread ids
+ *   _native.h     native lock methods called from C, the attempt by method, acquire arguments
+ *   _blocked.h    the waiters blocked on a lock, the random draws of wait sampling
+ *   _stack.h      the stack as (code, offset) pairs, frame accessors
+ *   _internals.h  or _portable.h: the core's mode (below)
+ *   _naming.h     the name a creation site stores a lock under, read from its bytecode
+ *   _table.h      the event table and the long-wait slots
+ *
+ * The one place the core's mode is chosen. LOCKPROF_CORE_PORTABLE (setup.py defines it for
+ * LOCKPROF_CORE=portable, and by default on a CPython newer than 3.13) builds the portable core:
+ * CPython's public C API only. Otherwise the internals core reads the interpreter's own
+ * structures where that saves a call or an allocation (_internals.h). Both define the same
+ * functions: the lock attempt and an RLock's levels, the stack walk, a code object's names and a
+ * frame's locals; LP_CORE_MODE names the one built (lockprof.CORE_MODE). */
 #ifndef LOCKPROF_LOCKCORE_H
 #define LOCKPROF_LOCKCORE_H
 
@@ -14,6 +21,11 @@
 #include "_native.h"
 #include "_blocked.h"
 #include "_stack.h"
+#ifdef LOCKPROF_CORE_PORTABLE
+#include "_portable.h"
+#else
+#include "_internals.h"
+#endif
 #include "_naming.h"
 #include "_table.h"
 

@@ -17,6 +17,8 @@ cdef extern from "Python.h":
 cdef extern from "_lockcore.h":
     # Every module that cimports this calls it once at import.
     int lp_module_init() except -1
+    # "internals" or "portable": the core this module was built as (setup.py, LOCKPROF_CORE).
+    const char* LP_CORE_MODE
 
 
 cdef extern from "_clock.h":
@@ -28,6 +30,9 @@ cdef extern from "_clock.h":
 cdef extern from "_native.h":
     ctypedef struct lp_native_method:
         PyObject* descr
+        int kind  # its calling convention, from its ml_flags (LP_CALL_*)
+    enum:
+        LP_CALL_NOARGS
     int lp_native_method_resolve(lp_native_method* m, PyTypeObject* type, const char* name) except -1
     const char* lp_descr_doc(PyObject* descr)
     # `self` is borrowed (PyObject*) so the hot path takes no reference of its own.
@@ -37,7 +42,6 @@ cdef extern from "_native.h":
                           Py_ssize_t nargs, PyObject* kwnames)
     int lp_type_set_method(PyTypeObject* type, PyMethodDef* defn) except -1
 
-    object lp_call_try(const lp_native_method* m, PyObject* self)
     enum:
         LP_ACQUIRE_BLOCKING
         LP_ACQUIRE_NONBLOCKING
@@ -46,14 +50,6 @@ cdef extern from "_native.h":
         LP_TRY_BY_METHOD
         LP_TRY_LOCK
         LP_TRY_RLOCK
-    int lp_try_acquire(const lp_native_method* acquire, int try_kind, PyObject* self) except -1
-    int lp_lock_try_direct(PyObject* lock)
-    void lp_lock_release_direct(PyObject* lock)
-    int lp_rlock_try_direct(PyObject* rlock)
-    bint lp_rlock_owned_direct(PyObject* rlock) noexcept
-    int lp_rlock_nest_direct(PyObject* rlock) except -1
-    bint lp_rlock_unnest_direct(PyObject* rlock) noexcept
-    bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
     # Whether an acquire may block (LP_ACQUIRE_*): the one decision, from the arguments as given.
     enum:
         LP_TIMEOUT_NATIVE
@@ -85,14 +81,27 @@ cdef extern from "_stack.h":
     object lp_frame_globals(PyObject* frame)
     object lp_frame_code(PyObject* frame)
     int lp_frame_lasti(PyObject* frame)
-    int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
     enum:
         LP_MAX_FRAMES
 
 
-cdef extern from "_naming.h":
+# The core's mode: _internals.h or _portable.h, as _lockcore.h chose; the same functions.
+cdef extern from "_lockcore.h":
+    # The native lock: tried without blocking (1 taken, 0 held), a Lock so taken released; an
+    # RLock's owner (1, 0), a nested level counted or released in place (1 done, 0 the method's).
+    bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
+    int lp_try_acquire(const lp_native_method* acquire, int try_kind, PyObject* self) except -1
+    object lp_lock_release_taken(const lp_native_method* release, int try_kind, PyObject* lock)
+    int lp_rlock_owned(const lp_native_method* is_owned, int try_kind, PyObject* rlock) except -1
+    int lp_rlock_nest(int try_kind, PyObject* rlock) except -1
+    bint lp_rlock_unnest(int try_kind, PyObject* rlock) noexcept
+    int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
     PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
+
+
+cdef extern from "_naming.h":
     enum:
+        LP_OP_OTHER
         LP_OP_CACHE
         LP_OP_EXTENDED_ARG
         LP_OP_LOAD

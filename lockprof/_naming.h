@@ -1,66 +1,12 @@
-/* The C helpers of lock naming (see _naming.pxi): the local of a running frame bound to an
- * object, and the name a creation site stores its result under, read from the bytecode. */
+/* The C helpers of lock naming (see _naming.pxi): the name a creation site stores its result
+ * under, read from the bytecode through the core's code accessors (lp_code_bytecode,
+ * lp_code_name, lp_code_local_name, lp_code_deref_name: _internals.h or _portable.h, included
+ * before this by _lockcore.h, as is the local of a running frame bound to an object,
+ * lp_frame_local_name). */
 #ifndef LOCKPROF_NAMING_H
 #define LOCKPROF_NAMING_H
 
 #include <Python.h>
-#include "_stack.h"
-
-/* The name of the local variable of `frame` (a running frame object) bound to `target`,
- * directly or through a closure cell, or NULL (borrowed); *first receives the value of its
- * first argument, or NULL (borrowed). It reads the frame's own slots: frame.f_locals would,
- * on 3.9 to 3.12, leave a dict on the frame that keeps every local alive after the program
- * deletes it. */
-static inline PyObject *lp_cell_contents(PyObject *v)
-{
-    return (v != NULL && PyCell_Check(v)) ? PyCell_GET(v) : v;
-}
-
-/* The name of local slot i of code (3.9 and 3.10: its locals, then its cell and free
- * variables, in that order), or NULL when there is no such slot (borrowed). */
-static inline PyObject *lp_code_local_name(PyCodeObject *co, Py_ssize_t i)
-{
-    /* Bounded by the name tuples too: on 3.9 and 3.10, code.replace() accepts a co_nlocals
-     * larger than co_varnames. */
-#if PY_VERSION_HEX >= 0x030B0000
-    return (i >= 0 && i < PyTuple_GET_SIZE(co->co_localsplusnames)) ? PyTuple_GET_ITEM(co->co_localsplusnames, i) : NULL;
-#else
-    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
-    if (i < 0)
-        return NULL;
-    if (i < nlocals)
-        return i < PyTuple_GET_SIZE(co->co_varnames) ? PyTuple_GET_ITEM(co->co_varnames, i) : NULL;
-    if (i < nlocals + ncells)
-        return PyTuple_GET_ITEM(co->co_cellvars, i - nlocals);
-    if (i < nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars))
-        return PyTuple_GET_ITEM(co->co_freevars, i - nlocals - ncells);
-    return NULL;
-#endif
-}
-
-static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, PyObject **first)
-{
-    PyCodeObject *co;
-    PyObject **slots;
-    Py_ssize_t n;
-#if PY_VERSION_HEX >= 0x030B0000
-    _PyInterpreterFrame *f = ((PyFrameObject *)frame)->f_frame;
-    co = (PyCodeObject *)lp_interpreter_frame_code(f);
-    slots = f->localsplus;
-    n = co->co_nlocalsplus;
-#else
-    PyFrameObject *f = (PyFrameObject *)frame;
-    co = f->f_code;
-    slots = f->f_localsplus;
-    n = co->co_nlocals + PyTuple_GET_SIZE(co->co_cellvars) + PyTuple_GET_SIZE(co->co_freevars);
-#endif
-    *first = (co->co_argcount > 0 && n > 0) ? lp_cell_contents(slots[0]) : NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (lp_cell_contents(slots[i]) == target)
-            return lp_code_local_name(co, i);
-    }
-    return NULL;
-}
 
 /* ------------------------------------------------------- assigned names
  * The name a creation site stores the new lock under, read from the bytecode after the call,
@@ -120,18 +66,12 @@ static inline int lp_next_instruction(const unsigned char *units, Py_ssize_t nun
  * set when the code cannot be read. */
 static inline int lp_assigned_name(PyObject *code, int offset, const unsigned char *classes, PyObject **name)
 {
-    PyCodeObject *co = (PyCodeObject *)code;
     *name = NULL;
     if (offset < 0)
         return LP_NAME_NONE;
-#if PY_VERSION_HEX >= 0x030B0000
-    PyObject *bytecode = PyCode_GetCode(co); /* without the specializations, caches as CACHE */
+    PyObject *bytecode = lp_code_bytecode(code); /* without the specializations, caches as CACHE */
     if (bytecode == NULL)
         return -1;
-#else
-    PyObject *bytecode = co->co_code;
-    Py_INCREF(bytecode);
-#endif
     const unsigned char *units = (const unsigned char *)PyBytes_AS_STRING(bytecode);
     Py_ssize_t nunits = PyBytes_GET_SIZE(bytecode) / 2, i = offset / 2 + 1;
     unsigned int arg = 0;
@@ -147,27 +87,24 @@ static inline int lp_assigned_name(PyObject *code, int offset, const unsigned ch
     }
     if (cls == LP_OP_LOAD)
         cls = lp_next_instruction(units, nunits, classes, &i, &arg) == LP_OP_STORE_ATTR ? LP_OP_STORE_ATTR : -1;
-    Py_DECREF(bytecode); /* the names are the code's own */
+    Py_DECREF(bytecode);
     switch (cls) {
     case LP_OP_STORE_NAME:
     case LP_OP_STORE_ATTR:
-        if (arg < (unsigned int)PyTuple_GET_SIZE(co->co_names))
-            *name = PyTuple_GET_ITEM(co->co_names, arg);
+        *name = lp_code_name(code, arg);
         return *name != NULL ? LP_NAME_SITE : LP_NAME_NONE;
     case LP_OP_STORE_FAST_PAIR:
         arg >>= 4;
         /* fall through */
     case LP_OP_STORE_FAST:
-        *name = lp_code_local_name(co, arg);
+        *name = lp_code_local_name(code, arg);
         break;
     case LP_OP_STORE_DEREF:
-#if PY_VERSION_HEX >= 0x030B0000
-        *name = lp_code_local_name(co, arg);
-#else
-        *name = lp_code_local_name(co, (Py_ssize_t)co->co_nlocals + (Py_ssize_t)arg);
-#endif
+        *name = lp_code_deref_name(code, arg);
         break;
     }
+    if (*name == NULL && PyErr_Occurred())
+        return -1;
     return *name != NULL ? LP_NAME_LOCAL : LP_NAME_NONE;
 }
 

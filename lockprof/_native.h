@@ -1,8 +1,8 @@
 /* Calling a native lock's methods from C: a method's C function called directly, dispatching on
- * its calling convention; the native lock's layout, mirrored for the non-blocking attempt without
- * a call; what an acquire's arguments ask for; methods installed on the wrapper types. Only a
- * call with arguments passed on to a native method of the tuple-and-dict convention builds
- * Python objects, as the interpreter would. */
+ * its calling convention; the non-blocking attempt through the method (each core's lp_try_acquire
+ * falls back on it); what an acquire's arguments ask for; methods installed on the wrapper types.
+ * Only a call with arguments passed on to a native method of the tuple-and-dict convention builds
+ * Python objects, as the interpreter would. Public C API only: both cores use all of it. */
 #ifndef LOCKPROF_NATIVE_H
 #define LOCKPROF_NATIVE_H
 
@@ -217,115 +217,20 @@ static inline PyObject *lp_call_try(const lp_native_method *m, PyObject *self)
     }
 }
 
-/* The non-blocking attempt without a method call. CPython 3.9 to 3.13 lay their lock objects
- * out as below (Modules/_threadmodule.c); the attempt does what the native acquire does when
- * it succeeds at once: take the underlying lock without waiting, then mark the object held.
- * It skips the argument parsing of a call with blocking=False, which costs as much as the rest
- * of the acquire. lp_direct_try_verify() checks the layout at import against the native
- * methods; where it does not match (another version or build), the method call is used. */
-typedef struct {
-    PyObject_HEAD
-    PyThread_type_lock lock_lock;
-    PyObject *in_weakreflist;
-    char locked;
-} lp_native_lock;
-
-#if PY_VERSION_HEX >= 0x030D0000
-typedef unsigned long long lp_thread_owner; /* PyThread_ident_t */
-#else
-typedef unsigned long lp_thread_owner;
-#endif
-
-typedef struct {
-    PyObject_HEAD
-    PyThread_type_lock rlock_lock;
-    lp_thread_owner rlock_owner;
-    unsigned long rlock_count;
-    PyObject *in_weakreflist;
-} lp_native_rlock;
-
-enum { LP_TRY_BY_METHOD = 0, LP_TRY_LOCK, LP_TRY_RLOCK };
-
-#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
-#define LP_DIRECT_TRY_POSSIBLE 1
-#else
-#define LP_DIRECT_TRY_POSSIBLE 0
-#endif
-
-/* 1: acquired; 0: held by another thread; -1 (RLock): held by this thread, a nested acquire
- * the native method must count. */
-static inline int lp_lock_try_direct(PyObject *lock)
+/* 1 for a method's result True, 0 for any other, -1 for NULL (an exception set). */
+static inline int lp_bool_result(PyObject *result)
 {
-    lp_native_lock *l = (lp_native_lock *)lock;
-    if (PyThread_acquire_lock_timed(l->lock_lock, 0, 0) != PY_LOCK_ACQUIRED)
-        return 0;
-    l->locked = 1;
-    return 1;
-}
-
-/* The native release of a lock this thread took with lp_lock_try_direct(). */
-static inline void lp_lock_release_direct(PyObject *lock)
-{
-    lp_native_lock *l = (lp_native_lock *)lock;
-    l->locked = 0;
-    PyThread_release_lock(l->lock_lock);
-}
-
-static inline int lp_rlock_try_direct(PyObject *rlock)
-{
-    lp_native_rlock *r = (lp_native_rlock *)rlock;
-    lp_thread_owner me = (lp_thread_owner)PyThread_get_thread_ident();
-    if (r->rlock_count > 0)
-        return r->rlock_owner == me ? -1 : 0;
-    if (PyThread_acquire_lock_timed(r->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
-        return 0;
-    r->rlock_owner = me;
-    r->rlock_count = 1;
-    return 1;
-}
-
-/* Whether this thread holds the RLock, as the native _is_owned() says. */
-static inline int lp_rlock_owned_direct(PyObject *rlock)
-{
-    lp_native_rlock *r = (lp_native_rlock *)rlock;
-    return r->rlock_count > 0 && r->rlock_owner == (lp_thread_owner)PyThread_get_thread_ident();
-}
-
-/* A nested acquire of an RLock this thread holds, as the native acquire counts it: 0, or -1
- * with the native OverflowError set when the count would wrap. */
-static inline int lp_rlock_nest_direct(PyObject *rlock)
-{
-    lp_native_rlock *r = (lp_native_rlock *)rlock;
-    unsigned long count = r->rlock_count + 1;
-    if (count <= r->rlock_count) {
-        PyErr_SetString(PyExc_OverflowError, "Internal lock count overflowed");
+    if (result == NULL)
         return -1;
-    }
-    r->rlock_count = count;
-    return 0;
+    int value = result == Py_True;
+    Py_DECREF(result);
+    return value;
 }
 
-/* The release of a nested level of an RLock this thread holds, as the native release counts
- * it: 1 done; 0 when this is not such a release (the native method decides, and raises). */
-static inline int lp_rlock_unnest_direct(PyObject *rlock)
+/* m(self, False) through the native method: 1 acquired, 0 not, -1 with an exception set. The
+ * cores' attempt (lp_try_acquire) falls back on it. */
+static inline int lp_try_by_method(const lp_native_method *acquire, PyObject *self)
 {
-    lp_native_rlock *r = (lp_native_rlock *)rlock;
-    if (r->rlock_count < 2 || r->rlock_owner != (lp_thread_owner)PyThread_get_thread_ident())
-        return 0;
-    r->rlock_count--;
-    return 1;
-}
-
-/* The attempt by try_kind: 1 acquired, 0 not, -1 with an exception set. */
-static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)
-{
-    if (try_kind == LP_TRY_LOCK)
-        return lp_lock_try_direct(self);
-    if (try_kind == LP_TRY_RLOCK) {
-        int r = lp_rlock_try_direct(self);
-        if (r >= 0)
-            return r;
-    }
     PyObject *result = lp_call_try(acquire, self);
     if (result == NULL)
         return -1;
@@ -334,18 +239,9 @@ static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, 
     return acquired;
 }
 
-/* Whether a native type has the layout above: its size and weakref slot first, so the direct
- * attempt below never runs on an object it would misread. */
-static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
-{
-    if (!LP_DIRECT_TRY_POSSIBLE)
-        return 0;
-    if (try_kind == LP_TRY_LOCK)
-        return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_lock)
-               && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_lock, in_weakreflist);
-    return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_rlock)
-           && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist);
-}
+/* How a wrapper type's acquire is tried without blocking: through the native method, or (the
+ * internals core, where the layout checked out at import) on the lock object itself. */
+enum { LP_TRY_BY_METHOD = 0, LP_TRY_LOCK, LP_TRY_RLOCK };
 
 /* Whether an acquire may block: the one decision every wrapper makes before it tries a lock or
  * times a call, from the blocking and timeout arguments however they were passed. It runs no

@@ -105,7 +105,7 @@ cdef class Recorder:
     cdef dict _sites  # (code address, offset, kind) -> the LockInfo its locks share (lock_info_at)
     cdef dict _site_counts  # (code address, offset, kind) -> locks made by a site not yet shared
     cdef object _asyncio_loop_getter
-    cdef dict _asyncio_current_tasks  # asyncio's running task by event loop
+    cdef object _asyncio_task_of  # a loop's running task: asyncio's C current_task, or a dict's get
     cdef object _c_task_type  # asyncio's C Task, or None
     cdef object _c_task_get_name  # its own get_name, or None
     # Per event table key, the span of its longest captured wait (open addressing on the entry

@@ -1,9 +1,11 @@
 from types import CodeType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from lockprof._sampler import CaptureSampler
 
 Frames = Tuple[Tuple[CodeType, int], ...]  # (code, instruction offset), leaf first
+
+def _classify_opcodes(opmap: Optional[Mapping[str, int]] = ...) -> None: ...
 
 class LockInfo:
     """What the profile says about one profiled lock (or about all the locks one site makes,

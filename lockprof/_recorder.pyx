@@ -19,8 +19,8 @@ the caller's code or allocates a Python object that the garbage collector tracks
 import sys
 from functools import partial
 from contextvars import ContextVar
-from types import (CoroutineType, FunctionType, GeneratorType, GetSetDescriptorType,
-                   MemberDescriptorType, MethodDescriptorType, MethodType)
+from types import (BuiltinFunctionType, CoroutineType, FunctionType, GeneratorType,
+                   GetSetDescriptorType, MemberDescriptorType, MethodDescriptorType, MethodType)
 from weakref import ReferenceType
 
 from cpython.contextvars cimport get_value
@@ -35,7 +35,7 @@ from lockprof._lockcore cimport (
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_module_init, lp_table_evict_idle, lp_table_init, lp_table_upsert,
     lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_current_frame, lp_frame_local_name,
-    LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
+    LP_OP_OTHER, LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
     LP_OP_STORE_FAST, LP_OP_STORE_FAST_PAIR, LP_OP_STORE_DEREF, LP_OP_JUMP_FORWARD,
     LP_OP_JUMP_ABSOLUTE, LP_NAME_SITE,
 )
@@ -438,22 +438,29 @@ cdef class Recorder:
             tasks = namespace.get("tasks")
             task_type = namespace.get("Task")
             loop_getter = PyObject_GenericGetDict(events, NULL).get("_get_running_loop") if events is not None else None
-            # The dict asyncio.current_task(loop) reads, for the C and the Python Task alike
-            # (3.9 to 3.13): read directly, without a call that parses arguments.
-            current_tasks = PyObject_GenericGetDict(tasks, NULL).get("_current_tasks") if tasks is not None else None
-            if loop_getter is None or type(current_tasks) is not dict or task_type is None:
+            # The running task where asyncio.current_task(loop) finds it, for the C and the
+            # Python Task alike: its C implementation (3.12+; from 3.14 the task is kept on the
+            # thread state, and asyncio.tasks._current_tasks stays empty), a C function that
+            # runs no Python code; else the dict the Python one reads (3.9 to 3.11, or asyncio
+            # without its C module), through the dict's own get.
+            task_namespace = PyObject_GenericGetDict(tasks, NULL) if tasks is not None else {}
+            task_of = task_namespace.get("current_task")
+            if type(task_of) is not BuiltinFunctionType:
+                current_tasks = task_namespace.get("_current_tasks")
+                task_of = (<dict>current_tasks).get if type(current_tasks) is dict else None
+            if loop_getter is None or task_of is None or task_type is None:
                 return None
             get_name = vars(task_type).get("get_name")
             # Only the C Task's own get_name() is called inside a lock operation: an override is
             # user code, which may take locks (a deadlock) or let other threads run.
             self._c_task_get_name = get_name if type(get_name) is MethodDescriptorType else None
             self._c_task_type = task_type if self._c_task_get_name is not None else None
-            self._asyncio_current_tasks = current_tasks
+            self._asyncio_task_of = task_of
             self._asyncio_loop_getter = loop_getter
         loop = self._asyncio_loop_getter()
         if loop is None:
             return None
-        return self._asyncio_current_tasks.get(loop)
+        return self._asyncio_task_of(loop)
 
     def discard(self):
         """Forget what was gathered: in a fork child, whose parent reports it. A drain the

@@ -103,9 +103,8 @@ cdef inline object _lock_release(_LockWrapper self):
 
 cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     if self._depth != 0 and _rlock_is_owned(self):
-        if nargs == 0 and kwnames == NULL and RLOCK_OPS.try_kind == LP_TRY_RLOCK:
-            lp_rlock_nest_direct(<PyObject*>self._wrapped)  # what the native call would count
-            self._depth += 1
+        if nargs == 0 and kwnames == NULL and lp_rlock_nest(RLOCK_OPS.try_kind, <PyObject*>self._wrapped):
+            self._depth += 1  # counted in place, as the native call would count it
             return True
         result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
         if result is True:
@@ -120,17 +119,14 @@ cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 
 
 cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
-    if RLOCK_OPS.try_kind == LP_TRY_RLOCK:
-        return lp_rlock_owned_direct(<PyObject*>self._wrapped)
-    return lp_call0(&RLOCK_OPS.is_owned, <PyObject*>self._wrapped) is True
+    return lp_rlock_owned(&RLOCK_OPS.is_owned, RLOCK_OPS.try_kind, <PyObject*>self._wrapped)
 
 
 cdef inline object _rlock_release(_LockWrapper self):
     if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef bint outermost = self._depth == 1
-    if (not outermost and RLOCK_OPS.try_kind == LP_TRY_RLOCK
-            and lp_rlock_unnest_direct(<PyObject*>self._wrapped)):  # as the native release counts it
+    if not outermost and lp_rlock_unnest(RLOCK_OPS.try_kind, <PyObject*>self._wrapped):  # as the native release counts it
         self._depth -= 1
         return None
     cdef bint has_events = outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
@@ -204,23 +200,65 @@ cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -
 # Each has the C signature of its PyMethodDef calling convention and is installed on the
 # wrapper types by _install_methods() below.
 
+# __enter__ is acquire, except where the native __enter__ takes no arguments (3.15): then a call
+# with arguments is the native method's, which raises its own error. __exit__ called as a with
+# statement calls it, with three arguments, is the release; any other call is the native
+# __exit__'s to accept (up to 3.14, whatever it is given) or refuse (3.15).
+
+cdef inline bint _enter_refuses(object self, Py_ssize_t nargs, PyObject* kwnames):
+    return (nargs != 0 or kwnames != NULL) and not (<_LockWrapper>self)._ops.enter_takes_arguments
+
+cdef object _native_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef _LockWrapper wrapper = <_LockWrapper>self
+    return lp_call_vector(&wrapper._ops.enter, <PyObject*>wrapper._wrapped, args, nargs, kwnames)
+
 cdef object lock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
+
+cdef object lock_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    if _enter_refuses(self, nargs, kwnames):
+        return _native_enter(self, args, nargs, kwnames)
     return _lock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object lock_release(object self, PyObject* unused):
     return _lock_release(<_LockWrapper>self)
 
 cdef object lock_exit(object self, PyObject** args, Py_ssize_t nargs):
-    return _lock_release(<_LockWrapper>self)
+    if nargs == 3:  # a with statement's
+        return _lock_release(<_LockWrapper>self)
+    return _exit_by_native(<_LockWrapper>self, args, nargs)
 
 cdef object rlock_acquire(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
+
+cdef object rlock_enter(object self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    if _enter_refuses(self, nargs, kwnames):
+        return _native_enter(self, args, nargs, kwnames)
     return _rlock_acquire(<_LockWrapper>self, args, nargs, kwnames)
 
 cdef object rlock_release(object self, PyObject* unused):
     return _rlock_release(<_LockWrapper>self)
 
 cdef object rlock_exit(object self, PyObject** args, Py_ssize_t nargs):
-    return _rlock_release(<_LockWrapper>self)
+    if nargs == 3:
+        return _rlock_release(<_LockWrapper>self)
+    return _exit_by_native(<_LockWrapper>self, args, nargs)
+
+cdef object _exit_by_native(_LockWrapper self, PyObject** args, Py_ssize_t nargs):
+    """The native __exit__ with the caller's arguments: it refuses them (3.15's takes exactly
+    three), changing nothing, or releases as release() does, and the release is accounted as
+    _lock_release() and _rlock_release() account it."""
+    cdef long depth = self._depth  # RLock: the tracked depth (0: untracked); Lock: always 0
+    cdef int64_t released_at = lp_monotonic_ns()
+    result = lp_call_vector(&self._ops.exit, <PyObject*>self._wrapped, args, nargs, NULL)
+    if self._ops == &RLOCK_OPS:
+        if depth == 0:
+            return result
+        self._depth = depth - 1
+        if depth > 1:
+            return result
+    _released(self, released_at, True)
+    return result
 
 # Shared by both types: the instance knows its native type's methods.
 

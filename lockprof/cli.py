@@ -19,6 +19,7 @@ from lockprof._term import COLOR_MODES, color_enabled, width
 from lockprof.profile import Snapshot
 from lockprof.renderers import RENDERERS, FlameGraphRenderer, ReportRenderer, flame_graph_format_of, formats
 from lockprof.renderers.base import encode_text
+from lockprof._lock import CORE_MODE
 from lockprof._version import __version__
 from lockprof.config import parse_setting, settings
 from lockprof.runner import run_program
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`lockprof flamegraph`. In a program: `from lockprof import Profiler; "
         "Profiler().start()`; see the README.",
     )
-    parser.add_argument("--version", action="version", version=f"lockprof {__version__}")
+    parser.add_argument("--version", action="version", version=f"lockprof {__version__} ({CORE_MODE} core)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(commands)
     _add_report(commands)

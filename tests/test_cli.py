@@ -14,7 +14,7 @@ def test_version_option_prints_the_package_version(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])
     assert exit_info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"lockprof {lockprof.__version__}"
+    assert capsys.readouterr().out.strip() == f"lockprof {lockprof.__version__} ({lockprof.CORE_MODE} core)"
 
 
 def test_no_arguments_prints_help(capsys):
@@ -40,7 +40,7 @@ def test_python_dash_m_lockprof_version(tmp_path):
         capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"lockprof {lockprof.__version__}"
+    assert result.stdout.strip() == f"lockprof {lockprof.__version__} ({lockprof.CORE_MODE} core)"
 
 
 # --- report and flamegraph -----------------------------------------------------------------------

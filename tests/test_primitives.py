@@ -19,7 +19,7 @@ import pytest
 import lockprof
 from lockhelpers import JOIN, MS, hold_in_thread
 from lockprof import LockCollector
-from lockprof._lock import ProfiledLock, ProfiledRLock, direct_try_kinds
+from lockprof._lock import ProfiledLock, ProfiledRLock
 from lockprof._primitives import profiled_class
 
 ORIGINAL_LOCK = threading.Lock
@@ -159,7 +159,6 @@ def standard_methods_run(operation):
     return called
 
 
-@pytest.mark.skipif("lock" not in direct_try_kinds(), reason="native locks are not taken in place here")
 @pytest.mark.parametrize("name", ["Semaphore", "BoundedSemaphore"])
 def test_semaphore_permits_are_taken_in_place_only_for_the_standard_class(collector, name):
     def acquire_release(sem):

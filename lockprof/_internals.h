@@ -1,0 +1,303 @@
+/* The internals core: CPython 3.9 to 3.13's own structures, read where the public C API would
+ * cost a call, an argument parse or an allocation on a lock operation's path. _lockcore.h
+ * includes this header unless LOCKPROF_CORE_PORTABLE is defined (setup.py, LOCKPROF_CORE);
+ * _portable.h defines the same functions on the public C API alone.
+ *   the lock objects' layout: the non-blocking attempt, an RLock's owner and nested levels,
+ *     checked at import against the native methods (_install.pxi), else the method is called;
+ *   the interpreter's frames: the stack walk, a running frame's local slots. */
+#ifndef LOCKPROF_INTERNALS_H
+#define LOCKPROF_INTERNALS_H
+
+#include <Python.h>
+#include <frameobject.h>
+#include <stddef.h>
+#include "_clock.h"
+#include "_native.h"
+#include "_stack.h"
+
+#define LP_CORE_MODE "internals"
+
+/* ------------------------------------------------------------ lock layout
+ * CPython 3.9 to 3.13 lay their lock objects out as below (Modules/_threadmodule.c); the
+ * attempt does what the native acquire does when it succeeds at once: take the underlying lock
+ * without waiting, then mark the object held. It skips the argument parsing of a call with
+ * blocking=False, which costs as much as the rest of the acquire. */
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock lock_lock;
+    PyObject *in_weakreflist;
+    char locked;
+} lp_native_lock;
+
+#if PY_VERSION_HEX >= 0x030D0000
+typedef unsigned long long lp_thread_owner; /* PyThread_ident_t */
+#else
+typedef unsigned long lp_thread_owner;
+#endif
+
+typedef struct {
+    PyObject_HEAD
+    PyThread_type_lock rlock_lock;
+    lp_thread_owner rlock_owner;
+    unsigned long rlock_count;
+    PyObject *in_weakreflist;
+} lp_native_rlock;
+
+#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#define LP_DIRECT_TRY_POSSIBLE 1
+#else
+#define LP_DIRECT_TRY_POSSIBLE 0
+#endif
+
+/* Whether a native type has the layout above: its size and weakref slot first, so the direct
+ * attempt never runs on an object it would misread. */
+static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
+{
+    if (!LP_DIRECT_TRY_POSSIBLE)
+        return 0;
+    if (try_kind == LP_TRY_LOCK)
+        return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_lock)
+               && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_lock, in_weakreflist);
+    return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_rlock)
+           && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist);
+}
+
+/* An RLock's attempt: 1 acquired, 0 held by another thread, -1 held by this thread (a nested
+ * acquire, the native method's to count). */
+static inline int lp_rlock_try_direct(PyObject *rlock)
+{
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    lp_thread_owner me = (lp_thread_owner)PyThread_get_thread_ident();
+    if (r->rlock_count > 0)
+        return r->rlock_owner == me ? -1 : 0;
+    if (PyThread_acquire_lock_timed(r->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+        return 0;
+    r->rlock_owner = me;
+    r->rlock_count = 1;
+    return 1;
+}
+
+/* The attempt by try_kind: 1 acquired, 0 held (by any thread), -1 with an exception set. */
+static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)
+{
+    if (try_kind == LP_TRY_LOCK) {
+        lp_native_lock *l = (lp_native_lock *)self;
+        if (PyThread_acquire_lock_timed(l->lock_lock, 0, 0) != PY_LOCK_ACQUIRED)
+            return 0;
+        l->locked = 1;
+        return 1;
+    }
+    if (try_kind == LP_TRY_RLOCK) {
+        int r = lp_rlock_try_direct(self);
+        if (r >= 0)
+            return r;
+    }
+    return lp_try_by_method(acquire, self);
+}
+
+/* The release of a Lock taken by lp_try_acquire(), as the native release does it. */
+static inline PyObject *lp_lock_release_taken(const lp_native_method *release, int try_kind, PyObject *lock)
+{
+    if (try_kind != LP_TRY_LOCK)
+        return lp_call0(release, lock);
+    lp_native_lock *l = (lp_native_lock *)lock;
+    l->locked = 0;
+    PyThread_release_lock(l->lock_lock);
+    Py_RETURN_NONE;
+}
+
+/* Whether this thread holds the RLock, as the native _is_owned() says: 1, 0, -1 with an
+ * exception set. */
+static inline int lp_rlock_owned(const lp_native_method *is_owned, int try_kind, PyObject *rlock)
+{
+    if (try_kind == LP_TRY_RLOCK) {
+        lp_native_rlock *r = (lp_native_rlock *)rlock;
+        return r->rlock_count > 0 && r->rlock_owner == (lp_thread_owner)PyThread_get_thread_ident();
+    }
+    return lp_bool_result(lp_call0(is_owned, rlock));
+}
+
+/* A nested acquire of an RLock this thread holds, counted as the native acquire counts it: 1
+ * done, 0 not done here (the caller calls the method), -1 with the native OverflowError set
+ * when the count would wrap. */
+static inline int lp_rlock_nest(int try_kind, PyObject *rlock)
+{
+    if (try_kind != LP_TRY_RLOCK)
+        return 0;
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    unsigned long count = r->rlock_count + 1;
+    if (count <= r->rlock_count) {
+        PyErr_SetString(PyExc_OverflowError, "Internal lock count overflowed");
+        return -1;
+    }
+    r->rlock_count = count;
+    return 1;
+}
+
+/* The release of a nested level of an RLock this thread holds, as the native release counts
+ * it: 1 done; 0 when this is not such a release here (the native method decides, and raises). */
+static inline int lp_rlock_unnest(int try_kind, PyObject *rlock)
+{
+    if (try_kind != LP_TRY_RLOCK)
+        return 0;
+    lp_native_rlock *r = (lp_native_rlock *)rlock;
+    if (r->rlock_count < 2 || r->rlock_owner != (lp_thread_owner)PyThread_get_thread_ident())
+        return 0;
+    r->rlock_count--;
+    return 1;
+}
+
+/* ------------------------------------------------------------ code objects
+ * What naming reads of a code object (_naming.h), from its struct: names are borrowed from it. */
+static inline PyObject *lp_code_bytecode(PyObject *code)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return PyCode_GetCode((PyCodeObject *)code); /* without the specializations */
+#else
+    PyObject *bytecode = ((PyCodeObject *)code)->co_code;
+    Py_INCREF(bytecode);
+    return bytecode;
+#endif
+}
+
+/* co_names[i], or NULL. */
+static inline PyObject *lp_code_name(PyObject *code, unsigned int i)
+{
+    PyObject *names = ((PyCodeObject *)code)->co_names;
+    return i < (unsigned int)PyTuple_GET_SIZE(names) ? PyTuple_GET_ITEM(names, i) : NULL;
+}
+
+/* The name of local slot i of code (3.9 and 3.10: its locals, then its cell and free
+ * variables, in that order), or NULL when there is no such slot. */
+static inline PyObject *lp_code_local_name(PyObject *code, Py_ssize_t i)
+{
+    PyCodeObject *co = (PyCodeObject *)code;
+    /* Bounded by the name tuples too: on 3.9 and 3.10, code.replace() accepts a co_nlocals
+     * larger than co_varnames. */
+#if PY_VERSION_HEX >= 0x030B0000
+    return (i >= 0 && i < PyTuple_GET_SIZE(co->co_localsplusnames)) ? PyTuple_GET_ITEM(co->co_localsplusnames, i) : NULL;
+#else
+    Py_ssize_t nlocals = co->co_nlocals, ncells = PyTuple_GET_SIZE(co->co_cellvars);
+    if (i < 0)
+        return NULL;
+    if (i < nlocals)
+        return i < PyTuple_GET_SIZE(co->co_varnames) ? PyTuple_GET_ITEM(co->co_varnames, i) : NULL;
+    if (i < nlocals + ncells)
+        return PyTuple_GET_ITEM(co->co_cellvars, i - nlocals);
+    if (i < nlocals + ncells + PyTuple_GET_SIZE(co->co_freevars))
+        return PyTuple_GET_ITEM(co->co_freevars, i - nlocals - ncells);
+    return NULL;
+#endif
+}
+
+/* The name of the cell STORE_DEREF(arg) stores into: a local slot on 3.11+, the arg-th cell or
+ * free variable before. */
+static inline PyObject *lp_code_deref_name(PyObject *code, unsigned int arg)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    return lp_code_local_name(code, arg);
+#else
+    return lp_code_local_name(code, (Py_ssize_t)((PyCodeObject *)code)->co_nlocals + (Py_ssize_t)arg);
+#endif
+}
+
+/* ------------------------------------------------------------------ frames
+ * On 3.11+ the walk reads the interpreter's own frames (the header Cython includes in every
+ * module for 3.11+ as well): the public PyFrame_GetBack() would create a frame object for every
+ * frame that has none yet, the common case in real code, at ~40 ns a frame and with an
+ * allocation that can start the garbage collector. Incomplete frames (being set up, or the
+ * C-stack shims of 3.12+) are skipped, as PyFrame_GetBack() skips them. 3.9 and 3.10 walk their
+ * frame objects, whose struct is public there. */
+#if PY_VERSION_HEX >= 0x030B0000
+#ifndef Py_BUILD_CORE
+#define Py_BUILD_CORE 1
+#endif
+#include "internal/pycore_frame.h"
+
+static inline _PyInterpreterFrame *lp_top_frame(PyThreadState *tstate)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return tstate->current_frame;
+#else
+    return tstate->cframe->current_frame;
+#endif
+}
+
+static inline PyObject *lp_interpreter_frame_code(_PyInterpreterFrame *frame)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return (PyObject *)_PyFrame_GetCode(frame);
+#else
+    return (PyObject *)frame->f_code;
+#endif
+}
+#endif
+
+static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
+{
+    int n = 0, total = 0;
+#if PY_VERSION_HEX >= 0x030B0000
+    _PyInterpreterFrame *frame = lp_top_frame(PyThreadState_Get());
+    while (frame != NULL && total < LP_MAX_WALK) {
+        if (!_PyFrame_IsIncomplete(frame)) {
+            if (n < max) {
+                int lasti = _PyInterpreterFrame_LASTI(frame);
+                out[n].code = lp_interpreter_frame_code(frame); /* alive while it runs */
+                out[n].lasti = lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
+                n++;
+            }
+            total++;
+        }
+        frame = frame->previous;
+    }
+#else
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed, and so is every f_back */
+    while (frame != NULL && total < LP_MAX_WALK) {
+        if (n < max) {
+            out[n].code = (PyObject *)frame->f_code;
+            out[n].lasti = lp_frame_lasti((PyObject *)frame);
+            n++;
+        }
+        total++;
+        frame = frame->f_back;
+    }
+#endif
+    *depth = total;
+    return n;
+}
+
+/* The name of the local variable of `frame` (a running frame object) bound to `target`,
+ * directly or through a closure cell, or NULL (borrowed from the code); *first receives the
+ * value of its first argument, or NULL (borrowed). The frame's own slots are read: frame.f_locals
+ * would, on 3.9 to 3.12, leave a dict on the frame that keeps every local alive after the program
+ * deletes it. */
+static inline PyObject *lp_cell_contents(PyObject *v)
+{
+    return (v != NULL && PyCell_Check(v)) ? PyCell_GET(v) : v;
+}
+
+static inline PyObject *lp_frame_local_name(PyObject *frame, PyObject *target, PyObject **first)
+{
+    PyCodeObject *co;
+    PyObject **slots;
+    Py_ssize_t n;
+#if PY_VERSION_HEX >= 0x030B0000
+    _PyInterpreterFrame *f = ((PyFrameObject *)frame)->f_frame;
+    co = (PyCodeObject *)lp_interpreter_frame_code(f);
+    slots = f->localsplus;
+    n = co->co_nlocalsplus;
+#else
+    PyFrameObject *f = (PyFrameObject *)frame;
+    co = f->f_code;
+    slots = f->f_localsplus;
+    n = co->co_nlocals + PyTuple_GET_SIZE(co->co_cellvars) + PyTuple_GET_SIZE(co->co_freevars);
+#endif
+    *first = (co->co_argcount > 0 && n > 0) ? lp_cell_contents(slots[0]) : NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (lp_cell_contents(slots[i]) == target)
+            return lp_code_local_name((PyObject *)co, i);
+    }
+    return NULL;
+}
+
+#endif /* LOCKPROF_INTERNALS_H */
