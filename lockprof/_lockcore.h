@@ -5,6 +5,7 @@
  *   _blocked.h  the waiters blocked on a lock, the random draws of wait sampling
  *   _stack.h    the stack walk as (code, offset) pairs
  *   _naming.h   the name a lock is stored under, read from frames and bytecode
+ *   _sites.h    the creation sites seen, each one lookup
  *   _table.h    the event table and the long-wait slots
  */
 #ifndef LOCKPROF_LOCKCORE_H
@@ -15,6 +16,7 @@
 #include "_blocked.h"
 #include "_stack.h"
 #include "_naming.h"
+#include "_sites.h"
 #include "_table.h"
 
 /* The headers' state (the prebuilt arguments and names of _native.h, the cached native thread

@@ -14,30 +14,14 @@ static inline PyObject *lp_current_frame(void)
     return (PyObject *)PyEval_GetFrame();
 }
 
-/* Frame accessors for every supported version: new references, and the offset of the current
- * instruction in bytes (3.10 counts f_lasti in code units, 3.9 in bytes). */
+/* The offset of a frame object's current instruction in bytes (3.10 counts f_lasti in code
+ * units, 3.9 in bytes). */
 #if PY_VERSION_HEX >= 0x030B0000
-static inline PyObject *lp_frame_globals(PyObject *f) { return PyFrame_GetGlobals((PyFrameObject *)f); }
-static inline PyObject *lp_frame_code(PyObject *f) { return (PyObject *)PyFrame_GetCode((PyFrameObject *)f); }
 static inline int lp_frame_lasti(PyObject *f) { return PyFrame_GetLasti((PyFrameObject *)f); }
-#else
-static inline PyObject *lp_frame_globals(PyObject *f)
-{
-    PyObject *globals = ((PyFrameObject *)f)->f_globals;
-    Py_INCREF(globals);
-    return globals;
-}
-static inline PyObject *lp_frame_code(PyObject *f)
-{
-    PyObject *code = (PyObject *)((PyFrameObject *)f)->f_code;
-    Py_INCREF(code);
-    return code;
-}
-#if PY_VERSION_HEX >= 0x030A0000
+#elif PY_VERSION_HEX >= 0x030A0000
 static inline int lp_frame_lasti(PyObject *f) { return ((PyFrameObject *)f)->f_lasti * (int)sizeof(_Py_CODEUNIT); }
 #else
 static inline int lp_frame_lasti(PyObject *f) { return ((PyFrameObject *)f)->f_lasti; }
-#endif
 #endif
 
 /* The deepest stack a Recorder can be asked to keep (the config allows 1..512). */
@@ -116,6 +100,33 @@ static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
 #endif
     *depth = total;
     return n;
+}
+
+/* The site of a call from Python into C: the innermost running frame's code and globals
+ * (borrowed) and the byte offset of its current instruction (the call). 0 when no Python frame
+ * runs. On 3.11+ it reads the interpreter's frame, as the walk above does: PyEval_GetFrame()
+ * would make a frame object for it, an allocation per lock created in a fresh function. */
+static inline int lp_caller_site(PyObject **code, int *lasti, PyObject **globals)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    _PyInterpreterFrame *frame = lp_top_frame(PyThreadState_Get());
+    while (frame != NULL && _PyFrame_IsIncomplete(frame))
+        frame = frame->previous;
+    if (frame == NULL)
+        return 0;
+    int units = _PyInterpreterFrame_LASTI(frame);
+    *code = lp_interpreter_frame_code(frame);
+    *lasti = units < 0 ? -1 : units * (int)sizeof(_Py_CODEUNIT);
+    *globals = frame->f_globals;
+#else
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)
+        return 0;
+    *code = (PyObject *)frame->f_code;
+    *lasti = lp_frame_lasti((PyObject *)frame);
+    *globals = frame->f_globals;
+#endif
+    return 1;
 }
 
 #endif /* LOCKPROF_STACK_H */
