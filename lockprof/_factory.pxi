@@ -25,16 +25,16 @@ cdef class CreationSites:
         cdef int offset
         if not lp_caller_site(&code, &offset, &globals_):
             return None
-        cdef PyObject* module = lp_globals_name(globals_)
-        cdef PyObject* answer = lp_sites_get(&self.cache, code, offset, module)
+        cdef PyObject* answer = lp_sites_get(&self.cache, code, offset, globals_)
         if answer == NULL:
-            return self._first(code, offset, module)
+            return self._first(code, offset, globals_)
         return None if answer == <PyObject*>None else <LockInfo>answer
 
-    cdef LockInfo _first(self, PyObject* code, int offset, PyObject* module_name):
+    cdef LockInfo _first(self, PyObject* code, int offset, PyObject* globals_):
         """lock_info() at a site not stored yet: the filter's decision (cached per module name)
         and the Recorder's LockInfo for the site, stored when every later lock gets the same."""
-        module = <object>module_name if module_name != NULL else None
+        cdef PyObject* name = lp_globals_name(globals_)
+        module = <object>name if name != NULL else None
         excluded = self.decisions.get(module)
         if excluded is None:
             excluded = bool(self.excludes(module))
@@ -45,10 +45,11 @@ cdef class CreationSites:
         info = None if excluded else self.recorder.lock_info_at(
             self.kind, <object>code, offset, module if isinstance(module, str) else None, &shared)
         if shared:
-            lp_sites_put(&self.cache, code, offset, module_name, <PyObject*>info)
+            lp_sites_put(&self.cache, code, offset, globals_, <PyObject*>info)
         return info
 
 
+@cython.final  # called through _factory_vectorcall(), which no subclass's __call__ could override
 cdef class LockFactory:
     """What threading.Lock / threading.RLock is while profiling runs.
 
@@ -86,8 +87,7 @@ cdef class LockFactory:
         self.kind = kind
         self._recorder = recorder
         self._sites = CreationSites(kind, recorder, excludes)
-        if type(self) is LockFactory:  # a subclass's own __call__ stays in charge
-            lp_type_set_vectorcall(<PyObject*>self, &self._vectorcall, <void*>_factory_vectorcall)
+        lp_type_set_vectorcall(<PyObject*>self, &self._vectorcall, <void*>_factory_vectorcall)
 
     def __call__(self, *args, **kwargs):
         # Calls reach _factory_vectorcall(); this is LockFactory.__call__(factory, ...).

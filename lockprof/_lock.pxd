@@ -41,7 +41,7 @@ cdef class CreationSites:
     cdef dict decisions  # excludes() per module name
     cdef lp_sites cache
     cdef LockInfo lock_info(self)
-    cdef LockInfo _first(self, PyObject* code, int offset, PyObject* module_name)
+    cdef LockInfo _first(self, PyObject* code, int offset, PyObject* globals_)
 
 
 cdef class LockFactory:

@@ -99,8 +99,8 @@ cdef extern from "_stack.h":
 cdef extern from "_sites.h":
     ctypedef struct lp_sites:
         pass
-    PyObject* lp_sites_get(lp_sites* sites, PyObject* code, int offset, PyObject* module) noexcept
-    void lp_sites_put(lp_sites* sites, PyObject* code, int offset, PyObject* module, PyObject* answer) noexcept
+    PyObject* lp_sites_get(lp_sites* sites, PyObject* code, int offset, PyObject* globals_) noexcept
+    void lp_sites_put(lp_sites* sites, PyObject* code, int offset, PyObject* globals_, PyObject* answer) noexcept
     void lp_sites_clear(lp_sites* sites) noexcept
     PyObject* lp_globals_name(PyObject* globals_) noexcept
 

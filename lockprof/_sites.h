@@ -1,9 +1,9 @@
 /* The creation sites a lock factory has seen, so that making a lock at a site seen before is
- * one lookup: (code object, instruction offset) to what a lock made there gets, either the
- * LockInfo all the site's locks share or Py_None (the module is excluded). An entry holds the
- * module name (__name__ of the frame's globals) the answer was found for, and is used only
- * while that name is the same object. Direct-mapped: a collision replaces the older site, which
- * then takes the slow path (the Recorder's own table of sites) once more. Only answers that
+ * one lookup: (code object, instruction offset, globals) to what a lock made there gets, either
+ * the LockInfo all the site's locks share or Py_None (the module is excluded). As the site's
+ * LockInfo keeps the module of its first lock, the answer keeps the decision made for the
+ * globals' __name__ then. Direct-mapped: a collision replaces the older site, which then takes
+ * the slow path (the filter, the Recorder's own table of sites) once more. Only answers that
  * every later lock of the site gets are stored; entries own references, so that an address
  * stays unique while its entry lives. */
 #ifndef LOCKPROF_SITES_H
@@ -15,9 +15,9 @@
 #define LP_SITE_SLOTS 256 /* a power of two */
 
 typedef struct {
-    PyObject *code;   /* strong, or NULL: an empty slot */
-    PyObject *module; /* strong, or NULL: globals without a __name__ */
-    PyObject *answer; /* strong: the shared LockInfo, or Py_None */
+    PyObject *code;    /* strong, or NULL: an empty slot */
+    PyObject *globals; /* strong */
+    PyObject *answer;  /* strong: the shared LockInfo, or Py_None */
     int offset;
 } lp_site;
 
@@ -32,33 +32,33 @@ static inline lp_site *lp_site_slot(lp_sites *sites, PyObject *code, int offset)
 }
 
 /* The stored answer for the site (borrowed), or NULL. */
-static inline PyObject *lp_sites_get(lp_sites *sites, PyObject *code, int offset, PyObject *module)
+static inline PyObject *lp_sites_get(lp_sites *sites, PyObject *code, int offset, PyObject *globals)
 {
     lp_site *slot = lp_site_slot(sites, code, offset);
-    if (slot->code == code && slot->offset == offset && slot->module == module)
+    if (slot->code == code && slot->offset == offset && slot->globals == globals)
         return slot->answer;
     return NULL;
 }
 
 static inline void lp_site_clear(lp_site *slot)
 {
-    PyObject *code = slot->code, *module = slot->module, *answer = slot->answer;
-    slot->code = slot->module = slot->answer = NULL;
+    PyObject *code = slot->code, *globals = slot->globals, *answer = slot->answer;
+    slot->code = slot->globals = slot->answer = NULL;
     Py_XDECREF(code);
-    Py_XDECREF(module);
+    Py_XDECREF(globals);
     Py_XDECREF(answer);
 }
 
-static inline void lp_sites_put(lp_sites *sites, PyObject *code, int offset, PyObject *module, PyObject *answer)
+static inline void lp_sites_put(lp_sites *sites, PyObject *code, int offset, PyObject *globals, PyObject *answer)
 {
     lp_site *slot = lp_site_slot(sites, code, offset);
     Py_INCREF(code);
-    Py_XINCREF(module);
+    Py_INCREF(globals);
     Py_INCREF(answer);
     lp_site_clear(slot); /* after the new references: the old entry may hold the only ones */
     slot->code = code;
     slot->offset = offset;
-    slot->module = module;
+    slot->globals = globals;
     slot->answer = answer;
 }
 
