@@ -13,200 +13,51 @@ cdef SemaphoreTest _semaphore_test(acquire):
     return SEMAPHORE_VALUE
 
 
-# What acquire() of a profiled asyncio primitive returns: taken at its first send() when it need
-# not wait, else handed on to a coroutine.
-cdef enum AcquireStage:
-    ACQUIRE_CREATED   # not sent into yet
-    ACQUIRE_WAITING   # handing on to `waiting`
-    ACQUIRE_DONE
-
-
-@cython.final
-@cython.freelist(8)
-cdef class _Acquire:
-    """What acquire() of a profiled asyncio Lock, Semaphore or BoundedSemaphore returns in place
-    of the standard coroutine: awaitable, and a collections.abc.Coroutine. Its first send()
-    takes the primitive when it need not wait and returns True, as the standard acquire does
-    without suspending; otherwise it hands every send(), throw() and close() on to a coroutine:
-    the timed wait while profiling, else the standard acquire. Not run, it warns as a coroutine
-    never awaited does. An `async def` acquire would cost a coroutine of Cython's, whose return
-    path costs more than the acquire."""
-    cdef object primitive
-    cdef object waiting  # the coroutine handed on to (ACQUIRE_WAITING)
-    cdef AcquireStage stage
-
-    def __await__(self):
-        return self
-
-    def __next__(self):
-        return _acquire_result(self, None)
-
-    def send(self, value):
-        return _acquire_result(self, value)
-
-    def throw(self, typ, val=None, tb=None):
-        if self.stage == ACQUIRE_CREATED:
-            # Thrown in before it ran (a task cancelled before its first step): the standard
-            # acquire, not run either, raises it as a coroutine does.
-            self.waiting = _state(self.primitive).profile.acquire(self.primitive)
-            self.stage = ACQUIRE_WAITING
-        if self.stage == ACQUIRE_DONE:
-            self.waiting = _state(self.primitive).profile.acquire(self.primitive)
-            self.waiting.close()
-        try:
-            return self.waiting.throw(typ, val, tb) if tb is not None or val is not None else self.waiting.throw(typ)
-        except BaseException:
-            self._finish()
-            raise
-
-    def close(self):
-        if self.stage == ACQUIRE_WAITING:
-            try:
-                self.waiting.close()
-            finally:
-                self._finish()
-        self.stage = ACQUIRE_DONE
-
-    @property
-    def __name__(self):
-        return _state(self.primitive).profile.acquire.__name__
-
-    @property
-    def __qualname__(self):
-        return _state(self.primitive).profile.acquire.__qualname__
-
-    @property
-    def cr_await(self):
-        return getattr(self.waiting, "cr_await", None)
-
-    @property
-    def cr_running(self):
-        return bool(getattr(self.waiting, "cr_running", False))
-
-    cdef void _finish(self) noexcept:
-        self.stage = ACQUIRE_DONE
-        self.waiting = None
-
-    def __dealloc__(self):
-        if self.stage == ACQUIRE_CREATED and self.primitive is not None:
-            _never_awaited(self)
-
-
-cdef void _never_awaited(_Acquire awaitable) noexcept:
-    # An error (warnings turned into errors) is reported as unraisable, as the coroutine's is.
-    name = _state(awaitable.primitive).profile.acquire.__qualname__
-    warnings.warn(f"coroutine '{name}' was never awaited", RuntimeWarning, stacklevel=2)
-
-
-cdef _Acquire _acquire(primitive):
-    cdef _Acquire awaitable = _Acquire.__new__(_Acquire)
-    awaitable.primitive = primitive
-    return awaitable
-
-
-cdef object _acquire_step(object obj, object value, int* returned):
-    """One step of an _Acquire (its am_send slot, send() and __next__): the value the coroutine
-    handed on to yields, or (*returned) what the acquire returns."""
-    cdef _Acquire self = <_Acquire>obj
-    cdef PyObject* out = NULL
-    if self.stage == ACQUIRE_CREATED:
-        if value is not None:
-            raise TypeError("can't send non-None value to a just-started coroutine")
-        self.stage = ACQUIRE_DONE
-        waiting = _acquired_now(self.primitive)
-        if waiting is True:
-            returned[0] = 1
-            return True
-        self.waiting = waiting
-        self.stage = ACQUIRE_WAITING
-    elif self.stage == ACQUIRE_DONE:
-        raise RuntimeError("cannot reuse already awaited coroutine")
-    try:
-        step = lp_send(self.waiting, value, &out)
-    except BaseException:
-        self._finish()
-        raise
-    result = <object>out
-    Py_DECREF(<object>out)
-    if step == 0:
-        self._finish()
-        returned[0] = 1
-    return result
-
-
-cdef object _acquire_result(_Acquire self, value):
-    """_acquire_step() as send() and __next__ tell it: a returned value as StopIteration."""
-    cdef int returned = 0
-    result = _acquire_step(self, value, &returned)
-    if returned:
-        raise StopIteration(result)
-    return result
-
-
-cdef object _acquired_now(primitive):
-    """True when the primitive was taken now, as the standard acquire does when it need not
-    suspend (3.9 to 3.13), else the coroutine that acquires it."""
-    cdef ObjectState state = _state(primitive)
-    if not state.profiling():
-        return state.profile.acquire(primitive)
-    cdef Recorder recorder = state.recorder
-    if state.profile.semaphore_test == SEMAPHORE_NONE:  # asyncio.Lock
-        if _asyncio_lock_busy(primitive):
-            return _lock_waited(primitive, state)
-        primitive._locked = True
-        state.last_wait_ns = 0
-        if recorder.sampler.should_capture():
-            hold_captured(&state.hold, recorder, state.info)
-        return True
-    if _asyncio_semaphore_busy(primitive, state.profile):
-        return _semaphore_waited(primitive, state)
-    primitive._value -= 1
-    _open_hold(state, True, _sampled_hold(recorder, state.info))
-    return True
-
-
-lp_type_set_am_send(<PyTypeObject*>_Acquire, <void*>_acquire_step)
-collections.abc.Coroutine.register(_Acquire)
-
-
-async def _lock_waited(self, ObjectState state):
-    """asyncio.Lock.acquire() that suspends: what the standard acquire then does (the same on 3.9
-    to 3.13), in this coroutine rather than in the standard one awaited from here, which would
-    add a coroutine to every resumption; timed, with this task counted among the waiters."""
-    cdef Recorder recorder = state.recorder
-    if self._waiters is None:
-        self._waiters = deque()
-    future = (self._get_loop() if _LOOP_BOUND else self._loop).create_future()
-    self._waiters.append(future)
-    cdef TimedWait wait
-    wait_begin(&wait, recorder, state.info, &state.blocking, True, NULL)
-    acquired = False
-    try:
-        try:
-            await future
-        finally:
-            self._waiters.remove(future)
-        acquired = True
-    except state.profile.cancelled_error:
-        if not self._locked:
-            self._wake_up_first()
-        raise
-    finally:
-        wait_end(&wait, acquired)  # a cancelled waiter was blocked
-    self._locked = True
-    state.last_wait_ns = wait.end - wait.start
-    if wait_record(&wait, recorder, state.info, True) == WAIT_CAPTURED:
-        hold_start(&state.hold, wait.entry, wait.end)
-    return True
-
-
 class _AsyncioLock(_Profiled):
     """asyncio.Lock: an acquire that would suspend is timed from its own call, so each waiting
     task has its own wait; the hold runs from the acquire to the release. A release that finds
     tasks waiting records the blocking hold, as the threading Lock does."""
 
-    def acquire(self):
-        return _acquire(self)
+    async def acquire(self):
+        cdef ObjectState state = _state(self)
+        if not state.profiling():
+            return await state.profile.acquire(self)
+        cdef Recorder recorder = state.recorder
+        if not _asyncio_lock_busy(self):
+            # What the standard acquire does when it need not suspend (3.9 to 3.13), without
+            # running its coroutine.
+            self._locked = True
+            state.last_wait_ns = 0
+            if recorder.sampler.should_capture():
+                hold_captured(&state.hold, recorder, state.info)
+            return True
+        # Suspends: what the standard acquire then does (the same on 3.9 to 3.13), in this
+        # coroutine rather than in the standard one awaited from here, which would add a
+        # coroutine to every resumption; timed, with this task counted among the waiters.
+        if self._waiters is None:
+            self._waiters = deque()
+        future = (self._get_loop() if _LOOP_BOUND else self._loop).create_future()
+        self._waiters.append(future)
+        cdef TimedWait wait
+        wait_begin(&wait, recorder, state.info, &state.blocking, True, NULL)
+        acquired = False
+        try:
+            try:
+                await future
+            finally:
+                self._waiters.remove(future)
+            acquired = True
+        except state.profile.cancelled_error:
+            if not self._locked:
+                self._wake_up_first()
+            raise
+        finally:
+            wait_end(&wait, acquired)  # a cancelled waiter was blocked
+        self._locked = True
+        state.last_wait_ns = wait.end - wait.start
+        if wait_record(&wait, recorder, state.info, True) == WAIT_CAPTURED:
+            hold_start(&state.hold, wait.entry, wait.end)
+        return True
 
     def release(self):
         cdef ObjectState state = _state(self)
@@ -252,27 +103,33 @@ cdef bint _any_waiting(waiters) except -1:
     return False
 
 
-async def _semaphore_waited(self, ObjectState state):
-    """asyncio.Semaphore.acquire() that suspends: the standard acquire, timed (unlike asyncio.Lock's,
-    its waiting path differs between versions)."""
-    cdef TimedWait wait
-    wait_begin(&wait, state.recorder, state.info, NULL, True, NULL)
-    acquired = False
-    try:
-        result = await state.profile.acquire(self)
-        acquired = True
-    finally:
-        wait_end(&wait, acquired)
-    _waited(state, True, &wait, True)
-    return result
-
-
 class _AsyncioSemaphore(_Profiled):
     """asyncio.Semaphore and BoundedSemaphore: an acquire that would suspend (locked()) is
     timed; a hold runs from an acquire to a release by the same task."""
 
-    def acquire(self):
-        return _acquire(self)
+    async def acquire(self):
+        cdef ObjectState state = _state(self)
+        if not state.profiling():
+            return await state.profile.acquire(self)
+        cdef Recorder recorder = state.recorder
+        if not _asyncio_semaphore_busy(self, state.profile):
+            # What the standard acquire does when it need not suspend (3.9 to 3.13), without
+            # running its coroutine.
+            self._value -= 1
+            _open_hold(state, True, _sampled_hold(recorder, state.info))
+            return True
+        # Suspends: the standard acquire, timed (unlike asyncio.Lock's, its waiting path
+        # differs between versions).
+        cdef TimedWait wait
+        wait_begin(&wait, recorder, state.info, NULL, True, NULL)
+        acquired = False
+        try:
+            result = await state.profile.acquire(self)
+            acquired = True
+        finally:
+            wait_end(&wait, acquired)
+        _waited(state, True, &wait, True)
+        return result
 
     def release(self):
         cdef ObjectState state = _state(self)

@@ -6,7 +6,6 @@
  *   _stack.h    the stack walk as (code, offset) pairs
  *   _naming.h   the name a lock is stored under, read from frames and bytecode
  *   _sites.h    the creation sites seen, each one lookup
- *   _await.h    a coroutine stepped from C: what asyncio's acquire() returns while profiling
  *   _table.h    the event table and the long-wait slots
  */
 #ifndef LOCKPROF_LOCKCORE_H
@@ -18,7 +17,6 @@
 #include "_stack.h"
 #include "_naming.h"
 #include "_sites.h"
-#include "_await.h"
 #include "_table.h"
 
 /* The headers' state (the prebuilt arguments and names of _native.h, the cached native thread

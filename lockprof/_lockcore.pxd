@@ -105,11 +105,6 @@ cdef extern from "_sites.h":
     PyObject* lp_globals_name(PyObject* globals_) noexcept
 
 
-cdef extern from "_await.h":
-    int lp_send(object iter, object arg, PyObject** result) except -1
-    void lp_type_set_am_send(PyTypeObject* type, void* step) noexcept
-
-
 cdef extern from "_naming.h":
     PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
     enum:

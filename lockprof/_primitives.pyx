@@ -22,26 +22,23 @@ acquirer), _threading_primitives.pxi and _asyncio_primitives.pxi (the profiled s
 """
 
 import abc
-import collections.abc
 import copyreg
 from collections import deque
 import sys
 import threading
-import warnings
 import weakref
 
 from lockprof import _kinds
 
 cimport cython
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_DECREF
 from libc.stdint cimport int64_t
 
 from lockprof._lock cimport CreationSites, profiled_rlock, release_native_lock, take_native_lock
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
     METH_FASTCALL, METH_KEYWORDS, PyCFunction_NewEx, PyMethodDef, lp_blocking_pending, lp_call_first, lp_entry,
-    lp_module_init, lp_monotonic_ns, lp_object_new, lp_send, lp_thread_ident, lp_type_set_am_send,
+    lp_module_init, lp_monotonic_ns, lp_object_new, lp_thread_ident,
 )
 from lockprof._recorder cimport LockInfo, Recorder, name_lock
 from lockprof._wait cimport (
@@ -90,7 +87,6 @@ cdef object _sampled_hold(Recorder recorder, LockInfo info):
 # of 3.9 and 3.10 (bpo-45997, gh-90155): read from the standard acquire's own code when a class
 # is profiled.
 cdef enum SemaphoreTest:
-    SEMAPHORE_NONE      # not one of asyncio's semaphores
     SEMAPHORE_VALUE     # `while self._value <= 0`: the first releases
     SEMAPHORE_WAKEUP    # `while self._wakeup_scheduled or self._value <= 0`: 3.9.18's
     SEMAPHORE_LOCKED    # `if not self.locked()`: 3.10.13 and later
@@ -198,7 +194,6 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     profile.permits = _permits(base)
     if kind in _kinds.ASYNCIO_KINDS:
         profile.cancelled_error = sys.modules["asyncio"].CancelledError
-    if _kinds.PROFILED_AS[kind] == _kinds.ASYNCIO_SEMAPHORE:
         profile.semaphore_test = _semaphore_test(profile.acquire)
     namespace = {
         "__module__": base.__module__,
