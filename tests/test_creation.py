@@ -8,6 +8,7 @@ from __future__ import annotations
 import _thread
 import gc
 import threading
+import warnings
 import weakref
 
 import pytest
@@ -99,7 +100,9 @@ def test_sites_of_a_module_excluded_stay_native_for_every_kind(make_collector):
 
 def _outcome(factory, args, kwargs):
     try:
-        factory(*args, **kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.13: arguments to RLock
+            factory(*args, **kwargs)
     except TypeError as error:
         return str(error)
     return None
