@@ -1,26 +1,56 @@
-# LockFactory, what threading.Lock and threading.RLock are while profiling runs, the LockInfo of
-# a lock made now, and what calling a wrapper type (type(lock)()) makes.
+# LockFactory, what threading.Lock and threading.RLock are while profiling runs; CreationSites,
+# the LockInfo of a lock made now (also for the profiled classes of _primitives); and what calling
+# a wrapper type (type(lock)()) makes.
 # Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
 
-cdef LockInfo new_lock_info(Recorder recorder, str kind, object excludes, dict decisions):
-    """The LockInfo of a lock created now by the running Python frame, or None when that frame's
-    module is excluded. decisions caches excludes() per module name."""
-    cdef PyObject* frame = lp_current_frame()
-    if frame == NULL:
-        return None
-    module = lp_frame_globals(frame).get("__name__")
-    excluded = decisions.get(module)
-    if excluded is None:
-        excluded = bool(excludes(module))
-        if len(decisions) >= 4096:
-            decisions.clear()
-        decisions[module] = excluded
-    if excluded:
-        return None
-    return recorder.lock_info_at(kind, lp_frame_code(frame), lp_frame_lasti(frame),
-                                 module if isinstance(module, str) else None)
+@cython.final
+cdef class CreationSites:
+    """Where the locks of one kind are made while profiling (one per LockFactory and per profiled
+    class): lock_info() gives the LockInfo of a lock made now by the running Python frame, or
+    None when that frame's module is excluded. A site whose answer holds for every later lock
+    (excluded, or a LockInfo its locks share) is then found with one lookup (_sites.h), without
+    a frame object, the module's filter or the Recorder's table of sites."""
+
+    def __cinit__(self, str kind, Recorder recorder not None, excludes not None):
+        self.kind = kind
+        self.recorder = recorder
+        self.excludes = excludes
+        self.decisions = {}
+
+    def __dealloc__(self):
+        lp_sites_clear(&self.cache)
+
+    cdef LockInfo lock_info(self):
+        cdef PyObject* code
+        cdef PyObject* globals_
+        cdef int offset
+        if not lp_caller_site(&code, &offset, &globals_):
+            return None
+        cdef PyObject* answer = lp_sites_get(&self.cache, code, offset, globals_)
+        if answer == NULL:
+            return self._first(code, offset, globals_)
+        return None if answer == <PyObject*>None else <LockInfo>answer
+
+    cdef LockInfo _first(self, PyObject* code, int offset, PyObject* globals_):
+        """lock_info() at a site not stored yet: the filter's decision (cached per module name)
+        and the Recorder's LockInfo for the site, stored when every later lock gets the same."""
+        cdef PyObject* name = lp_globals_name(globals_)
+        module = <object>name if name != NULL else None
+        excluded = self.decisions.get(module)
+        if excluded is None:
+            excluded = bool(self.excludes(module))
+            if len(self.decisions) >= 4096:
+                self.decisions.clear()
+            self.decisions[module] = excluded
+        cdef bint shared = True  # an exclusion holds for every later lock
+        info = None if excluded else self.recorder.lock_info_at(
+            self.kind, <object>code, offset, module if isinstance(module, str) else None, &shared)
+        if shared:
+            lp_sites_put(&self.cache, code, offset, globals_, <PyObject*>info)
+        return info
 
 
+@cython.final  # called through _factory_vectorcall(), which no subclass's __call__ could override
 cdef class LockFactory:
     """What threading.Lock / threading.RLock is while profiling runs.
 
@@ -57,15 +87,27 @@ cdef class LockFactory:
         self.original = original
         self.kind = kind
         self._recorder = recorder
-        self._excludes = excludes
-        self._decisions = {}
+        self._sites = CreationSites(kind, recorder, excludes)
+        lp_type_set_vectorcall(<PyObject*>self, &self._vectorcall, <void*>_factory_vectorcall)
 
     def __call__(self, *args, **kwargs):
-        # Arguments go to the original, which decides what they mean (and warns or raises).
-        if args or kwargs or self._make_native is None or not self._still_stock():
-            native = self._innermost(*args, **kwargs)
-        else:
-            native = self._make_native()
+        # Calls reach _factory_vectorcall(); this is LockFactory.__call__(factory, ...).
+        if args or kwargs:
+            return self._profiled(self._innermost(*args, **kwargs))
+        return self._profiled(self._make())
+
+    cdef object _make(self):
+        """A native lock made without arguments. A stock Lock factory is the C function itself;
+        threading's RLock() makes a C RLock only while threading holds it (not once gevent
+        patched threading)."""
+        if self._make_native is not None and (self._native_type is NATIVE_LOCK or _threading_c_rlock()):
+            return lp_call_noargs(self._make_native)
+        return self._innermost()
+
+    cdef object _profiled(self, native):
+        """The native lock made, profiled unless profiling is stopped or the calling module is
+        excluded (then the native lock itself). Arguments went to the original, which decides
+        what they mean (and warns or raises)."""
         info = self._info_now()
         if info is None:
             return native
@@ -80,14 +122,7 @@ cdef class LockFactory:
         """The LockInfo of a lock made now, None unless profiling runs and applies there."""
         if not self._recorder.active:
             return None
-        return new_lock_info(self._recorder, self.kind, self._excludes, self._decisions)
-
-    cdef bint _still_stock(self):
-        """Whether the stock factory still makes the C lock (not once gevent patched)."""
-        if self._native_type is NATIVE_LOCK:
-            return (<dict>_thread.__dict__).get("allocate_lock") is ORIGINAL_ALLOCATE_LOCK
-        threading = sys.modules.get("threading")
-        return threading is not None and (<dict>threading.__dict__).get("_CRLock") is NATIVE_RLOCK
+        return self._sites.lock_info()
 
     @property
     def active(self):
@@ -135,12 +170,38 @@ def _threading_factory(name):
     return getattr(sys.modules.get("threading") or __import__("threading"), name)
 
 
+cdef object _factory_vectorcall(object factory, PyObject** args, size_t nargsf, PyObject* kwnames):
+    """A call of a LockFactory (its type's vectorcall): no argument tuple or dict is made."""
+    cdef LockFactory self = <LockFactory>factory
+    if lp_vectorcall_nargs(nargsf) == 0 and kwnames == NULL:
+        return self._profiled(self._make())
+    return self._profiled(lp_vectorcall(self._innermost, args, nargsf, kwnames))
+
+
+cdef dict MODULES = sys.modules
+
+
+cdef dict _threading_namespace():
+    """The namespace of the threading module loaded now, or None."""
+    threading = MODULES.get("threading")
+    if threading is None:
+        return None
+    if PyModule_CheckExact(threading):
+        return <dict>PyModule_GetDict(threading)
+    return threading.__dict__
+
+
+cdef bint _threading_c_rlock() except -1:
+    """Whether threading's RLock() makes the C RLock."""
+    namespace = _threading_namespace()
+    return namespace is not None and namespace.get("_CRLock") is NATIVE_RLOCK
+
+
 cdef object profiled_rlock(LockInfo info, Recorder recorder):
     """A new RLock profiled under info: a C RLock while threading makes those, else the
     Python RLock threading makes instead (once gevent has patched it)."""
-    threading = sys.modules.get("threading")
-    namespace = threading.__dict__ if threading is not None else {}
-    if namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
+    namespace = _threading_namespace()
+    if namespace is None or namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
         return ProfiledRLock.__new__(ProfiledRLock, NATIVE_RLOCK(), info, recorder)
     return wrap_foreign(namespace["_PyRLock"](), RLOCK, info, recorder)
 

@@ -266,6 +266,33 @@ static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
     return n;
 }
 
+/* The site of a call from Python into C: the innermost running frame's code and globals
+ * (borrowed) and the byte offset of its current instruction (the call). 0 when no Python frame
+ * runs. On 3.11+ it reads the interpreter's frame, as the walk above does: PyEval_GetFrame()
+ * would make a frame object for it, an allocation per lock created in a fresh function. */
+static inline int lp_caller_site(PyObject **code, int *lasti, PyObject **globals)
+{
+#if PY_VERSION_HEX >= 0x030B0000
+    _PyInterpreterFrame *frame = lp_top_frame(PyThreadState_Get());
+    while (frame != NULL && _PyFrame_IsIncomplete(frame))
+        frame = frame->previous;
+    if (frame == NULL)
+        return 0;
+    int units = _PyInterpreterFrame_LASTI(frame);
+    *code = lp_interpreter_frame_code(frame);
+    *lasti = units < 0 ? -1 : units * (int)sizeof(_Py_CODEUNIT);
+    *globals = frame->f_globals;
+#else
+    PyFrameObject *frame = PyEval_GetFrame();
+    if (frame == NULL)
+        return 0;
+    *code = (PyObject *)frame->f_code;
+    *lasti = lp_frame_lasti((PyObject *)frame);
+    *globals = frame->f_globals;
+#endif
+    return 1;
+}
+
 /* The name of the local variable of `frame` (a running frame object) bound to `target`,
  * directly or through a closure cell, or NULL (borrowed from the code); *first receives the
  * value of its first argument, or NULL (borrowed). The frame's own slots are read: frame.f_locals

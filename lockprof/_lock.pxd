@@ -1,6 +1,8 @@
 # cython: language_level=3
 
-from lockprof._lockcore cimport lp_blocking, lp_native_method
+from cpython.object cimport PyObject
+
+from lockprof._lockcore cimport lp_blocking, lp_native_method, lp_sites
 from lockprof._recorder cimport LockInfo, Recorder
 from lockprof._wait cimport CapturedHold
 
@@ -37,6 +39,16 @@ cdef class _LockWrapper:
     cdef object __weakref__
 
 
+cdef class CreationSites:
+    cdef str kind
+    cdef Recorder recorder
+    cdef object excludes
+    cdef dict decisions  # excludes() per module name
+    cdef lp_sites cache
+    cdef LockInfo lock_info(self)
+    cdef LockInfo _first(self, PyObject* code, int offset, PyObject* globals_)
+
+
 cdef class LockFactory:
     cdef readonly object original
     cdef readonly str kind
@@ -45,10 +57,11 @@ cdef class LockFactory:
     cdef tuple _wrapper_types  # the types of the profiled locks it makes
     cdef type _native_type
     cdef Recorder _recorder
-    cdef object _excludes
-    cdef dict _decisions
+    cdef CreationSites _sites
+    cdef void* _vectorcall  # the type's vectorcall slot: _factory_vectorcall
+    cdef object _make(self)
     cdef LockInfo _info_now(self)
-    cdef bint _still_stock(self)
+    cdef object _profiled(self, native)
 
 
 cdef class _ForeignWrapper(_LockWrapper):
@@ -66,7 +79,6 @@ cdef class ProfiledForeignRLock(_ForeignWrapper):
 
 # For the other profiled primitives (_primitives.pyx).
 cdef object profiled_rlock(LockInfo info, Recorder recorder)
-cdef LockInfo new_lock_info(Recorder recorder, str kind, object excludes, dict decisions)
 # A native threading.Lock taken and released in place (threading's semaphores' Conditions).
 cdef int take_native_lock(object lock) noexcept
 cdef void release_native_lock(object lock) noexcept

@@ -58,6 +58,11 @@ class ProfiledForeignRLock(_ForeignWrapper):
     def _release_save(self) -> Any: ...
     def _acquire_restore(self, state: Any) -> None: ...
 
+class CreationSites:
+    """The LockInfo of the locks of one kind made at each creation site (C methods only)."""
+
+    def __init__(self, kind: str, recorder: Recorder, excludes: Callable[[Optional[str]], bool]) -> None: ...
+
 class LockFactory:
     """What threading.Lock / threading.RLock is while a collector runs."""
 

@@ -6,6 +6,7 @@
  *   _stack.h      the stack as (code, offset) pairs, frame accessors
  *   _internals.h  or _portable.h: the core's mode (below)
  *   _naming.h     the name a creation site stores a lock under, read from its bytecode
+ *   _sites.h      the creation sites seen, each one lookup
  *   _table.h      the event table and the long-wait slots
  *
  * The one place the core's mode is chosen. LOCKPROF_CORE_PORTABLE (setup.py defines it for
@@ -27,6 +28,7 @@
 #include "_internals.h"
 #endif
 #include "_naming.h"
+#include "_sites.h"
 #include "_table.h"
 
 /* The headers' state (the prebuilt arguments and names of _native.h, the cached native thread

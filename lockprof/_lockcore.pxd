@@ -12,6 +12,7 @@ cdef extern from "Python.h":
         int ml_flags
         const char* ml_doc
     int METH_NOARGS, METH_O, METH_VARARGS, METH_KEYWORDS, METH_FASTCALL
+    object PyCFunction_NewEx(PyMethodDef* ml, PyObject* self, PyObject* module)
 
 
 cdef extern from "_lockcore.h":
@@ -41,6 +42,12 @@ cdef extern from "_native.h":
     object lp_call_vector(const lp_native_method* m, PyObject* self, PyObject** args,
                           Py_ssize_t nargs, PyObject* kwnames)
     int lp_type_set_method(PyTypeObject* type, PyMethodDef* defn) except -1
+    void lp_type_set_vectorcall(PyObject* obj, void** field, void* func) noexcept
+    object lp_call_noargs(object f)
+    object lp_call_first(object callable, object first, PyObject** args, Py_ssize_t nargs, PyObject* kwnames)
+    object lp_object_new(PyTypeObject* type)
+    Py_ssize_t lp_vectorcall_nargs(size_t nargsf) noexcept
+    object lp_vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
 
     enum:
         LP_ACQUIRE_BLOCKING
@@ -78,11 +85,18 @@ cdef extern from "_stack.h":
         int lasti
     int LP_MAX_WALK
     PyObject* lp_current_frame()
-    object lp_frame_globals(PyObject* frame)
-    object lp_frame_code(PyObject* frame)
     int lp_frame_lasti(PyObject* frame)
     enum:
         LP_MAX_FRAMES
+
+
+cdef extern from "_sites.h":
+    ctypedef struct lp_sites:
+        pass
+    PyObject* lp_sites_get(lp_sites* sites, PyObject* code, int offset, PyObject* globals_) noexcept
+    void lp_sites_put(lp_sites* sites, PyObject* code, int offset, PyObject* globals_, PyObject* answer) noexcept
+    void lp_sites_clear(lp_sites* sites) noexcept
+    PyObject* lp_globals_name(PyObject* globals_) noexcept
 
 
 # The core's mode: _internals.h or _portable.h, as _lockcore.h chose; the same functions.
@@ -96,6 +110,7 @@ cdef extern from "_lockcore.h":
     int lp_rlock_nest(int try_kind, PyObject* rlock) except -1
     bint lp_rlock_unnest(int try_kind, PyObject* rlock) noexcept
     int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
+    bint lp_caller_site(PyObject** code, int* lasti, PyObject** globals_) noexcept
     PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
 
 

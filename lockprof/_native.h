@@ -386,4 +386,56 @@ static inline int lp_type_set_method(PyTypeObject *type, PyMethodDef *def)
     return rc;
 }
 
+/* ------------------------------------------------------ slots of lockprof's own types
+ * Set at run time, where Cython has no spelling for them. */
+
+/* Calls of obj's type go through func, stored in *field (a field of obj's own struct): no
+ * argument tuple or dict is built, as the __call__ slot would. */
+static inline void lp_type_set_vectorcall(PyObject *obj, void **field, void *func)
+{
+    *field = func;
+    Py_TYPE(obj)->tp_vectorcall_offset = (Py_ssize_t)((char *)field - (char *)obj);
+    Py_TYPE(obj)->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+}
+
+/* f() for a C function of no arguments (_thread.allocate_lock) without the call protocol's
+ * checks; any other callable is called normally. */
+static inline PyObject *lp_call_noargs(PyObject *f)
+{
+    if (PyCFunction_CheckExact(f) && PyCFunction_GET_FLAGS(f) == METH_NOARGS)
+        return PyCFunction_GET_FUNCTION(f)(PyCFunction_GET_SELF(f), NULL);
+    return PyObject_CallNoArgs(f);
+}
+
+/* callable(first, *args) for arguments of the vectorcall convention (kwnames: the names of the
+ * last ones), without a tuple or dict. */
+static inline PyObject *lp_call_first(PyObject *callable, PyObject *first, PyObject *const *args,
+                                      Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t n = nargs + (kwnames != NULL ? PyTuple_GET_SIZE(kwnames) : 0);
+    PyObject *small[8], **stack = small;
+    if (n >= 8 && (stack = PyMem_Malloc((size_t)(n + 1) * sizeof(PyObject *))) == NULL)
+        return PyErr_NoMemory();
+    stack[0] = first;
+    for (Py_ssize_t i = 0; i < n; i++)
+        stack[i + 1] = args[i];
+    PyObject *result = PyObject_Vectorcall(callable, stack, (size_t)nargs + 1, kwnames);
+    if (stack != small)
+        PyMem_Free(stack);
+    return result;
+}
+
+/* object.__new__(type) without the call: for a type whose __new__ is object's. */
+static inline PyObject *lp_object_new(PyTypeObject *type)
+{
+    return PyBaseObject_Type.tp_new(type, lp_empty_tuple, NULL);
+}
+
+static inline Py_ssize_t lp_vectorcall_nargs(size_t nargsf) { return PyVectorcall_NARGS(nargsf); }
+
+static inline PyObject *lp_vectorcall(PyObject *callable, PyObject **args, size_t nargsf, PyObject *kwnames)
+{
+    return PyObject_Vectorcall(callable, (PyObject *const *)args, nargsf, kwnames);
+}
+
 #endif /* LOCKPROF_NATIVE_H */

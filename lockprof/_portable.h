@@ -170,6 +170,28 @@ static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
     return n;
 }
 
+/* The site of a call from Python into C: the innermost running frame's code and globals
+ * (borrowed, alive while it runs) and the byte offset of its current instruction (the call).
+ * 0 when no Python frame runs. PyEval_GetFrame() may make the frame's object (3.11+), once. */
+static inline int lp_caller_site(PyObject **code, int *lasti, PyObject **globals)
+{
+    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed */
+    if (frame == NULL)
+        return 0;
+    PyCodeObject *frame_code = PyFrame_GetCode(frame);
+    *code = (PyObject *)frame_code;
+    Py_DECREF(frame_code);
+    *lasti = lp_frame_lasti((PyObject *)frame);
+#if PY_VERSION_HEX >= 0x030B0000
+    PyObject *frame_globals = PyFrame_GetGlobals(frame);
+    *globals = frame_globals;
+    Py_DECREF(frame_globals);
+#else
+    *globals = frame->f_globals;
+#endif
+    return 1;
+}
+
 /* The bound locals of a function's running frame as (name, value) pairs (a new list), or NULL:
  * 3.13+ through its locals proxy (PEP 667), which reads the frame's slots; earlier versions
  * through its f_locals dict, a snapshot the frame keeps. A module's or class body's f_locals is

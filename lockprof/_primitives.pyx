@@ -31,15 +31,14 @@ import weakref
 from lockprof import _kinds
 
 cimport cython
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t
 
-from lockprof._lock cimport (
-    new_lock_info, profiled_rlock, release_native_lock, take_native_lock,
-)
+from lockprof._lock cimport CreationSites, profiled_rlock, release_native_lock, take_native_lock
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
-    lp_blocking_pending, lp_entry, lp_module_init, lp_monotonic_ns, lp_thread_ident,
+    METH_FASTCALL, METH_KEYWORDS, PyCFunction_NewEx, PyMethodDef, lp_blocking_pending, lp_call_first, lp_entry,
+    lp_module_init, lp_monotonic_ns, lp_object_new, lp_thread_ident,
 )
 from lockprof._recorder cimport LockInfo, Recorder, name_lock
 from lockprof._wait cimport (
@@ -109,10 +108,11 @@ cdef class ClassProfile:
     cdef SemaphoreTest semaphore_test  # asyncio semaphores: how the standard acquire decides
     cdef Permits permits  # threading semaphores: whether permits are handled in place
     cdef Recorder recorder
-    cdef object excludes
-    cdef dict decisions
+    cdef CreationSites sites
     cdef object lock_class  # asyncio.Condition: the profiled asyncio.Lock class
+    cdef bint object_new  # the original's objects are made by object.__new__
     # The original's methods, called as functions with the object as first argument.
+    cdef object init
     cdef object acquire
     cdef object release
     cdef object wait
@@ -122,6 +122,7 @@ cdef class ClassProfile:
 
 @cython.final
 @cython.no_gc_clear  # __dealloc__ needs recorder alive: its table owns hold.entry
+@cython.freelist(16)  # objects made per request: a reused block rather than an allocation
 cdef class ObjectState:
     """lockprof's state of one profiled object, its only attribute (_lp_state), read once per
     operation."""
@@ -183,9 +184,10 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     profile.original = base
     profile.kind = kind
     profile.recorder = recorder
-    profile.excludes = excludes
-    profile.decisions = {}
+    profile.sites = CreationSites(kind, recorder, excludes)
     profile.lock_class = lock_class
+    profile.object_new = (<PyTypeObject*>base).tp_new == (<PyTypeObject*>object).tp_new
+    profile.init = base.__init__
     profile.acquire = getattr(base, "acquire", None)
     profile.release = getattr(base, "release", None)
     profile.wait = getattr(base, "wait", None)
@@ -206,20 +208,38 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     return cls
 
 
-cdef object _new(cls, args, kwargs):
-    """__new__ of every profiled class: an object of the original class where profiling does
-    not apply (stopped, or made in an excluded module) unless cls is a user's subclass."""
+cdef object _new(PyObject* unused, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """__new__(cls, *args, **kwargs) of every profiled class: an object of the original class
+    where profiling does not apply (stopped, or made in an excluded module) unless cls is a
+    user's subclass. A C function of the vectorcall convention (NEW): no argument tuple or dict
+    is built."""
+    if nargs < 1:
+        raise TypeError("object.__new__(): not enough arguments")
+    cls = <object>args[0]
     cdef ClassProfile profile = cls._lp_profile
-    base = profile.original
-    info = (new_lock_info(profile.recorder, profile.kind, profile.excludes, profile.decisions)
-            if profile.recorder.active else None)
-    if info is None and "_lp_original" in cls.__dict__:
-        native = base.__new__(base)
-        base.__init__(native, *args, **kwargs)  # not called by type() for another class
+    info = profile.sites.lock_info() if profile.recorder.active else None
+    if info is None and cls is profile.cls:
+        native = _object_new(profile, profile.original)
+        # Not called by type() for an object of another class.
+        lp_call_first(profile.init, native, args + 1, nargs - 1, kwnames)
         return native
-    obj = base.__new__(cls)
-    _init_state(obj, info)
+    obj = _object_new(profile, cls)
+    _init_state(obj, profile, info)
     return obj
+
+
+cdef object _object_new(ClassProfile profile, cls):
+    """original.__new__(cls), without the call where it is object.__new__."""
+    if profile.object_new:
+        return lp_object_new(<PyTypeObject*>cls)
+    return profile.original.__new__(cls)
+
+
+cdef PyMethodDef NEW
+NEW.ml_name = "__new__"
+NEW.ml_meth = <void*>_new
+NEW.ml_flags = METH_FASTCALL | METH_KEYWORDS
+NEW.ml_doc = "Create and return a new object.  See help(type) for accurate signature."
 
 
 cdef void _held_as(LockInfo info, obj) except *:
@@ -229,10 +249,10 @@ cdef void _held_as(LockInfo info, obj) except *:
         info.owner = weakref.ref(obj)
 
 
-cdef void _init_state(obj, LockInfo info) except *:
+cdef void _init_state(obj, ClassProfile profile, LockInfo info) except *:
     cdef ObjectState state = ObjectState.__new__(ObjectState)
-    state.profile = type(obj)._lp_profile
-    state.recorder = state.profile.recorder
+    state.profile = profile
+    state.recorder = profile.recorder
     state.info = info
     obj._lp_state = state
 
@@ -254,7 +274,7 @@ def _reduce_ex(self, protocol):
     if not _named(cls):
         return copyreg._reconstructor, (cls._lp_original, object, None), state
     copy = object.__new__(cls)
-    _init_state(copy, None)
+    _init_state(copy, cls._lp_profile, None)
     state.update(vars(copy))
     return copyreg._reconstructor, (cls, object, None), state
 
@@ -266,7 +286,7 @@ def _getstate(self):
 
 def _setstate(self, state):
     """Unpickling a subclass: its attributes, and lockprof's state of an unprofiled object."""
-    _init_state(self, None)
+    _init_state(self, type(self)._lp_profile, None)
     vars(self).update(state)
 
 
@@ -343,8 +363,7 @@ cdef object _acquirer():
 class _Profiled:
     """What every profiled class shares: how its objects are made, pickled and copied."""
 
-    def __new__(cls, *args, **kwargs):
-        return _new(cls, args, kwargs)
+    __new__ = staticmethod(PyCFunction_NewEx(&NEW, NULL, NULL))
 
     __reduce_ex__ = _reduce_ex
     __getstate__ = _getstate

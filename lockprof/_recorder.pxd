@@ -124,7 +124,7 @@ cdef class Recorder:
     cdef object _otel_span_key
     cdef object _otel_span_context_type
 
-    cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module)
+    cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module, bint* shared)
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept
     cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
                               bint count_acquire) noexcept

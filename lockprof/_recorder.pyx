@@ -168,8 +168,9 @@ cdef class Recorder:
 
     # -------------------------------------------------------------- locks
 
-    cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module):
-        """The LockInfo of a lock made now by instruction `offset` of `code`. The locks a site
+    cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module, bint* shared):
+        """The LockInfo of a lock made now by instruction `offset` of `code`; *shared tells
+        whether every later lock of the site gets the same one. The locks a site
         makes share one, so that locks made per request add one event table key, not one per
         request: when the site stores them under one attribute or module or class variable
         (`self._lock = threading.Lock()`), which profiles name alike anyway, named after it;
@@ -183,9 +184,10 @@ cdef class Recorder:
         # The code's address is unique while the shared LockInfo holds the code. A count may
         # outlive its code and be continued by another at the same address: it only counts.
         site = (<uintptr_t><PyObject*>code, offset, kind)
-        shared = self._sites.get(site)
-        if shared is not None:
-            return <LockInfo>shared
+        known = self._sites.get(site)
+        shared[0] = known is not None
+        if known is not None:
+            return <LockInfo>known
         what = site_name(code, offset, &name)
         info = LockInfo.__new__(LockInfo, kind, code, offset, module)
         if what != LP_NAME_SITE:
@@ -204,6 +206,7 @@ cdef class Recorder:
         info.site_named = True
         if len(self._sites) < MAX_SITES:
             info = <LockInfo>self._sites.setdefault(site, info)
+            shared[0] = True
         return info
 
     # -------------------------------------------------------------- events

@@ -155,15 +155,16 @@ class _ThreadingCondition(_Profiled):
         if info is not None and given_lock(args, kwargs, ()) is None:
             _held_as(info, self)
             args, kwargs = (profiled_rlock(info, state.recorder),), {}
-        state.profile.original.__init__(self, *args, **kwargs)  # its own checks and errors
-        if info is not None:
-            state.restored = {}
-            self._acquire_restore = _RestoreTimer(self._acquire_restore, state.restored)
+        state.profile.init(self, *args, **kwargs)  # its own checks and errors
 
     def wait(self, timeout=None):
         cdef ObjectState state = _state(self)
         if not state.profiling():
             return state.profile.wait(self, timeout)
+        if state.restored is None:
+            # At the first wait rather than for every Condition made: most are never waited on.
+            state.restored = {}
+            self._acquire_restore = _RestoreTimer(self._acquire_restore, state.restored)
         cdef int64_t start = lp_monotonic_ns()
         result = state.profile.wait(self, timeout)
         restored_at = state.restored.pop(_acquirer(), None)

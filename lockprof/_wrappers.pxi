@@ -3,6 +3,7 @@
 # Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
 
 @cython.no_gc_clear  # __dealloc__ needs _recorder alive: its table owns _hold.entry
+@cython.freelist(16)  # locks made per request: a reused block rather than an allocation
 cdef class _LockWrapper:
     """Fields and Python-level behaviour shared by ProfiledLock and ProfiledRLock."""
 
