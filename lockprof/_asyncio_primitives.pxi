@@ -56,7 +56,7 @@ class _AsyncioLock(_Profiled):
         self._locked = True
         state.last_wait_ns = wait.end - wait.start
         if wait_record(&wait, recorder, state.info, True) == WAIT_CAPTURED:
-            hold_start(&state.hold, wait.entry, wait.end)
+            hold_start(&state.hold, recorder, wait.entry, wait.end)
         return True
 
     def release(self):

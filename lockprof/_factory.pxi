@@ -66,7 +66,7 @@ cdef class LockFactory:
             native = self._innermost(*args, **kwargs)
         else:
             native = self._make_native()
-        if not self._recorder.active:
+        if not self._recorder.is_active():
             return native
         info = new_lock_info(self._recorder, self.kind, self._excludes, self._decisions)
         if info is None:
@@ -88,7 +88,7 @@ cdef class LockFactory:
     @property
     def active(self):
         """True while the collector that installed this factory is running."""
-        return self._recorder.active
+        return self._recorder.is_active()
 
     def __instancecheck__(self, obj):
         # Only where the original is a class (threading.Lock on 3.13+); elsewhere isinstance

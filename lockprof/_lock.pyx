@@ -32,14 +32,15 @@ from lockprof._lockcore cimport (
     LP_TRY_RLOCK, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_blocking_pending,
     lp_call, lp_call0, lp_call_vector, lp_classify_acquire, lp_classify_acquire_call, lp_current_frame,
     lp_descr_doc, lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_frame_ref,
-    lp_lock_release_direct, lp_lock_try_direct, lp_module_init, lp_monotonic_ns, lp_native_layout_matches,
+    lp_load_long, lp_lock_release_direct, lp_lock_try_direct, lp_module_init, lp_monotonic_ns, lp_native_layout_matches,
     lp_native_method, lp_native_method_resolve, lp_rlock_nest_direct, lp_rlock_owned_direct,
-    lp_rlock_try_direct, lp_rlock_unnest_direct, lp_thread_ident, lp_try_acquire, lp_type_set_method,
+    lp_rlock_try_direct, lp_rlock_unnest_direct, lp_store_long, lp_thread_ident, lp_try_acquire,
+    lp_type_set_method,
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, name_lock, waiter_init
 from lockprof._wait cimport (
-    WAIT_CAPTURED, TimedWait, hold_forget, hold_released, hold_captured, hold_start, wait_begin, wait_end,
-    wait_record,
+    WAIT_CAPTURED, CapturedHold, TimedWait, hold_forget, hold_released, hold_captured, hold_start, hold_take,
+    wait_begin, wait_end, wait_record,
 )
 
 from lockprof._kinds import LOCK, RLOCK

@@ -27,7 +27,7 @@ cdef class _LockWrapper:
         self._recorder = recorder if recorder is not None else INERT_RECORDER
 
     def __dealloc__(self):
-        hold_forget(&self._hold)
+        hold_forget(&self._hold, self._recorder)
 
     @property
     def lock_info(self):
@@ -70,7 +70,7 @@ cdef class ProfiledRLock(_LockWrapper):
 # The native lock is passed as a borrowed PyObject*: no reference counting on the hot path.
 
 cdef inline object _lock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    if not self._recorder.active:
+    if not self._recorder.is_active():
         return _plain_acquire(self, args, nargs, kwnames)
     return _profiled_acquire(self, args, nargs, kwnames)
 
@@ -87,15 +87,29 @@ cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 cdef inline object _lock_release(_LockWrapper self):
     if self._hold.entry == NULL and not lp_blocking_pending(&self._blocking):
         return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
+    return _release_ending(self, &LOCK_OPS.release)
+
+
+cdef object _release_ending(_LockWrapper self, const lp_native_method* release):
+    """A release that ends a captured hold, or a hold others were blocked by. The hold is taken
+    while the lock is still held (the next owner may start its own at once) and ended after the
+    native release. A release that raises (a Lock not held) ends nothing: a hold left was
+    stale."""
+    cdef CapturedHold taken = hold_take(&self._hold)
     cdef int64_t released_at = lp_monotonic_ns()
-    result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
-    _released(self, released_at, True)
+    try:
+        result = lp_call0(release, <PyObject*>self._wrapped)
+    except BaseException:
+        hold_forget(&taken, self._recorder)
+        raise
+    _released(self, &taken, released_at, True)
     return result
 
 
 # An RLock wrapper tracks the depth of a hold it has seen start, so that a nested acquire costs
 # no sampler check (the sampling rate stays per outermost acquire) and the hold ends at the
-# outermost release. Only the owner changes _depth, under the GIL. With _depth == 0 an acquire is
+# outermost release. Only the owner changes _depth (an atomic store without the GIL, read by other
+# threads with a relaxed load: they only learn it is not theirs). With _depth == 0 an acquire is
 # an outermost one and needs no thread id; only with _depth > 0 (nested, or another thread's
 # hold) is the native lock asked whose hold it is. Tracking starts at an outermost acquire while
 # profiling runs, so after stop() an RLock with _depth == 0 takes the plain native path. Where
@@ -103,20 +117,20 @@ cdef inline object _lock_release(_LockWrapper self):
 # place, as the native methods do, without their calls and argument parsing.
 
 cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    if self._depth != 0 and _rlock_is_owned(self):
+    if lp_load_long(&self._depth) != 0 and _rlock_is_owned(self):
         if nargs == 0 and kwnames == NULL and RLOCK_OPS.try_kind == LP_TRY_RLOCK:
             lp_rlock_nest_direct(<PyObject*>self._wrapped)  # what the native call would count
-            self._depth += 1
+            lp_store_long(&self._depth, self._depth + 1)
             return True
         result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
         if result is True:
-            self._depth += 1
+            lp_store_long(&self._depth, self._depth + 1)
         return result
-    if not self._recorder.active:
+    if not self._recorder.is_active():
         return _plain_acquire(self, args, nargs, kwnames)
     result = _profiled_acquire(self, args, nargs, kwnames)
     if result is True:
-        self._depth = 1
+        lp_store_long(&self._depth, 1)
     return result
 
 
@@ -127,19 +141,21 @@ cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
 
 
 cdef inline object _rlock_release(_LockWrapper self):
-    if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
+    cdef long depth = lp_load_long(&self._depth)
+    if depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
-    cdef bint outermost = self._depth == 1
+    cdef bint outermost = depth == 1
     if (not outermost and RLOCK_OPS.try_kind == LP_TRY_RLOCK
             and lp_rlock_unnest_direct(<PyObject*>self._wrapped)):  # as the native release counts it
-        self._depth -= 1
+        lp_store_long(&self._depth, depth - 1)
         return None
-    cdef bint has_events = outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
-    cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
+    if (outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
+            and _rlock_is_owned(self)):  # the owner's hold: another thread's release raises
+        result = _release_ending(self, &RLOCK_OPS.release)
+        lp_store_long(&self._depth, 0)
+        return result
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
-    self._depth -= 1
-    if has_events:
-        _released(self, released_at, True)
+    lp_store_long(&self._depth, depth - 1)
     return result
 
 
@@ -188,15 +204,15 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     finally:
         wait_end(&wait, acquired)
     if wait_record(&wait, self._recorder, self._info, acquired) == WAIT_CAPTURED:
-        hold_start(&self._hold, wait.entry, wait.end)
+        hold_start(&self._hold, self._recorder, wait.entry, wait.end)
     return result
 
 
-cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -1:
-    """After the native release: end the captured hold, and count the blocking hold. The lock is
-    named after the native release, so outside the user's critical section, and once it
-    matters: a captured hold, or a hold that blocked others."""
-    if hold_released(&self._hold, &self._blocking, self._recorder, self._info, released_at) and naming:
+cdef int _released(_LockWrapper self, CapturedHold* taken, int64_t released_at, bint naming) except -1:
+    """After the native release: end the captured hold taken before it (hold_take), and count
+    the blocking hold. The lock is named after the native release, so outside the user's
+    critical section, and once it matters: a captured hold, or a hold that blocked others."""
+    if hold_released(taken, &self._blocking, self._recorder, self._info, released_at) and naming:
         name_lock(self, self._info)
     return 0
 
@@ -245,10 +261,14 @@ cdef object rlock_release_save(object self, PyObject* unused):
     # Condition.wait() releases every level at once: the hold ends here. The lock is not named
     # here: nothing may raise between this and the _acquire_restore that Condition guarantees.
     cdef _LockWrapper wrapper = <_LockWrapper>self
+    cdef CapturedHold taken
+    taken.entry = NULL
+    if (wrapper._hold.entry != NULL or lp_blocking_pending(&wrapper._blocking)) and _rlock_is_owned(wrapper):
+        taken = hold_take(&wrapper._hold)  # the owner's, before the release (_release_ending)
     cdef int64_t released_at = lp_monotonic_ns()
     result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
-    wrapper._depth = 0
-    _released(wrapper, released_at, False)
+    lp_store_long(&wrapper._depth, 0)
+    _released(wrapper, &taken, released_at, False)
     return result
 
 cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
@@ -258,7 +278,7 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     cdef PyObject* native = <PyObject*>wrapper._wrapped
     cdef long count = _restored_depth(args)
-    if not wrapper._recorder.active or kwds != NULL or not _restores_own_hold(args):
+    if not wrapper._recorder.is_active() or kwds != NULL or not _restores_own_hold(args):
         result = lp_call(&RLOCK_OPS.acquire_restore, native, args, kwds)
     elif lp_try_acquire(&RLOCK_OPS.acquire, RLOCK_OPS.try_kind, native):
         for _ in range(count - 1):
@@ -268,7 +288,7 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
             hold_captured(&wrapper._hold, wrapper._recorder, wrapper._info)
     else:
         result = _contended_acquire(wrapper, NULL, 0, NULL, True, args)
-    wrapper._depth = count
+    lp_store_long(&wrapper._depth, count)
     return result
 
 
@@ -293,4 +313,4 @@ cdef void _forget_holds(_LockWrapper wrapper) noexcept:
     wrapper._depth = 0
     wrapper._blocking.waiters = 0
     wrapper._blocking.carry = 0
-    hold_forget(&wrapper._hold)
+    hold_forget(&wrapper._hold, wrapper._recorder)
