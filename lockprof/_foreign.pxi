@@ -18,8 +18,11 @@ cdef class _ForeignWrapper(_LockWrapper):
             return self._wrapped.release()
         cdef int64_t released_at = lp_monotonic_ns()
         result = self._wrapped.release()
+        # gevent's locks serve the greenlets of one thread: nothing runs between its release
+        # and this, so the hold is taken after it, once the last level is released.
         if self._released_all():
-            _released(self, &self._hold, released_at, True)
+            _released(self, &self._hold, blocking_take(&self._blocking, self._recorder, released_at),
+                      released_at, True)
         return result
 
     def __exit__(self, *args):
@@ -80,8 +83,10 @@ cdef class ProfiledForeignRLock(_ForeignWrapper):
 
     def _release_save(self):
         cdef int64_t released_at = lp_monotonic_ns()
+        cdef CapturedHold taken = hold_take(&self._hold)
+        cdef int64_t blocked_ns = blocking_take(&self._blocking, self._recorder, released_at)
         result = self._wrapped._release_save()
-        _released(self, &self._hold, released_at, False)  # no naming: nothing may raise before the restore
+        _released(self, &taken, blocked_ns, released_at, False)  # no naming: nothing may raise before the restore
         return result
 
     def _acquire_restore(self, state):

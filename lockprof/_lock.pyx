@@ -39,7 +39,7 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, name_lock, waiter_init
 from lockprof._wait cimport (
-    WAIT_CAPTURED, CapturedHold, TimedWait, hold_forget, hold_released, hold_captured, hold_start, hold_take,
+    WAIT_CAPTURED, CapturedHold, TimedWait, blocking_take, hold_forget, hold_released, hold_captured, hold_start, hold_take,
     wait_begin, wait_end, wait_record,
 )
 

@@ -43,7 +43,7 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder, name_lock
 from lockprof._wait cimport (
-    WAIT_CAPTURED, WAIT_UNRECORDED, CapturedHold, TimedWait, WaitOutcome, hold_forget, hold_released,
+    WAIT_CAPTURED, WAIT_UNRECORDED, CapturedHold, TimedWait, WaitOutcome, blocking_take, hold_forget, hold_released,
     hold_captured, hold_start, wait_begin, wait_end, wait_record,
 )
 
@@ -64,7 +64,7 @@ cdef class Hold:
         hold_forget(&self.held, self.recorder)  # never ended: let the table evict its entry
 
     cdef void end(self, int64_t released_at) noexcept:
-        hold_released(&self.held, NULL, self.recorder, None, released_at)
+        hold_released(&self.held, 0, self.recorder, None, released_at)
 
 
 cdef object _hold(Recorder recorder, lp_entry* entry, int64_t acquired_at):

@@ -123,20 +123,27 @@ cdef inline CapturedHold hold_take(CapturedHold* hold) noexcept:
     return taken
 
 
-cdef inline bint hold_released(CapturedHold* hold, lp_blocking* blocking, Recorder recorder, LockInfo info,
+cdef inline int64_t blocking_take(lp_blocking* blocking, Recorder recorder, int64_t released_at) noexcept:
+    """At a release, before the native one: how long the hold ending blocked others (0: none),
+    taken while the waiters still wait (without the GIL, one woken by the release would
+    otherwise leave first)."""
+    cdef int64_t blocked_ns = 0
+    if lp_blocking_pending(blocking):
+        lp_lock(&recorder._mutex)
+        blocked_ns = lp_blocking_release(blocking, released_at)
+        lp_unlock(&recorder._mutex)
+    return blocked_ns
+
+
+cdef inline bint hold_released(CapturedHold* hold, int64_t blocked_ns, Recorder recorder, LockInfo info,
                                int64_t released_at) noexcept:
     """After the native release: the captured hold ends, and the time it blocked others
-    (blocking: NULL where none is kept) is counted. Returns whether anything was recorded: a
-    lock is named once it matters."""
-    cdef int64_t blocked_ns = 0
+    (blocking_take) is counted. Returns whether anything was recorded: a lock is named once it
+    matters."""
     cdef lp_entry* entry = hold.entry
     if entry != NULL:
         hold.entry = NULL
         recorder.record_release(entry, released_at - hold.acquired_at)
-    if blocking != NULL and lp_blocking_pending(blocking):
-        lp_lock(&recorder._mutex)
-        blocked_ns = lp_blocking_release(blocking, released_at)
-        lp_unlock(&recorder._mutex)
-        if blocked_ns > 0 and recorder.is_active() and info is not None:
-            recorder.record_blocking_hold(info, blocked_ns, released_at)
+    if blocked_ns > 0 and recorder.is_active() and info is not None:
+        recorder.record_blocking_hold(info, blocked_ns, released_at)
     return entry != NULL or blocked_ns > 0

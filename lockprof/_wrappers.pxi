@@ -97,12 +97,13 @@ cdef object _release_ending(_LockWrapper self, const lp_native_method* release):
     stale."""
     cdef CapturedHold taken = hold_take(&self._hold)
     cdef int64_t released_at = lp_monotonic_ns()
+    cdef int64_t blocked_ns = blocking_take(&self._blocking, self._recorder, released_at)
     try:
         result = lp_call0(release, <PyObject*>self._wrapped)
     except BaseException:
         hold_forget(&taken, self._recorder)
         raise
-    _released(self, &taken, released_at, True)
+    _released(self, &taken, blocked_ns, released_at, True)
     return result
 
 
@@ -208,11 +209,13 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     return result
 
 
-cdef int _released(_LockWrapper self, CapturedHold* taken, int64_t released_at, bint naming) except -1:
-    """After the native release: end the captured hold taken before it (hold_take), and count
-    the blocking hold. The lock is named after the native release, so outside the user's
-    critical section, and once it matters: a captured hold, or a hold that blocked others."""
-    if hold_released(taken, &self._blocking, self._recorder, self._info, released_at) and naming:
+cdef int _released(_LockWrapper self, CapturedHold* taken, int64_t blocked_ns, int64_t released_at,
+                   bint naming) except -1:
+    """After the native release: end the captured hold and count the blocking hold, both taken
+    before it (hold_take, blocking_take). The lock is named after the native release, so outside
+    the user's critical section, and once it matters: a captured hold, or a hold that blocked
+    others."""
+    if hold_released(taken, blocked_ns, self._recorder, self._info, released_at) and naming:
         name_lock(self, self._info)
     return 0
 
@@ -262,13 +265,14 @@ cdef object rlock_release_save(object self, PyObject* unused):
     # here: nothing may raise between this and the _acquire_restore that Condition guarantees.
     cdef _LockWrapper wrapper = <_LockWrapper>self
     cdef CapturedHold taken
+    cdef int64_t released_at = lp_monotonic_ns(), blocked_ns = 0
     taken.entry = NULL
     if (wrapper._hold.entry != NULL or lp_blocking_pending(&wrapper._blocking)) and _rlock_is_owned(wrapper):
         taken = hold_take(&wrapper._hold)  # the owner's, before the release (_release_ending)
-    cdef int64_t released_at = lp_monotonic_ns()
+        blocked_ns = blocking_take(&wrapper._blocking, wrapper._recorder, released_at)
     result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
     lp_store_long(&wrapper._depth, 0)
-    _released(wrapper, &taken, released_at, False)
+    _released(wrapper, &taken, blocked_ns, released_at, False)
     return result
 
 cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
