@@ -28,7 +28,7 @@ from cpython.object cimport PyObject, PyTypeObject
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_MAX_FRAMES, LP_TRY_BY_METHOD, LP_TRY_LOCK,
+    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_FREE_THREADED, LP_MAX_FRAMES, LP_TRY_BY_METHOD, LP_TRY_LOCK,
     LP_TRY_RLOCK, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_blocking_pending,
     lp_call, lp_call0, lp_call_vector, lp_classify_acquire, lp_classify_acquire_call, lp_current_frame,
     lp_descr_doc, lp_frame_code, lp_frame_globals, lp_frame_lasti, lp_frame_ref,

@@ -21,6 +21,8 @@ cdef extern from "_lockcore.h":
 
 cdef extern from "_sync.h":
     # Free-threaded builds: a PyMutex and relaxed atomics; with the GIL, plain accesses.
+    enum:
+        LP_FREE_THREADED  # 1 without the GIL: code under `if LP_FREE_THREADED` is compiled out with it
     ctypedef struct lp_mutex:
         pass
     void lp_lock(lp_mutex* m) noexcept nogil

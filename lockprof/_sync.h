@@ -17,6 +17,7 @@
 #endif
 
 #ifdef Py_GIL_DISABLED
+#define LP_FREE_THREADED 1
 
 /* A PyMutex: one byte, no allocation; a thread that has to wait for it lets the interpreter
  * stop the world meanwhile. Never held around code that may run Python code. */
@@ -37,6 +38,7 @@ static inline uint64_t lp_fetch_add_u64(uint64_t *p, uint64_t v) { return _Py_at
 static inline void lp_store_ulong(unsigned long *p, unsigned long v) { _Py_atomic_store_ulong_relaxed(p, v); }
 
 #else /* the GIL serialises every caller */
+#define LP_FREE_THREADED 0
 
 typedef struct { char unused; } lp_mutex;
 static inline void lp_lock(lp_mutex *m) { (void)m; }

@@ -146,6 +146,14 @@ cdef inline object _rlock_release(_LockWrapper self):
     if depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     cdef bint outermost = depth == 1
+    if LP_FREE_THREADED and outermost:
+        # The depth is cleared before the native release: the next owner sets its own at once.
+        if not _rlock_is_owned(self):
+            return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises as natively
+        lp_store_long(&self._depth, 0)
+        if self._hold.entry != NULL or lp_blocking_pending(&self._blocking):
+            return _release_ending(self, &RLOCK_OPS.release)
+        return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     if (not outermost and RLOCK_OPS.try_kind == LP_TRY_RLOCK
             and lp_rlock_unnest_direct(<PyObject*>self._wrapped)):  # as the native release counts it
         lp_store_long(&self._depth, depth - 1)
@@ -266,12 +274,14 @@ cdef object rlock_release_save(object self, PyObject* unused):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     cdef CapturedHold taken
     cdef int64_t released_at = lp_monotonic_ns(), blocked_ns = 0
+    cdef bint owned = _rlock_is_owned(wrapper)
     taken.entry = NULL
-    if (wrapper._hold.entry != NULL or lp_blocking_pending(&wrapper._blocking)) and _rlock_is_owned(wrapper):
+    if owned and (wrapper._hold.entry != NULL or lp_blocking_pending(&wrapper._blocking)):
         taken = hold_take(&wrapper._hold)  # the owner's, before the release (_release_ending)
         blocked_ns = blocking_take(&wrapper._blocking, wrapper._recorder, released_at)
+    if owned:
+        lp_store_long(&wrapper._depth, 0)  # before: without the GIL the next owner sets its own at once
     result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
-    lp_store_long(&wrapper._depth, 0)
     _released(wrapper, &taken, blocked_ns, released_at, False)
     return result
 
