@@ -7,13 +7,13 @@
 #   benchmarks/run_all.sh /tmp/results $(for v in 3.9 3.10 3.11 3.12 3.13; do command -v python$v; done)
 #
 # For each PYTHON: a fresh virtual environment with lockprof installed from this checkout and
-# benchmarks/requirements.txt (ddtrace, PyYAML, Flask, gunicorn), then, from outside the source
+# benchmarks/requirements.txt (ddtrace, PyYAML, Flask, gunicorn, uvicorn), then, from outside the source
 # tree, into RESULTS_DIR/<python version>/:
 #   overhead.txt/.json   measure_lock_overhead.py --compare ddtrace (the seeds' table, targets)
 #   pytest.txt/.json     the pytest-benchmark suite (--benchmark-only)
 #   stress/              lock_profiler_stress/run.py, every configuration, 5 repetitions
-#   service/             service/run.py, 3 rounds of 20 s per profiler (needs wrk)
-# PARTS="overhead stress" limits a run to some of the four. About 15 minutes per interpreter.
+#   service/             service/run.py, both applications, 5 rounds of 20 s per profiler (needs wrk)
+# PARTS="overhead stress" limits a run to some of the four. About 30 minutes per interpreter.
 set -euo pipefail
 results=${1:?usage: benchmarks/run_all.sh RESULTS_DIR PYTHON [PYTHON...]}
 shift
@@ -48,7 +48,7 @@ for python in "$@"; do
                         --benchmark-json "$out/pytest.json" | tee "$out/pytest.txt" || failed+=("$version $part") ;;
             stress) "$venv/bin/python" "$root/benchmarks/lock_profiler_stress/run.py" "$out/stress" --repeat 5 \
                         || failed+=("$version $part") ;;
-            service) "$venv/bin/python" "$root/benchmarks/service/run.py" "$out/service" --rounds 3 --duration 20 \
+            service) "$venv/bin/python" "$root/benchmarks/service/run.py" "$out/service" --rounds 5 --duration 20 \
                          || failed+=("$version $part") ;;
             *) echo "unknown part $part (overhead, pytest, stress, service)" >&2; exit 2 ;;
         esac

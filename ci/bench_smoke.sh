@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short smoke run of every benchmark, so that none of them rots: lockprof installed from the
-# source tree with benchmarks/requirements.txt (ddtrace, PyYAML, Flask, gunicorn) into a fresh
+# source tree with benchmarks/requirements.txt (ddtrace, PyYAML, Flask, gunicorn, uvicorn) into a fresh
 # virtual environment made with PYTHON, then each benchmark at a tiny size. No timing is checked;
 # a benchmark that crashes, or a lockprof profile that fails its validation, fails the run.
 # Needs wrk (Debian: apt-get install wrk) for the service benchmark and valgrind for
@@ -28,5 +28,5 @@ echo "-- lock_profiler_stress/run.py, every configuration at 2% of its size"
 "$bin/python" "$root/benchmarks/lock_profiler_stress/run.py" "$work/stress" --scale 0.02 --repeat 1
 echo "-- instructions.py --quick"
 "$bin/python" "$root/benchmarks/instructions.py" --quick --json "$work/instructions.json"
-echo "-- service/run.py, one short round per profiler"
-"$bin/python" "$root/benchmarks/service/run.py" "$work/service" --duration 2 --warmup 1 --rounds 1
+echo "-- service/run.py, both applications (gunicorn, uvicorn), one short round per profiler"
+"$bin/python" "$root/benchmarks/service/run.py" "$work/service" --apps wsgi,asgi --duration 2 --warmup 1 --rounds 1

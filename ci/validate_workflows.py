@@ -2,11 +2,13 @@
 
     python ci/validate_workflows.py
 
-Needs PyYAML and cibuildwheel 2.x (the wheels workflow runs pypa/cibuildwheel@v2), installed
-anywhere but the project, for example in a scratch virtual environment:
+Needs PyYAML and cibuildwheel 4.x (the wheels workflow runs pypa/cibuildwheel@v4), installed
+anywhere but the project, for example in a scratch virtual environment (Python 3.11+), and for
+the 3.13t wheels' job (pypa/cibuildwheel@v3) a Python with cibuildwheel 3.x, named by CIBW3_PYTHON:
 
-    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=2.23,<3'
-    /tmp/wf/bin/python ci/validate_workflows.py
+    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=4.3,<5'
+    python3 -m venv /tmp/wf3 && /tmp/wf3/bin/pip install 'cibuildwheel>=3.4,<4'
+    CIBW3_PYTHON=/tmp/wf3/bin/python /tmp/wf/bin/python ci/validate_workflows.py
 
 Not part of .ci/run: it needs those installs from the network. What it checks:
   - every YAML file in ci/workflows/ parses and has the shape of a workflow;
@@ -15,7 +17,9 @@ Not part of .ci/run: it needs those installs from the network. What it checks:
   - the test matrix, the pinned actions, no secret or token, and the publish job's guards
     (v* tag only, `pypi` environment, id-token: write, no password);
   - `cibuildwheel --print-build-identifiers --platform linux|macos|windows` lists exactly
-    cp39..cp313 for the configured archs; the wheels jobs together build each identifier once;
+    cp39..cp315 and cp314t for the configured archs; the wheels jobs (with each job's CIBW_BUILD
+    and CIBW_ENABLE, run by the cibuildwheel major version it uses) together build each
+    identifier once, cp313t included;
     tests are skipped exactly for the emulated Linux aarch64 wheels.
 Exit status 0 when everything holds, 1 when something does not, 2 when a tool is missing.
 """
@@ -32,13 +36,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / "ci" / "workflows"
 
-PYTHONS = ["cp39", "cp310", "cp311", "cp312", "cp313"]
-EXPECTED = {
-    "linux": {f"{py}-{libc}_{arch}" for py in PYTHONS for libc in ("manylinux", "musllinux")
-              for arch in ("x86_64", "aarch64")},
-    "macos": {f"{py}-macosx_{arch}" for py in PYTHONS for arch in ("x86_64", "arm64")},
-    "windows": {f"{py}-win_amd64" for py in PYTHONS},
-}
+# 3.14 and 3.15 are built (and their wheels tested) only by the wheels workflow: no machine of
+# ours runs them.
+PYTHONS = ["cp39", "cp310", "cp311", "cp312", "cp313", "cp314", "cp315", "cp313t", "cp314t"]
+# cibuildwheel 4 dropped the free-threaded 3.13: its wheels come from a job on cibuildwheel 3.
+NOT_IN_PYPROJECT = {"cp313t"}
+CIBUILDWHEEL_MAJOR = "4"
+
+
+def identifiers(pythons) -> dict:
+    return {
+        "linux": {f"{py}-{libc}_{arch}" for py in pythons for libc in ("manylinux", "musllinux")
+                  for arch in ("x86_64", "aarch64")},
+        "macos": {f"{py}-macosx_{arch}" for py in pythons for arch in ("x86_64", "arm64")},
+        "windows": {f"{py}-win_amd64" for py in pythons},
+    }
+
+
+EXPECTED = identifiers(PYTHONS)  # every wheel the workflow builds
+FROM_PYPROJECT = identifiers([py for py in PYTHONS if py not in NOT_IN_PYPROJECT])
 UNTESTED = {i for i in EXPECTED["linux"] if i.endswith("_aarch64")}  # built under QEMU
 
 # The actions the workflows may use, at these refs only.
@@ -49,7 +65,8 @@ ALLOWED_ACTIONS = {
     "actions/upload-artifact@v4",
     "actions/download-artifact@v4",
     "docker/setup-qemu-action@v3",
-    "pypa/cibuildwheel@v2",
+    "pypa/cibuildwheel@v4",
+    "pypa/cibuildwheel@v3",  # the 3.13t wheels only
     "pypa/gh-action-pypi-publish@release/v1",
 }
 # A run: step that does any of this tests or builds, so it must go through the CI scripts.
@@ -72,7 +89,7 @@ def ok(message: str) -> None:
 def missing_tool(what: str) -> int:
     print(f"validate_workflows: {what} is not installed for {sys.executable}.\n"
           "Install the checker's tools into a scratch virtual environment, not the project's:\n"
-          "    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=2.23,<3'\n"
+          "    python3 -m venv /tmp/wf && /tmp/wf/bin/pip install pyyaml 'cibuildwheel>=4.3,<5'\n"
           "    /tmp/wf/bin/python ci/validate_workflows.py", file=sys.stderr)
     return 2
 
@@ -205,8 +222,14 @@ def check_wheels_workflow(name: str, doc: dict) -> list:
         if not uses(job, "pypa/cibuildwheel"):
             continue
         include = ((job.get("strategy") or {}).get("matrix") or {}).get("include") or []
+        step = next(s for s in steps_of(job) if str(s.get("uses", "")).startswith("pypa/cibuildwheel@"))
+        major = str(step["uses"]).split("@v", 1)[-1]
+        # The job's own selection, over pyproject.toml's (the matrix sets platform and archs).
+        selection = {k: str(v) for k, v in (step.get("env") or {}).items()
+                     if k in ("CIBW_BUILD", "CIBW_SKIP", "CIBW_ENABLE")}
         for entry in include:
-            wheel_jobs.append((str(entry.get("platform")), str(entry.get("archs")), str(entry.get("os"))))
+            wheel_jobs.append((str(entry.get("platform")), str(entry.get("archs")), str(entry.get("os")),
+                               major, selection))
             if entry.get("archs") == "aarch64":
                 step = next((s for s in steps_of(job) if str(s.get("uses", "")).startswith("docker/setup-qemu-action@")), None)
                 if step is None:
@@ -216,7 +239,7 @@ def check_wheels_workflow(name: str, doc: dict) -> list:
     if not wheel_jobs:
         problem(f"{name}: no cibuildwheel job with a matrix include of platform/archs/os")
     else:
-        ok(f"{name}: cibuildwheel jobs: {', '.join(f'{o} ({p} {a})' for p, a, o in wheel_jobs)}")
+        ok(f"{name}: cibuildwheel jobs: {', '.join(f'{o} ({p} {a}, v{m})' for p, a, o, m, _ in wheel_jobs)}")
 
     sdist_id, sdist = find_job(doc, "bash ci/dist.sh python dist")
     if sdist is None:
@@ -255,14 +278,16 @@ def check_wheels_workflow(name: str, doc: dict) -> list:
 
 # ------------------------------------------------------------------ cibuildwheel
 
-def cibuildwheel_identifiers(platform: str, archs=None) -> set:
-    # As the workflow runs it: the job's CIBW_ARCHS (if any) over pyproject.toml, nothing else.
+def cibuildwheel_identifiers(platform: str, archs=None, selection=None, python=sys.executable) -> set:
+    # As the workflow runs it: the job's CIBW_ARCHS and selection (if any) over pyproject.toml.
     env = {k: v for k, v in os.environ.items() if not k.startswith("CIBW_")}
-    if archs:
-        env["CIBW_ARCHS"] = archs
-    command = [sys.executable, "-m", "cibuildwheel", "--print-build-identifiers", "--platform", platform]
+    settings = dict(selection or {}, **({"CIBW_ARCHS": archs} if archs else {}))
+    env.update(settings)
+    command = [python, "-m", "cibuildwheel", "--print-build-identifiers", "--platform", platform]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
-    shown = (f"CIBW_ARCHS={archs} " if archs else "") + "cibuildwheel --print-build-identifiers --platform " + platform
+    shown = "".join(f"{k}={v!r} " for k, v in sorted(settings.items())) + \
+        ("" if python == sys.executable else f"{python} -m ") + \
+        "cibuildwheel --print-build-identifiers --platform " + platform
     if result.returncode != 0:
         problem(f"`{shown}` failed: {result.stderr.strip()}")
         return set()
@@ -279,9 +304,9 @@ def check_cibuildwheel(wheel_jobs: list) -> None:
         cibw_version = version("cibuildwheel")
     except Exception:
         cibw_version = "unknown"
-    if not cibw_version.startswith("2."):
-        print(f"  note cibuildwheel {cibw_version} here; the wheels workflow runs pypa/cibuildwheel@v2")
-    for platform, expected in EXPECTED.items():
+    if not cibw_version.startswith(CIBUILDWHEEL_MAJOR + "."):
+        problem(f"cibuildwheel {cibw_version} here; the wheels workflow runs pypa/cibuildwheel@v{CIBUILDWHEEL_MAJOR}")
+    for platform, expected in FROM_PYPROJECT.items():
         found = cibuildwheel_identifiers(platform)
         if found == expected:
             ok(f"--platform {platform}: exactly the {len(expected)} expected identifiers")
@@ -291,9 +316,18 @@ def check_cibuildwheel(wheel_jobs: list) -> None:
     # The wheels jobs, each with its CIBW_ARCHS, must build every identifier exactly once (two
     # jobs building the same wheel would collide when the artefacts are merged for publishing).
     built: dict = {}
-    for platform, archs, runner in wheel_jobs:
-        for identifier in cibuildwheel_identifiers(platform, archs):
-            built.setdefault(identifier, []).append(runner)
+    for major in sorted({job[3] for job in wheel_jobs} - {CIBUILDWHEEL_MAJOR}):
+        if not os.environ.get(f"CIBW{major}_PYTHON"):
+            problem(f"a wheels job runs cibuildwheel v{major}: set CIBW{major}_PYTHON to a Python "
+                    f"with cibuildwheel {major}.x to list what it builds")
+    for platform, archs, runner, major, selection in wheel_jobs:
+        python = sys.executable
+        if major != CIBUILDWHEEL_MAJOR:
+            python = os.environ.get(f"CIBW{major}_PYTHON", "")
+            if not python:
+                continue
+        for identifier in cibuildwheel_identifiers(platform, archs, selection, python):
+            built.setdefault(identifier, []).append(f"{runner} v{major}")
     everything = set().union(*EXPECTED.values())
     twice = {i: r for i, r in built.items() if len(r) > 1}
     if set(built) == everything and not twice:

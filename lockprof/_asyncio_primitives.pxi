@@ -157,15 +157,15 @@ class _AsyncioCondition(_Profiled):
     'asyncio-condition' under the Condition's name. Time in wait() outside the re-acquire is
     a condition wait."""
 
-    def __init__(self, lock=None, **kwargs):
+    def __init__(self, *args, **kwargs):
         cdef ObjectState state = _state(self)
-        state.profile.original.__init__(self, lock, **kwargs)  # its own checks and errors, its own lock
+        state.profile.original.__init__(self, *args, **kwargs)  # its own checks and errors, its own lock
         info = state.info
         lock_class = state.profile.lock_class
-        if info is not None and lock is None and lock_class is not None:
+        if info is not None and lock_class is not None and given_lock(args, kwargs, ("loop",)) is None:
             # The lock it made itself is replaced by a profiled one, with the same arguments.
             own = object.__new__(lock_class)
-            lock_class._lp_original.__init__(own, **kwargs)
+            lock_class._lp_original.__init__(own, **{k: v for k, v in kwargs.items() if k != "lock"})
             _init_state(own, info)
             _held_as(info, self)
             self._lock = own

@@ -1,5 +1,5 @@
-# LockFactory, what threading.Lock and threading.RLock are while profiling runs, and the
-# LockInfo of a lock made now.
+# LockFactory, what threading.Lock and threading.RLock are while profiling runs, the LockInfo of
+# a lock made now, and what calling a wrapper type (type(lock)()) makes.
 # Included by _lock.pyx (one extension module: the parts call each other's cdef functions directly).
 
 cdef LockInfo new_lock_info(Recorder recorder, str kind, object excludes, dict decisions):
@@ -66,9 +66,7 @@ cdef class LockFactory:
             native = self._innermost(*args, **kwargs)
         else:
             native = self._make_native()
-        if not self._recorder.is_active():
-            return native
-        info = new_lock_info(self._recorder, self.kind, self._excludes, self._decisions)
+        info = self._info_now()
         if info is None:
             return native
         if type(native) is not self._native_type:
@@ -77,6 +75,12 @@ cdef class LockFactory:
         if self._native_type is NATIVE_RLOCK:
             return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)
         return ProfiledLock.__new__(ProfiledLock, native, info, self._recorder)
+
+    cdef LockInfo _info_now(self):
+        """The LockInfo of a lock made now, None unless profiling runs and applies there."""
+        if not self._recorder.is_active():
+            return None
+        return new_lock_info(self._recorder, self.kind, self._excludes, self._decisions)
 
     cdef bint _still_stock(self):
         """Whether the stock factory still makes the C lock (not once gevent patched)."""
@@ -120,7 +124,10 @@ cdef class LockFactory:
     def __reduce__(self):
         # multiprocessing pickles threading.Lock itself for spawn and forkserver children (a
         # Manager's registry): it unpickles as what threading holds in that process.
-        return _threading_factory, ("Lock" if self.kind == LOCK else "RLock",)
+        return _threading_factory, (THREADING_NAMES[self.kind],)
+
+
+THREADING_NAMES = {LOCK: "Lock", RLOCK: "RLock"}
 
 
 def _threading_factory(name):
@@ -136,3 +143,79 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
     if namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
         return ProfiledRLock.__new__(ProfiledRLock, NATIVE_RLOCK(), info, recorder)
     return wrap_foreign(namespace["_PyRLock"](), RLOCK, info, recorder)
+
+
+# ------------------------------------------------------------------ type(lock)()
+# Calling a wrapper type does what calling its native type does on the running Python: the
+# native type's own call checks the arguments (its errors, its messages) and makes the lock,
+# which is profiled as threading's factory would profile it now (else it runs unprofiled).
+# A native type that cannot be called (_thread.lock before 3.13) leaves its wrapper without a
+# constructor too: CPython's own TypeError, "cannot create '<type>' instances". A foreign
+# wrapper's lock is made by what threading's name makes natively now (gevent's factory).
+# A subclass with an __init__ of its own keeps its arguments from the native constructor, which
+# (3.15's RLock) refuses them only where __init__ is the type's own, as natively.
+# The factory and wrap_foreign() call Cython's constructors directly, never these.
+
+cdef extern from *:
+    # The slots a type call goes through (Cython fills tp_vectorcall, which bypasses tp_new).
+    ctypedef struct lp_type_slots "PyTypeObject":
+        newfunc tp_new
+        void* tp_init
+        void* tp_vectorcall
+        PyObject* tp_dict
+
+# Each wrapper type's Cython constructor, (wrapped, info, recorder), kept when it is replaced.
+cdef enum:
+    LOCK_TYPE, RLOCK_TYPE, FOREIGN_LOCK_TYPE, FOREIGN_RLOCK_TYPE
+cdef newfunc CYTHON_NEW[4]
+
+
+cdef object _lock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    return _type_call(cls, LOCK_TYPE, NATIVE_LOCK, LOCK, args, kwargs)
+
+cdef object _rlock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    if (<lp_type_slots*>cls).tp_init != (<lp_type_slots*>ProfiledRLock).tp_init:
+        args = kwargs = NULL
+    return _type_call(cls, RLOCK_TYPE, NATIVE_RLOCK, RLOCK, args, kwargs)
+
+cdef object _foreign_lock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    return _type_call(cls, FOREIGN_LOCK_TYPE, None, LOCK, args, kwargs)
+
+cdef object _foreign_rlock_type_new(type cls, PyObject* args, PyObject* kwargs):
+    return _type_call(cls, FOREIGN_RLOCK_TYPE, None, RLOCK, args, kwargs)
+
+
+cdef object _type_call(type cls, int which, object make, str kind, PyObject* args, PyObject* kwargs):
+    """cls(*args, **kwargs): the lock make(*args, **kwargs) makes (make None: threading's)."""
+    threading = sys.modules.get("threading") or __import__("threading")
+    current = (<dict>threading.__dict__).get(THREADING_NAMES[kind])
+    cdef LockFactory factory = current if isinstance(current, LockFactory) else None
+    if make is None:
+        make = factory._innermost if factory is not None else current
+    cdef tuple positional = <tuple>args if args != NULL else ()
+    lock = make(*positional, **<dict>kwargs) if kwargs != NULL else make(*positional)
+    info = factory._info_now() if factory is not None else None
+    recorder = factory._recorder if info is not None else None
+    cdef tuple constructor_args = (lock, info, recorder)
+    return CYTHON_NEW[which](cls, <PyObject*>constructor_args, NULL)
+
+
+cdef int _install_type_new(type wrapper, int which, type native, newfunc make) except -1:
+    cdef lp_type_slots* slots = <lp_type_slots*>wrapper
+    CYTHON_NEW[which] = slots.tp_new
+    slots.tp_vectorcall = NULL
+    if native is not None and (<lp_type_slots*>native).tp_new == NULL:
+        slots.tp_new = NULL
+        (<dict>slots.tp_dict).pop("__new__", None)  # nor a __new__ of its own
+    else:
+        slots.tp_new = make
+    PyType_Modified(wrapper)
+    return 0
+
+
+cdef int install_type_constructors() except -1:
+    _install_type_new(ProfiledLock, LOCK_TYPE, NATIVE_LOCK, <newfunc>_lock_type_new)
+    _install_type_new(ProfiledRLock, RLOCK_TYPE, NATIVE_RLOCK, <newfunc>_rlock_type_new)
+    _install_type_new(ProfiledForeignLock, FOREIGN_LOCK_TYPE, None, <newfunc>_foreign_lock_type_new)
+    _install_type_new(ProfiledForeignRLock, FOREIGN_RLOCK_TYPE, None, <newfunc>_foreign_rlock_type_new)
+    return 0

@@ -42,6 +42,7 @@ cdef class LockFactory:
     cdef Recorder _recorder
     cdef object _excludes
     cdef dict _decisions
+    cdef LockInfo _info_now(self)
     cdef bint _still_stock(self)
 
 

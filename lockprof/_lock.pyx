@@ -24,7 +24,8 @@ import operator
 import sys
 
 cimport cython
-from cpython.object cimport PyObject, PyTypeObject
+from cpython.object cimport PyObject, PyTypeObject, newfunc
+from cpython.type cimport PyType_Modified
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
@@ -78,6 +79,7 @@ lp_module_init()
 _choose_try(&LOCK_OPS, NATIVE_LOCK, LP_TRY_LOCK)
 _choose_try(&RLOCK_OPS, NATIVE_RLOCK, LP_TRY_RLOCK)
 from lockprof._sampler import CaptureSampler
-# The recorder of locks built directly (ProfiledLock(native)), never active.
+# The recorder of the locks a wrapper type makes while no collector profiles, never active.
 cdef Recorder INERT_RECORDER = Recorder(CaptureSampler(0.0), 1, 1)
 _install_methods()
+install_type_constructors()

@@ -361,6 +361,18 @@ class _Profiled:
         return _state(self).info
 
 
+cdef object given_lock(tuple args, dict kwargs, tuple keywords):
+    """The lock a Condition(lock=None, *, keywords...) call gives, None when it gives none; a
+    call of another shape gives a sentinel, so that it reaches the standard __init__ as it is,
+    which raises its own error."""
+    if len(args) > 1 or (args and "lock" in kwargs) or any(k != "lock" and k not in keywords for k in kwargs):
+        return _MALFORMED
+    return args[0] if args else kwargs.get("lock")
+
+
+cdef object _MALFORMED = object()
+
+
 include "_threading_primitives.pxi"
 include "_asyncio_primitives.pxi"
 

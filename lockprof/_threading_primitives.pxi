@@ -149,13 +149,13 @@ class _ThreadingCondition(_Profiled):
     'condition' under the Condition's name; a lock given to it is profiled as itself. Time in
     wait() until the re-acquire starts is a condition wait."""
 
-    def __init__(self, lock=None):
+    def __init__(self, *args, **kwargs):
         cdef ObjectState state = _state(self)
         info = state.info
-        if info is not None and lock is None:
+        if info is not None and given_lock(args, kwargs, ()) is None:
             _held_as(info, self)
-            lock = profiled_rlock(info, state.recorder)
-        state.profile.original.__init__(self, lock)
+            args, kwargs = (profiled_rlock(info, state.recorder),), {}
+        state.profile.original.__init__(self, *args, **kwargs)  # its own checks and errors
         if info is not None:
             state.restored = {}
             self._acquire_restore = _RestoreTimer(self._acquire_restore, state.restored)

@@ -7,7 +7,7 @@ cdef class _LockWrapper:
     """Fields and Python-level behaviour shared by ProfiledLock and ProfiledRLock."""
 
     def __cinit__(self, wrapped, LockInfo info=None, Recorder recorder=None):
-        cdef bint is_rlock = type(self) is ProfiledRLock
+        cdef bint is_rlock = isinstance(self, ProfiledRLock)  # or a program's subclass
         if is_rlock or type(self) is ProfiledLock:
             native_type = NATIVE_RLOCK if is_rlock else NATIVE_LOCK
             if type(wrapped) is not native_type:
@@ -61,9 +61,8 @@ cdef class ProfiledLock(_LockWrapper):
     """A profiled threading.Lock."""
 
 
-@cython.final
 cdef class ProfiledRLock(_LockWrapper):
-    """A profiled threading.RLock."""
+    """A profiled threading.RLock. Not final: _thread.RLock can be subclassed."""
 
 
 # ------------------------------------------------------------------ the fast paths

@@ -37,8 +37,13 @@ PARITY = """
         del lock.note
         return note, hasattr(lock, "note")
 
+    def type_call(lock):
+        made = type(lock)()
+        return type(made) is type(lock), made is not lock, with_value(made)
+
     PROBES = {
         "with value": with_value,
+        "type call": type_call,
         "isinstance Lock": lambda lock: isinstance(lock, threading.Lock),
         "isinstance Lock or None": lambda lock: isinstance(lock, threading.Lock | None)
                                    if sys.version_info >= (3, 10) else None,
@@ -64,7 +69,7 @@ PARITY = """
 
 def test_gevent_locks_behave_as_unprofiled(tmp_path):
     """with-statement values, isinstance against threading.Lock (gevent's class), attributes a
-    program sets on a lock, and pickling and copying: all as without profiling."""
+    program sets on a lock, pickling and copying, and type(lock)(): all as without profiling."""
     pytest.importorskip("gevent")
     result = run_script(PARITY, str(tmp_path))
     assert result.returncode == 0, result.stderr
