@@ -14,7 +14,22 @@ trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
 bin="$work/venv/bin"; [ -d "$bin" ] || bin="$work/venv/Scripts"  # Windows venvs use Scripts/
 "$bin/python" -m pip install -q --upgrade pip
-(cd "$root" && "$bin/python" -m pip install -q ".[test]")  # relative: Windows' bash rewrites /paths
+if "$bin/python" -c 'import sys, sysconfig; sys.exit(not sysconfig.get_config_var("Py_GIL_DISABLED"))'; then
+    # Free-threaded CPython: the test extra less the packages that ship no free-threaded build
+    # (their tests skip there, saying so; LOCKPROF_REQUIRE_* still holds on the GIL builds).
+    "$bin/python" - "$root/pyproject.toml" > "$work/requirements-ft.txt" <<'EOF'
+import re, sys, tomllib
+NO_FREE_THREADED_BUILD = {"gevent", "ddtrace", "uvloop"}
+with open(sys.argv[1], "rb") as f:
+    extra = tomllib.load(f)["project"]["optional-dependencies"]["test"]
+for requirement in extra:
+    if re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower() not in NO_FREE_THREADED_BUILD:
+        print(requirement)
+EOF
+    (cd "$root" && "$bin/python" -m pip install -q . -r "$work/requirements-ft.txt")
+else
+    (cd "$root" && "$bin/python" -m pip install -q ".[test]")  # relative: Windows' bash rewrites /paths
+fi
 (cd "$work" && "$bin/python" "$root/examples/contention.py")
 "$bin/pytest" "$root/tests" -q -p no:cacheprovider
 "$bin/python" "$root/benchmarks/measure_lock_overhead.py" --quick

@@ -56,7 +56,7 @@ class _AsyncioLock(_Profiled):
         self._locked = True
         state.last_wait_ns = wait.end - wait.start
         if wait_record(&wait, recorder, state.info, True) == WAIT_CAPTURED:
-            hold_start(&state.hold, wait.entry, wait.end)
+            hold_start(&state.hold, recorder, wait.entry, wait.end)
         return True
 
     def release(self):
@@ -72,7 +72,9 @@ class _AsyncioLock(_Profiled):
             state.profile.release(self)
         if state.hold.entry == NULL and not lp_blocking_pending(&state.blocking):
             return
-        if hold_released(&state.hold, &state.blocking, state.recorder, state.info, lp_monotonic_ns()):
+        cdef int64_t released_at = lp_monotonic_ns()
+        if hold_released(&state.hold, blocking_take(&state.blocking, state.recorder, released_at), state.recorder,
+                         state.info, released_at):
             name_lock(self, state.info)
 
 

@@ -5,9 +5,12 @@
 
 #include <Python.h>
 #include <stdint.h>
+#include "_sync.h"
 
 /* Threads (or asyncio tasks) blocked on one lock right now, so that the release that ends
- * their wait can be told for how long its hold blocked them (its "blocking hold"). */
+ * their wait can be told for how long its hold blocked them (its "blocking hold"). Changed
+ * only under the recorder's mutex (no GIL) or the GIL; lp_blocking_pending(), on every
+ * release, reads it without the mutex. */
 typedef struct {
     int waiters;
     int64_t since; /* when the current stretch of blocking began: a first waiter's start, or
@@ -17,8 +20,10 @@ typedef struct {
 
 static inline void lp_blocking_enter(lp_blocking *b, int64_t now)
 {
-    if (b->waiters++ == 0)
+    int waiters = b->waiters;
+    if (waiters == 0)
         b->since = now;
+    lp_store_int(&b->waiters, waiters + 1);
 }
 
 /* A waiter is done. One that gave up after really waiting (a timeout, an exception from a
@@ -26,16 +31,17 @@ static inline void lp_blocking_enter(lp_blocking *b, int64_t now)
  * the holder's release. */
 static inline void lp_blocking_leave(lp_blocking *b, int waited, int acquired, int64_t now)
 {
-    b->waiters--;
-    if (b->waiters == 0 && waited && !acquired) {
-        b->carry += now - b->since;
+    int waiters = b->waiters - 1;
+    lp_store_int(&b->waiters, waiters);
+    if (waiters == 0 && waited && !acquired) {
+        lp_store_i64(&b->carry, b->carry + now - b->since);
         b->since = now;
     }
 }
 
 static inline int lp_blocking_pending(const lp_blocking *b)
 {
-    return b->waiters != 0 || b->carry != 0;
+    return lp_load_int(&b->waiters) != 0 || lp_load_i64(&b->carry) != 0;
 }
 
 /* At a release: the blocked time to credit to it (0 for none). */
@@ -46,11 +52,12 @@ static inline int64_t lp_blocking_release(lp_blocking *b, int64_t released_at)
         blocked += released_at - b->since;
         b->since = released_at;
     }
-    b->carry = 0;
+    lp_store_i64(&b->carry, 0);
     return blocked;
 }
 
-/* xorshift64*: the random draws of wait-proportional sampling. The GIL serialises callers. */
+/* xorshift64*: the random draws of wait-proportional sampling, under the recorder's mutex (or
+ * the GIL). */
 static inline uint64_t lp_random(uint64_t *state)
 {
     uint64_t x = *state;

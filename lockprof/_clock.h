@@ -7,6 +7,7 @@
 
 #include <Python.h>
 #include <stdint.h>
+#include "_sync.h" /* LP_THREAD_LOCAL */
 
 #if defined(_WIN32)
 #define WIN32_LEAN_AND_MEAN /* the full headers define macros such as `small` */
@@ -57,12 +58,6 @@ static inline unsigned long lp_thread_ident(void) { return PyThread_get_thread_i
  * again. The handler touches no thread-local storage: the first access of a module's in a
  * thread may allocate it, and a fork child must not allocate in its handlers (under a
  * sanitizer's allocator, another thread may have held its lock at the fork). */
-#if defined(_MSC_VER)
-#define LP_THREAD_LOCAL __declspec(thread)
-#else
-#define LP_THREAD_LOCAL _Thread_local
-#endif
-
 static LP_THREAD_LOCAL unsigned long lp_cached_native_id = 0;
 static LP_THREAD_LOCAL unsigned long lp_cached_generation = 0;
 static unsigned long lp_fork_generation = 1;

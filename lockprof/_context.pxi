@@ -119,9 +119,9 @@ cdef void _note_thread(Recorder recorder, unsigned long thread_id) noexcept:
     # ids are aligned addresses (pthread_t) or small multiples of 4 (Windows): a
     # multiplicative hash spreads them over the 256 slots.
     cdef unsigned long slot = <unsigned long>((<unsigned long long>thread_id * 0x9E3779B97F4A7C15ULL) >> 56)
-    if recorder._seen_threads[slot] == thread_id:
+    if lp_load_ulong(&recorder._seen_threads[slot]) == thread_id:
         return
-    recorder._seen_threads[slot] = thread_id
+    lp_store_ulong(&recorder._seen_threads[slot], thread_id)
     # Plain dict reads only: no attribute protocol, so no property or __getattr__ of a
     # Thread subclass runs inside the user's lock operation.
     threading = recorder._modules.get("threading")
@@ -135,7 +135,8 @@ cdef void _note_thread(Recorder recorder, unsigned long thread_id) noexcept:
         return
     name = (<dict>attributes).get("_name") if type(attributes) is dict else None
     if type(name) is str:
-        recorder._thread_names[thread_id] = name
+        with cython.critical_section(recorder):  # drain swaps the dict
+            recorder._thread_names[thread_id] = name
 
 
 cdef object _task_name(Recorder recorder, object task):

@@ -3,8 +3,8 @@
 
 
 cdef object drain_events(Recorder recorder):
-    cdef size_t i, n = 0, count = recorder._table.count
-    cdef size_t evicted_count
+    cdef size_t i, n = 0, count = recorder._table.count  # read again under the mutex
+    cdef size_t evicted_count = 0, room
     cdef lp_entry* e
     cdef lp_entry** taken
     cdef lp_entry* values
@@ -14,7 +14,8 @@ cdef object drain_events(Recorder recorder):
     cdef EntrySpan* slot
     cdef size_t spans_mask = recorder._entry_spans_mask
     # Phase 1, no Python allocation: copy out and zero the counters of the active entries,
-    # marking them pending so nothing evicts them while phase 2 reads their frames.
+    # marking them pending so nothing evicts them while phase 2 reads their frames. Entries
+    # made since count was read (no GIL) keep their counts for the next drain.
     taken = <lp_entry**>PyMem_RawMalloc((count + 1) * sizeof(lp_entry*))
     values = <lp_entry*>PyMem_RawMalloc((count + 1) * sizeof(lp_entry))
     if recorder._entry_spans != NULL:
@@ -24,13 +25,18 @@ cdef object drain_events(Recorder recorder):
         PyMem_RawFree(values)
         PyMem_RawFree(spans)
         raise MemoryError()
-    if spans != NULL:  # the spans kept for the period, taken with the counts
+    lp_lock(&recorder._mutex)
+    if spans != NULL and recorder._entry_spans != NULL:  # the period's spans, taken with the counts
         memcpy(spans, recorder._entry_spans, (spans_mask + 1) * sizeof(EntrySpan))
         memset(recorder._entry_spans, 0, (spans_mask + 1) * sizeof(EntrySpan))
+    elif spans != NULL:
+        memset(spans, 0, (spans_mask + 1) * sizeof(EntrySpan))
     for i in range(recorder._table.mask + 1):
         e = recorder._table.slots[i]
         if e == NULL or lp_entry_is_idle(e):
             continue
+        if n == count:
+            break
         taken[n] = e
         values[n] = e[0]  # the counters (the copied frames array is never read)
         e.acquire_count = e.release_count = e.release_hold_ns = 0
@@ -40,6 +46,7 @@ cdef object drain_events(Recorder recorder):
         n += 1
     dropped = recorder._table.dropped
     recorder._table.dropped = 0
+    lp_unlock(&recorder._mutex)
     # Phase 2: build the Python records (this may run the garbage collector, and through it
     # code that uses profiled locks: the table stays consistent throughout).
     records = []
@@ -69,42 +76,72 @@ cdef object drain_events(Recorder recorder):
                     event.span_wait_ns = slot.span.wait_ns
             records.append(event)
     finally:
-        for i in range(n):
-            taken[i].pending -= 1
         PyMem_RawFree(values)
         PyMem_RawFree(spans)
-        # Phase 3: evict the entries idle since phase 1, then free them with the table whole.
-        if recorder._table.count > count:
+        # Phase 3: evict the entries idle since phase 1, then free them with the table whole
+        # and the mutex released (freeing runs code: a weakref callback of a code object).
+        room = count
+        while True:
+            lp_lock(&recorder._mutex)
+            for i in range(n):
+                taken[i].pending -= 1
+            n = 0
+            if recorder._table.count <= room:
+                evicted_count = lp_table_evict_idle(&recorder._table, taken)
+                lp_unlock(&recorder._mutex)
+                break
+            room = recorder._table.count + 16
+            lp_unlock(&recorder._mutex)
             PyMem_RawFree(taken)
-            taken = <lp_entry**>PyMem_RawMalloc((recorder._table.count + 1) * sizeof(lp_entry*))
-        if taken != NULL:
-            evicted_count = lp_table_evict_idle(&recorder._table, taken)
-            for i in range(evicted_count):
-                lp_entry_free(taken[i])
-            PyMem_RawFree(taken)
+            taken = <lp_entry**>PyMem_RawMalloc((room + 1) * sizeof(lp_entry*))
+            if taken == NULL:
+                break
+        for i in range(evicted_count):
+            lp_entry_free(taken[i])
+        PyMem_RawFree(taken)
     return records, dropped
 
 
 cdef list drain_lock_totals(Recorder recorder):
     cdef LockInfo info
-    cdef int64_t contended, wait_ns, max_wait_ns, timeouts
-    locks = recorder._contended_locks
-    recorder._contended_locks = []
-    totals = []
-    for item in locks:
-        info = <LockInfo>item
-        # Read and reset with no allocation in between: a lock operation run by the
-        # garbage collector during this loop counts into the next period.
-        contended, wait_ns, max_wait_ns, timeouts = info.contended, info.wait_ns, info.max_wait_ns, info.timeouts
+    cdef int64_t untracked[4]
+    cdef int64_t* counts = NULL
+    cdef Py_ssize_t i, n, room = 0
+    fresh = []
+    # Taken and reset under the mutex, with no allocation in between: a lock operation (of
+    # another thread, or run by the garbage collector) then counts into the next period.
+    while True:
+        lp_lock(&recorder._mutex)
+        locks = recorder._contended_locks
+        n = len(locks)
+        if n <= room:
+            break
+        lp_unlock(&recorder._mutex)
+        room = n + 64
+        PyMem_RawFree(counts)
+        counts = <int64_t*>PyMem_RawMalloc(room * 4 * sizeof(int64_t))
+        if counts == NULL:
+            raise MemoryError()
+    recorder._contended_locks = fresh  # `locks` keeps the old list alive: no code runs
+    for i in range(n):
+        info = <LockInfo>(<list>locks)[i]
+        counts[4 * i], counts[4 * i + 1] = info.contended, info.wait_ns
+        counts[4 * i + 2], counts[4 * i + 3] = info.max_wait_ns, info.timeouts
         info.contended = info.wait_ns = info.max_wait_ns = info.timeouts = 0
         info.listed = False
-        if contended:
-            totals.append(_contention(info, contended, wait_ns, max_wait_ns, timeouts))
-    if recorder._untracked[0]:
-        untracked = _contention(None, recorder._untracked[0], recorder._untracked[1], recorder._untracked[2],
-                                recorder._untracked[3])
-        memset(recorder._untracked, 0, sizeof(recorder._untracked))
-        totals.append(untracked)
+    memcpy(untracked, recorder._untracked, sizeof(untracked))
+    memset(recorder._untracked, 0, sizeof(recorder._untracked))
+    lp_unlock(&recorder._mutex)
+    totals = []
+    try:
+        for i in range(n):
+            if counts[4 * i]:
+                totals.append(_contention(locks[i], counts[4 * i], counts[4 * i + 1], counts[4 * i + 2],
+                                          counts[4 * i + 3]))
+    finally:
+        PyMem_RawFree(counts)
+    if untracked[0]:
+        totals.append(_contention(None, untracked[0], untracked[1], untracked[2], untracked[3]))
     return totals
 
 
@@ -114,10 +151,12 @@ cdef list drain_long_waits(Recorder recorder):
     cdef int i, k
     cdef LongWaitRecord wait
     # Moved out whole, then read: the slots are empty for waits recorded meanwhile.
+    lp_lock(&recorder._mutex)
     memcpy(taken, recorder._long_waits, sizeof(taken))
     memset(recorder._long_waits, 0, sizeof(recorder._long_waits))
     memcpy(spans, recorder._long_wait_spans, sizeof(spans))
     memset(recorder._long_wait_spans, 0, sizeof(recorder._long_wait_spans))
+    lp_unlock(&recorder._mutex)
     waits = []
     try:
         for i in range(LP_LONG_WAITS):
@@ -142,9 +181,13 @@ cdef list drain_long_waits(Recorder recorder):
 
 
 cdef dict drain_thread_names(Recorder recorder):
-    thread_names = recorder._thread_names
-    recorder._thread_names = {}
-    memset(recorder._seen_threads, 0, sizeof(recorder._seen_threads))
+    cdef int i
+    fresh = {}
+    with cython.critical_section(recorder):  # threads add names to the dict under it
+        thread_names = recorder._thread_names
+        recorder._thread_names = fresh
+    for i in range(256):
+        lp_store_ulong(&recorder._seen_threads[i], 0)
     return thread_names
 
 

@@ -26,10 +26,17 @@ cdef class CreationSites:
         cdef int offset
         if not lp_caller_site(&code, &offset, &globals_):
             return None
-        cdef PyObject* answer = lp_sites_get(&self.cache, code, offset, globals_)
+        cdef PyObject* answer
+        found = None
+        # Free-threaded builds: another thread may replace the slot (and drop its references),
+        # so the answer is taken under the cache's critical section (nothing with the GIL).
+        with cython.critical_section(self):
+            answer = lp_sites_get(&self.cache, code, offset, globals_)
+            if answer != NULL:
+                found = <object>answer
         if answer == NULL:
             return self._first(code, offset, globals_)
-        return None if answer == <PyObject*>None else <LockInfo>answer
+        return <LockInfo>found
 
     cdef LockInfo _first(self, PyObject* code, int offset, PyObject* globals_):
         """lock_info() at a site not stored yet: the filter's decision (cached per module name)
@@ -46,7 +53,8 @@ cdef class CreationSites:
         info = None if excluded else self.recorder.lock_info_at(
             self.kind, <object>code, offset, module if isinstance(module, str) else None, &shared)
         if shared:
-            lp_sites_put(&self.cache, code, offset, globals_, <PyObject*>info)
+            with cython.critical_section(self):
+                lp_sites_put(&self.cache, code, offset, globals_, <PyObject*>info)
         return info
 
 
@@ -120,14 +128,14 @@ cdef class LockFactory:
 
     cdef LockInfo _info_now(self):
         """The LockInfo of a lock made now, None unless profiling runs and applies there."""
-        if not self._recorder.active:
+        if not self._recorder.is_active():
             return None
         return self._sites.lock_info()
 
     @property
     def active(self):
         """True while the collector that installed this factory is running."""
-        return self._recorder.active
+        return self._recorder.is_active()
 
     def __instancecheck__(self, obj):
         # Only where the original is a class (threading.Lock on 3.13+); elsewhere isinstance

@@ -9,7 +9,7 @@ cdef class _ForeignWrapper(_LockWrapper):
     it is never tried first. Every other attribute is the wrapped lock's, set ones too."""
 
     def acquire(self, *args, **kwargs):
-        if not self._recorder.active or self._info is None:
+        if not self._recorder.is_active() or self._info is None:
             return self._wrapped.acquire(*args, **kwargs)
         return _foreign_acquire(self, args, kwargs, False)
 
@@ -18,8 +18,11 @@ cdef class _ForeignWrapper(_LockWrapper):
             return self._wrapped.release()
         cdef int64_t released_at = lp_monotonic_ns()
         result = self._wrapped.release()
+        # gevent's locks serve the greenlets of one thread: nothing runs between its release
+        # and this, so the hold is taken after it, once the last level is released.
         if self._released_all():
-            _released(self, released_at, True)
+            _released(self, &self._hold, blocking_take(&self._blocking, self._recorder, released_at),
+                      released_at, True)
         return result
 
     def __exit__(self, *args):
@@ -80,12 +83,14 @@ cdef class ProfiledForeignRLock(_ForeignWrapper):
 
     def _release_save(self):
         cdef int64_t released_at = lp_monotonic_ns()
+        cdef CapturedHold taken = hold_take(&self._hold)
+        cdef int64_t blocked_ns = blocking_take(&self._blocking, self._recorder, released_at)
         result = self._wrapped._release_save()
-        _released(self, released_at, False)  # no naming: nothing may raise before the restore
+        _released(self, &taken, blocked_ns, released_at, False)  # no naming: nothing may raise before the restore
         return result
 
     def _acquire_restore(self, state):
-        if not self._recorder.active or self._info is None:
+        if not self._recorder.is_active() or self._info is None:
             return self._wrapped._acquire_restore(state)
         return _foreign_acquire(self, (state,), None, True)
 
@@ -114,7 +119,7 @@ cdef object _foreign_acquire(_ForeignWrapper self, tuple args, dict kwargs, bint
     finally:
         wait_end(&wait, acquired)
     if wait_record(&wait, self._recorder, self._info, acquired) == WAIT_CAPTURED:
-        hold_start(&self._hold, wait.entry, wait.end)
+        hold_start(&self._hold, self._recorder, wait.entry, wait.end)
     return result
 
 

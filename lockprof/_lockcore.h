@@ -1,5 +1,6 @@
 /* The C half of lockprof's core, included by the .pyx modules through _lockcore.pxd: what
  * Cython cannot express cheaply, one header per concept.
+ *   _sync.h       atomics, the recorder's mutex, per-thread counters (no-ops with the GIL)
  *   _clock.h      the monotonic clock and the thread ids
  *   _native.h     native lock methods called from C, the attempt by method, acquire arguments
  *   _blocked.h    the waiters blocked on a lock, the random draws of wait sampling
@@ -18,6 +19,7 @@
 #ifndef LOCKPROF_LOCKCORE_H
 #define LOCKPROF_LOCKCORE_H
 
+#include "_sync.h"
 #include "_clock.h"
 #include "_native.h"
 #include "_blocked.h"

@@ -22,6 +22,28 @@ cdef extern from "_lockcore.h":
     const char* LP_CORE_MODE
 
 
+cdef extern from "_sync.h":
+    # Free-threaded builds: a PyMutex and relaxed atomics; with the GIL, plain accesses.
+    enum:
+        LP_FREE_THREADED  # 1 without the GIL: code under `if LP_FREE_THREADED` is compiled out with it
+    ctypedef struct lp_mutex:
+        pass
+    void lp_lock(lp_mutex* m) noexcept nogil
+    void lp_unlock(lp_mutex* m) noexcept nogil
+    void lp_mutex_reset(lp_mutex* m) noexcept nogil
+    int lp_load_int(const int* p) noexcept nogil
+    void lp_store_int(int* p, int v) noexcept nogil
+    long lp_load_long(const long* p) noexcept nogil
+    void lp_store_long(long* p, long v) noexcept nogil
+    int64_t lp_load_i64(const int64_t* p) noexcept nogil
+    void lp_store_i64(int64_t* p, int64_t v) noexcept nogil
+    unsigned long lp_load_ulong(const unsigned long* p) noexcept nogil
+    void lp_store_ulong(unsigned long* p, unsigned long v) noexcept nogil
+    bint lp_sample_check(long long* counter, uint64_t serial, uint64_t* threads, long long step,
+                         long long full) noexcept nogil
+    uint64_t lp_new_sampler_serial() noexcept nogil
+
+
 cdef extern from "_clock.h":
     int64_t lp_monotonic_ns() nogil
     unsigned long lp_thread_ident() nogil

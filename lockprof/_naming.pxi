@@ -58,23 +58,25 @@ cdef int name_lock(object target, LockInfo info) except -1:
     """Look for the variable bound to target (or to its owner: a Condition holding its own
     lock) from the running frame and its caller, once of NAME_ATTEMPTS; never raises into the
     caller's lock operation."""
-    if info is None or info.site_named or info.name_attempts >= NAME_ATTEMPTS:
+    if info is None or info.site_named:
         return 0
-    if info.name is not None and not info.local_named:
-        return 0
-    info.name_attempts += 1
-    try:
-        owner = info.owner() if info.owner is not None else None
-        if owner is not None:
-            target = owner
-        current = lp_current_frame()
-        frame = <object>current if current != NULL else None
-        name = _find_lock_name(target, frame, info.local_named)
-        if name is not None:
-            info.name = name
-            info.local_named = False
-    except Exception:
-        pass  # a lock without a name is still profiled; never fail the user's operation
+    # The fields it reads and writes are shared by the threads that release the site's locks.
+    with cython.critical_section(info):
+        if info.name_attempts >= NAME_ATTEMPTS or (info.name is not None and not info.local_named):
+            return 0
+        info.name_attempts += 1
+        try:
+            owner = info.owner() if info.owner is not None else None
+            if owner is not None:
+                target = owner
+            current = lp_current_frame()
+            frame = <object>current if current != NULL else None
+            name = _find_lock_name(target, frame, info.local_named)
+            if name is not None:
+                info.name = name
+                info.local_named = False
+        except Exception:
+            pass  # a lock without a name is still profiled; never fail the user's operation
     return 0
 
 

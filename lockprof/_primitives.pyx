@@ -42,7 +42,7 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder, name_lock
 from lockprof._wait cimport (
-    WAIT_CAPTURED, WAIT_UNRECORDED, CapturedHold, TimedWait, WaitOutcome, hold_forget, hold_released,
+    WAIT_CAPTURED, WAIT_UNRECORDED, CapturedHold, TimedWait, WaitOutcome, blocking_take, hold_forget, hold_released,
     hold_captured, hold_start, wait_begin, wait_end, wait_record,
 )
 
@@ -60,10 +60,10 @@ cdef class Hold:
     cdef CapturedHold held
 
     def __dealloc__(self):
-        hold_forget(&self.held)  # never ended: let the table evict its entry
+        hold_forget(&self.held, self.recorder)  # never ended: let the table evict its entry
 
     cdef void end(self, int64_t released_at) noexcept:
-        hold_released(&self.held, NULL, self.recorder, None, released_at)
+        hold_released(&self.held, 0, self.recorder, None, released_at)
 
 
 cdef object _hold(Recorder recorder, lp_entry* entry, int64_t acquired_at):
@@ -72,7 +72,7 @@ cdef object _hold(Recorder recorder, lp_entry* entry, int64_t acquired_at):
         return None
     cdef Hold hold = Hold.__new__(Hold)
     hold.recorder = recorder
-    hold_start(&hold.held, entry, acquired_at)
+    hold_start(&hold.held, recorder, entry, acquired_at)
     return hold
 
 
@@ -141,10 +141,10 @@ cdef class ObjectState:
     cdef dict restored
 
     def __dealloc__(self):
-        hold_forget(&self.hold)  # never ended: let the table evict its entry
+        hold_forget(&self.hold, self.recorder)  # never ended: let the table evict its entry
 
     cdef inline bint profiling(self) noexcept:
-        return self.info is not None and self.recorder.active
+        return self.info is not None and self.recorder.is_active()
 
 
 # ------------------------------------------------------------------ classes and objects
@@ -217,7 +217,7 @@ cdef object _new(PyObject* unused, PyObject** args, Py_ssize_t nargs, PyObject* 
         raise TypeError("object.__new__(): not enough arguments")
     cls = <object>args[0]
     cdef ClassProfile profile = cls._lp_profile
-    info = profile.sites.lock_info() if profile.recorder.active else None
+    info = profile.sites.lock_info() if profile.recorder.is_active() else None
     if info is None and cls is profile.cls:
         native = _object_new(profile, profile.original)
         # Not called by type() for an object of another class.
@@ -245,8 +245,10 @@ NEW.ml_doc = "Create and return a new object.  See help(type) for accurate signa
 cdef void _held_as(LockInfo info, obj) except *:
     """The program holds info's lock as obj (a Condition its own lock): name it after obj, unless
     its creation site named it already."""
-    if not info.site_named and (info.name is None or info.local_named):
-        info.owner = weakref.ref(obj)
+    if not info.site_named:
+        with cython.critical_section(info):  # a site's LockInfo is shared by its threads
+            if info.name is None or info.local_named:
+                info.owner = weakref.ref(obj)
 
 
 cdef void _init_state(obj, ClassProfile profile, LockInfo info) except *:
@@ -310,31 +312,34 @@ cdef object _holder(ObjectState state, bint by_task):
 cdef void _open_hold(ObjectState state, bint by_task, object hold) except *:
     """Note an acquire: its captured hold, or None. Uncaptured acquires are noted only while
     the holder has captured ones open, so that releases pair with acquires last-in first-out
-    and never end another acquire's hold; the holder is looked up only then."""
-    holds = state.holds
-    if hold is None and not holds:
+    and never end another acquire's hold; the holder is looked up only then. The holds of all
+    the acquirers are changed under the state's critical section (no GIL)."""
+    if hold is None and not state.holds:
         return
     key = _holder(state, by_task)
-    if hold is None and key not in holds:
-        return
-    if holds is None:
-        holds = state.holds = {}
-    elif key not in holds and len(holds) >= MAX_OPEN_HOLDS:
-        del holds[next(iter(holds))]  # the oldest acquirer's holds: dropped, never ended
-    holds.setdefault(key, []).append(hold)
+    with cython.critical_section(state):
+        holds = state.holds
+        if hold is None and (not holds or key not in holds):
+            return
+        if holds is None:
+            holds = state.holds = {}
+        elif key not in holds and len(holds) >= MAX_OPEN_HOLDS:
+            del holds[next(iter(holds))]  # the oldest acquirer's holds: dropped, never ended
+        holds.setdefault(key, []).append(hold)
 
 
 cdef void _close_hold(obj, ObjectState state, bint by_task) except *:
-    holds = state.holds
-    if not holds:
+    if not state.holds:
         return
     key = _holder(state, by_task)
-    stack = holds.get(key)
-    if not stack:
-        return
-    hold = stack.pop()
-    if not stack or all(open_hold is None for open_hold in stack):
-        del holds[key]
+    with cython.critical_section(state):
+        holds = state.holds
+        stack = holds.get(key)
+        if not stack:
+            return
+        hold = stack.pop()
+        if not stack or all(open_hold is None for open_hold in stack):
+            del holds[key]
     if hold is not None:
         (<Hold>hold).end(lp_monotonic_ns())
         name_lock(obj, state.info)

@@ -1,7 +1,7 @@
 # cython: language_level=3
 
 from libc.stdint cimport int64_t, uint64_t
-from lockprof._lockcore cimport lp_entry, lp_frame_ref, lp_long_wait, lp_table
+from lockprof._lockcore cimport lp_entry, lp_frame_ref, lp_load_int, lp_long_wait, lp_mutex, lp_table
 from lockprof._sampler cimport CaptureSampler
 
 
@@ -78,6 +78,13 @@ cdef inline void waiter_init(WaiterStack* waiter, lp_frame_ref* frames) noexcept
 cdef int name_lock(object target, LockInfo info) except -1
 
 
+cdef enum Count:
+    # What an event adds to the entry of the stack it happens on (Recorder._count_here).
+    COUNT_ACQUIRE  # a captured acquire, pending until its release
+    COUNT_BLOCKING_HOLD
+    COUNT_CONDITION_WAIT
+
+
 cdef class Recorder:
     cdef readonly CaptureSampler sampler
     cdef readonly int max_frames
@@ -90,9 +97,15 @@ cdef class Recorder:
     cdef int64_t _period_max_interval  # the largest interval used since the last drain
     cdef int64_t _window_start_ns
     cdef int64_t _window_captures
-    # Checked first by every profiled lock operation: False after stop(), so the locks created
+    # Checked first by every profiled lock operation (is_active(), a relaxed atomic load
+    # without the GIL; the property `active` sets it): 0 after stop(), so the locks created
     # while profiling run at native speed without being unwrapped.
-    cdef public bint active
+    cdef int _active
+    # Without the GIL: what the contended and captured paths change (the table and its pending
+    # counts, LockInfo totals and the list of them, the long waits and spans, the capture
+    # budget's window, the random state, each lock's blocked waiters). Taken only around C
+    # code that runs no Python code; never on the uncontended path. A no-op with the GIL.
+    cdef lp_mutex _mutex
     cdef lp_table _table
     cdef bint _draining
     cdef uint64_t _random_state
@@ -124,7 +137,11 @@ cdef class Recorder:
     cdef object _otel_span_key
     cdef object _otel_span_context_type
 
+    cdef inline bint is_active(self) noexcept:
+        return lp_load_int(&self._active)
+
     cdef LockInfo lock_info_at(self, str kind, object code, int offset, str module, bint* shared)
+    cdef void release_pending(self, lp_entry* entry) noexcept
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept
     cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
                               bint count_acquire) noexcept
@@ -135,7 +152,7 @@ cdef class Recorder:
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns, int64_t now) noexcept
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns, int64_t now) noexcept
     cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter, int64_t now) noexcept
-    cdef lp_entry* _entry_here(self, LockInfo info) noexcept
+    cdef lp_entry* _count_here(self, LockInfo info, Count what, int64_t amount) noexcept
     cdef int64_t _sampled(self, int64_t duration_ns, int64_t now) noexcept
     cdef int64_t _chosen(self, int64_t duration_ns, int64_t interval, int64_t threshold, int64_t now) noexcept
     cdef int64_t _interval_now(self, int64_t now) noexcept

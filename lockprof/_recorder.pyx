@@ -25,6 +25,7 @@ from weakref import ReferenceType
 
 from cpython.contextvars cimport get_value
 from cpython.mem cimport PyMem_RawCalloc, PyMem_RawMalloc, PyMem_RawFree
+cimport cython
 from cpython.object cimport PyObject, PyObject_GenericGetAttr
 from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.string cimport memcpy, memset
@@ -32,6 +33,7 @@ from libc.string cimport memcpy, memset
 from lockprof._lockcore cimport (
     LP_LONG_WAIT_FRAMES, LP_LONG_WAITS, LP_MAX_FRAMES, LP_MAX_WALK,
     lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_lasti, lp_frame_ref, lp_key,
+    lp_load_ulong, lp_lock, lp_mutex_reset, lp_store_int, lp_store_ulong, lp_unlock,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_module_init, lp_table_evict_idle, lp_table_init, lp_table_upsert,
     lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_current_frame, lp_frame_local_name,
@@ -81,15 +83,15 @@ include "_context.pxi"
 
 
 
-cdef inline lp_entry* _sampled_here(Recorder recorder, LockInfo info, int64_t duration_ns, int64_t now,
-                                    int64_t* weighted) noexcept:
-    """The entry for this stack when a duration (a blocking hold, a condition wait) is sampled
-    like a wait, with its weighted length in *weighted; NULL when it is not sampled."""
+cdef inline void _sampled_here(Recorder recorder, LockInfo info, Count what, int64_t duration_ns,
+                               int64_t now) noexcept:
+    """A duration (a blocking hold, a condition wait) sampled like a wait: when it is, its
+    weighted length is added to the entry of this stack."""
+    lp_lock(&recorder._mutex)
     cdef int64_t interval = recorder._sampled(duration_ns, now)
-    if interval == 0:
-        return NULL
-    weighted[0] = duration_ns if duration_ns >= interval else interval
-    return recorder._entry_here(info)
+    lp_unlock(&recorder._mutex)
+    if interval != 0:
+        recorder._count_here(info, what, duration_ns if duration_ns >= interval else interval)
 
 
 cdef class LockInfo:
@@ -141,7 +143,7 @@ cdef class Recorder:
         self.capture_budget = CAPTURE_BUDGET
         self._window_start_ns = lp_monotonic_ns()
         self._window_captures = 0
-        self.active = False
+        self._active = 0
         self._random_state = <uint64_t>lp_monotonic_ns() * 0x9E3779B97F4A7C15ULL | 1
         self._contended_locks = []
         self._thread_names = {}
@@ -165,6 +167,15 @@ cdef class Recorder:
         self._table.slots = NULL
         PyMem_RawFree(self._entry_spans)
         self._entry_spans = NULL
+
+    @property
+    def active(self):
+        """Whether the locks of this recorder profile their operations (False after stop())."""
+        return self.is_active()
+
+    @active.setter
+    def active(self, value):
+        lp_store_int(&self._active, 1 if value else 0)
 
     # -------------------------------------------------------------- locks
 
@@ -215,11 +226,13 @@ cdef class Recorder:
     cdef lp_entry* record_acquire(self, LockInfo info) noexcept:
         """Count an acquire chosen by the sampler; the entry (or NULL when dropped) is pending
         until record_release."""
-        entry = self._entry_here(info)
-        if entry != NULL:
-            entry.acquire_count += 1
-            entry.pending += 1
-        return entry
+        return self._count_here(info, COUNT_ACQUIRE, 1)
+
+    cdef void release_pending(self, lp_entry* entry) noexcept:
+        """A pending entry's hold will never be released (the lock died or was reinitialised)."""
+        lp_lock(&self._mutex)
+        entry.pending -= 1
+        lp_unlock(&self._mutex)
 
     cdef lp_entry* record_wait(self, LockInfo info, int64_t wait_ns, int64_t now, bint timed_out,
                               bint count_acquire) noexcept:
@@ -246,12 +259,16 @@ cdef class Recorder:
         """record_wait() for a waiter whose stack capture_waiter() took (or, nframes < 0, is
         taken here when needed). The waiter's task name stays alive in its caller."""
         cdef lp_entry* entry = NULL
+        cdef lp_long_wait* slot
+        cdef lp_long_wait replaced  # a long wait this one replaces, released outside the mutex
+        lp_lock(&self._mutex)
         cdef int64_t interval = (self._chosen(wait_ns, waiter.interval, waiter.threshold, now) if waiter.interval > 0
                                  else self._sampled(wait_ns, now))
         cdef bint sampled = interval > 0
-        cdef lp_long_wait* slot = lp_long_wait_slot(self._long_waits, wait_ns)
+        cdef bint long_wait = lp_long_wait_slot(self._long_waits, wait_ns) != NULL
         self._count_contention(info, wait_ns, timed_out)
-        if not (sampled or count_acquire or slot != NULL):
+        lp_unlock(&self._mutex)
+        if not (sampled or count_acquire or long_wait):
             return NULL
         task_name = None
         if waiter.nframes < 0:
@@ -264,8 +281,12 @@ cdef class Recorder:
         cdef int nframes = waiter.nframes, depth = waiter.depth
         cdef Context context = waiter.context
         cdef SpanIds span
-        cdef bint span_read = False
+        cdef bint has_span = False
         span.wait_ns = wait_ns
+        if sampled or long_wait:  # read before the mutex is taken: it runs Python code
+            has_span = current_span(self, &span)
+        memset(&replaced, 0, sizeof(replaced))
+        lp_lock(&self._mutex)
         if sampled or count_acquire:
             entry = self._entry(info, &context, frames, nframes, depth, timed_out)
         if entry != NULL:
@@ -276,43 +297,40 @@ cdef class Recorder:
                 else:  # captured with probability wait / interval: weight interval / wait
                     entry.contended_count += <double>interval / <double>wait_ns
                     entry.acquire_wait_ns += interval
-                span_read = True
-                if current_span(self, &span):
+                if has_span:
                     keep_span(self, entry, &span)
             if count_acquire:
                 entry.acquire_count += 1
                 entry.pending += 1
+        slot = lp_long_wait_slot(self._long_waits, wait_ns) if long_wait else NULL  # chosen again
         if slot != NULL:
-            lp_long_wait_clear(slot)
+            replaced = slot[0]
+            memset(slot, 0, sizeof(replaced))
             lp_long_wait_fill(slot, wait_ns, <PyObject*>info, context.thread_id, context.task_id,
                               <PyObject*>context.task_name, timed_out, frames, nframes)
-            if not span_read:
-                current_span(self, &span)
             self._long_wait_spans[slot - self._long_waits] = span
+        lp_unlock(&self._mutex)
+        lp_long_wait_clear(&replaced)
         return entry if count_acquire else NULL
 
     cdef void record_release(self, lp_entry* entry, int64_t hold_ns) noexcept:
         """End the hold that record_acquire started; counted only while profiling is active."""
+        lp_lock(&self._mutex)
         entry.pending -= 1
-        if self.active:
+        if self.is_active():
             entry.release_count += 1
             entry.release_hold_ns += hold_ns
+        lp_unlock(&self._mutex)
 
     cdef void record_blocking_hold(self, LockInfo info, int64_t blocked_ns, int64_t now) noexcept:
         """A release at now ended a hold during which other threads were blocked for blocked_ns
         (the time from the first of them starting to wait); sampled like a wait, on this stack."""
-        cdef int64_t weighted = 0
-        entry = _sampled_here(self, info, blocked_ns, now, &weighted)
-        if entry != NULL:
-            entry.blocking_hold_ns += weighted
+        _sampled_here(self, info, COUNT_BLOCKING_HOLD, blocked_ns, now)
 
     cdef void record_condition_wait(self, LockInfo info, int64_t wait_ns, int64_t now) noexcept:
         """Condition.wait() waited wait_ns for a notify until now (its lock released meanwhile);
         sampled like a wait, on this stack, apart from lock contention."""
-        cdef int64_t weighted = 0
-        entry = _sampled_here(self, info, wait_ns, now, &weighted)
-        if entry != NULL:
-            entry.condition_wait_ns += weighted
+        _sampled_here(self, info, COUNT_CONDITION_WAIT, wait_ns, now)
 
     cdef bint draw_before_wait(self, LockInfo info, WaiterStack* waiter, int64_t now) noexcept:
         """Decide, before an acquire blocks, which wait of it will be captured: one longer than
@@ -322,19 +340,34 @@ cdef class Recorder:
         likely exceed it. Taken after the wait, the stack would lengthen the critical section
         the other waiters are queued behind; taken for every waiter, it would cost every
         contended acquire, beyond the capture budget."""
+        lp_lock(&self._mutex)
         waiter.interval = self._interval_now(now)
         waiter.threshold = self._threshold(waiter.interval)
-        return info.contended > 0 and info.wait_ns > waiter.threshold * info.contended
+        cdef bint likely = info.contended > 0 and info.wait_ns > waiter.threshold * info.contended
+        lp_unlock(&self._mutex)
+        return likely
 
-    cdef lp_entry* _entry_here(self, LockInfo info) noexcept:
-        """The entry for this stack, thread and task."""
+    cdef lp_entry* _count_here(self, LockInfo info, Count what, int64_t amount) noexcept:
+        """Add amount to the entry for this stack, thread and task (an acquire: 1, pending until
+        its release); the entry, or NULL when the table dropped it."""
         cdef lp_frame_ref frames[LP_MAX_FRAMES]
         cdef int depth = 0
         cdef Context context
         # The walk comes first, before any call below can push frames of its own.
         cdef int nframes = lp_capture_stack(frames, self.max_frames, &depth)
         task_name = fill_context(self, &context)
-        return self._entry(info, &context, frames, nframes, depth, False)
+        lp_lock(&self._mutex)
+        entry = self._entry(info, &context, frames, nframes, depth, False)
+        if entry != NULL:
+            if what == COUNT_ACQUIRE:
+                entry.acquire_count += amount
+                entry.pending += 1
+            elif what == COUNT_BLOCKING_HOLD:
+                entry.blocking_hold_ns += amount
+            else:
+                entry.condition_wait_ns += amount
+        lp_unlock(&self._mutex)
+        return entry
 
     cdef int64_t _sampled(self, int64_t duration_ns, int64_t now) noexcept:
         """The interval a duration was chosen at (a weight: a duration shorter than it stands
@@ -427,39 +460,42 @@ cdef class Recorder:
         key.task_id = context.task_id
         key.task_name = <PyObject*>context.task_name
         key.timed_out = timed_out
-        # The table update runs no Python code: atomic under the GIL.
+        # The table update runs no Python code: atomic under the GIL, else under the mutex the
+        # caller holds.
         return lp_table_upsert(&self._table, &key)
 
     cdef object _current_task(self):
         if self._asyncio_loop_getter is None:
-            asyncio = self._modules.get("asyncio")  # not imported: no task to look for
-            if asyncio is None:
-                return None
-            # All of them, or none yet: asyncio's own import creates locks before it has them.
-            namespace = PyObject_GenericGetDict(asyncio, NULL)
-            events = namespace.get("events")
-            tasks = namespace.get("tasks")
-            task_type = namespace.get("Task")
-            loop_getter = PyObject_GenericGetDict(events, NULL).get("_get_running_loop") if events is not None else None
-            # The running task where asyncio.current_task(loop) finds it, for the C and the
-            # Python Task alike: its C implementation (3.12+; from 3.14 the task is kept on the
-            # thread state, and asyncio.tasks._current_tasks stays empty), a C function that
-            # runs no Python code; else the dict the Python one reads (3.9 to 3.11, or asyncio
-            # without its C module), through the dict's own get.
-            task_namespace = PyObject_GenericGetDict(tasks, NULL) if tasks is not None else {}
-            task_of = task_namespace.get("current_task")
-            if type(task_of) is not BuiltinFunctionType:
-                current_tasks = task_namespace.get("_current_tasks")
-                task_of = (<dict>current_tasks).get if type(current_tasks) is dict else None
-            if loop_getter is None or task_of is None or task_type is None:
-                return None
-            get_name = vars(task_type).get("get_name")
-            # Only the C Task's own get_name() is called inside a lock operation: an override is
-            # user code, which may take locks (a deadlock) or let other threads run.
-            self._c_task_get_name = get_name if type(get_name) is MethodDescriptorType else None
-            self._c_task_type = task_type if self._c_task_get_name is not None else None
-            self._asyncio_task_of = task_of
-            self._asyncio_loop_getter = loop_getter
+            with cython.critical_section(self):  # written once, whichever thread comes first
+                if self._asyncio_loop_getter is None:
+                    asyncio = self._modules.get("asyncio")  # not imported: no task to look for
+                    if asyncio is None:
+                        return None
+                    # All of them, or none yet: asyncio's own import creates locks before it has them.
+                    namespace = PyObject_GenericGetDict(asyncio, NULL)
+                    events = namespace.get("events")
+                    tasks = namespace.get("tasks")
+                    task_type = namespace.get("Task")
+                    loop_getter = PyObject_GenericGetDict(events, NULL).get("_get_running_loop") if events is not None else None
+                    # The running task where asyncio.current_task(loop) finds it, for the C and the
+                    # Python Task alike: its C implementation (3.12+; from 3.14 the task is kept on the
+                    # thread state, and asyncio.tasks._current_tasks stays empty), a C function that
+                    # runs no Python code; else the dict the Python one reads (3.9 to 3.11, or asyncio
+                    # without its C module), through the dict's own get.
+                    task_namespace = PyObject_GenericGetDict(tasks, NULL) if tasks is not None else {}
+                    task_of = task_namespace.get("current_task")
+                    if type(task_of) is not BuiltinFunctionType:
+                        current_tasks = task_namespace.get("_current_tasks")
+                        task_of = (<dict>current_tasks).get if type(current_tasks) is dict else None
+                    if loop_getter is None or task_of is None or task_type is None:
+                        return None
+                    get_name = vars(task_type).get("get_name")
+                    # Only the C Task's own get_name() is called inside a lock operation: an override is
+                    # user code, which may take locks (a deadlock) or let other threads run.
+                    self._c_task_get_name = get_name if type(get_name) is MethodDescriptorType else None
+                    self._c_task_type = task_type if self._c_task_get_name is not None else None
+                    self._asyncio_task_of = task_of
+                    self._asyncio_loop_getter = loop_getter
         loop = self._asyncio_loop_getter()
         if loop is None:
             return None
@@ -467,20 +503,27 @@ cdef class Recorder:
 
     def discard(self):
         """Forget what was gathered: in a fork child, whose parent reports it. A drain the
-        fork interrupted (another thread of the parent) is over too."""
+        fork interrupted (another thread of the parent) is over too, and so is the mutex a thread
+        of the parent held."""
+        lp_mutex_reset(&self._mutex)
         self._draining = False
         self.drain()
 
     def drain(self):
         """Take what was gathered since the last drain and reset it, as a Drained record."""
-        if self._draining:
-            raise RuntimeError("Recorder.drain() is already running")
         cdef Drained drained
-        self._draining = True
+        cdef int64_t max_interval
+        with cython.critical_section(self):
+            if self._draining:
+                raise RuntimeError("Recorder.drain() is already running")
+            self._draining = True
         try:
             drained = Drained.__new__(Drained)
             drained.events, drained.dropped = drain_events(self)
-            drained.max_interval, self._period_max_interval = self._period_max_interval, self.wait_sample_interval
+            lp_lock(&self._mutex)
+            max_interval, self._period_max_interval = self._period_max_interval, self.wait_sample_interval
+            lp_unlock(&self._mutex)
+            drained.max_interval = max_interval
             drained.lock_totals = drain_lock_totals(self)
             drained.long_waits = drain_long_waits(self)
             drained.thread_names = drain_thread_names(self)

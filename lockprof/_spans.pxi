@@ -58,20 +58,22 @@ cdef bint current_span(Recorder recorder, SpanIds* span) noexcept:
 
 cdef bint _ddtrace_span(Recorder recorder, SpanIds* span) except -1:
     if recorder._dd_span_var is None:
-        provider = recorder._modules.get("ddtrace._trace.provider")
-        span_module = recorder._modules.get("ddtrace._trace.span")
-        if provider is None or span_module is None:
-            return False
-        var = PyObject_GenericGetDict(provider, NULL).get("_DD_CONTEXTVAR")
-        span_type = PyObject_GenericGetDict(span_module, NULL).get("Span")
-        if type(var) is not ContextVar or type(span_type) is not type:
-            return False
-        getters = [_c_getter(span_type, name) for name in ("span_id", "trace_id", "_local_root")]
-        if None in getters:
-            return False
-        recorder._dd_span_id, recorder._dd_trace_id, recorder._dd_local_root = getters
-        recorder._dd_span_type = span_type
-        recorder._dd_span_var = var
+        with cython.critical_section(recorder):  # written once, whichever thread comes first
+            if recorder._dd_span_var is None:
+                provider = recorder._modules.get("ddtrace._trace.provider")
+                span_module = recorder._modules.get("ddtrace._trace.span")
+                if provider is None or span_module is None:
+                    return False
+                var = PyObject_GenericGetDict(provider, NULL).get("_DD_CONTEXTVAR")
+                span_type = PyObject_GenericGetDict(span_module, NULL).get("Span")
+                if type(var) is not ContextVar or type(span_type) is not type:
+                    return False
+                getters = [_c_getter(span_type, name) for name in ("span_id", "trace_id", "_local_root")]
+                if None in getters:
+                    return False
+                recorder._dd_span_id, recorder._dd_trace_id, recorder._dd_local_root = getters
+                recorder._dd_span_type = span_type
+                recorder._dd_span_var = var
     current = get_value(recorder._dd_span_var)
     if type(current) is not recorder._dd_span_type:  # none, or a remote Context without a span
         return False
@@ -89,23 +91,25 @@ cdef bint _ddtrace_span(Recorder recorder, SpanIds* span) except -1:
 
 cdef bint _otel_span(Recorder recorder, SpanIds* span) except -1:
     if recorder._otel_context_var is None:
-        context_module = recorder._modules.get("opentelemetry.context")
-        propagation = recorder._modules.get("opentelemetry.trace.propagation")
-        span_module = recorder._modules.get("opentelemetry.trace.span")
-        if context_module is None or propagation is None or span_module is None:
-            return False
-        # OpenTelemetry's default runtime context keeps the context in a context variable.
-        runtime = PyObject_GenericGetDict(context_module, NULL).get("_RUNTIME_CONTEXT")
-        if runtime is None or type(runtime).__name__ != "ContextVarsRuntimeContext":
-            return False
-        var = PyObject_GenericGetDict(runtime, NULL).get("_current_context")
-        key = PyObject_GenericGetDict(propagation, NULL).get("_SPAN_KEY")
-        span_context_type = PyObject_GenericGetDict(span_module, NULL).get("SpanContext")
-        if type(var) is not ContextVar or type(key) is not str or type(span_context_type) is not type:
-            return False
-        recorder._otel_span_key = key
-        recorder._otel_span_context_type = span_context_type
-        recorder._otel_context_var = var
+        with cython.critical_section(recorder):  # written once, whichever thread comes first
+            if recorder._otel_context_var is None:
+                context_module = recorder._modules.get("opentelemetry.context")
+                propagation = recorder._modules.get("opentelemetry.trace.propagation")
+                span_module = recorder._modules.get("opentelemetry.trace.span")
+                if context_module is None or propagation is None or span_module is None:
+                    return False
+                # OpenTelemetry's default runtime context keeps the context in a context variable.
+                runtime = PyObject_GenericGetDict(context_module, NULL).get("_RUNTIME_CONTEXT")
+                if runtime is None or type(runtime).__name__ != "ContextVarsRuntimeContext":
+                    return False
+                var = PyObject_GenericGetDict(runtime, NULL).get("_current_context")
+                key = PyObject_GenericGetDict(propagation, NULL).get("_SPAN_KEY")
+                span_context_type = PyObject_GenericGetDict(span_module, NULL).get("SpanContext")
+                if type(var) is not ContextVar or type(key) is not str or type(span_context_type) is not type:
+                    return False
+                recorder._otel_span_key = key
+                recorder._otel_span_context_type = span_context_type
+                recorder._otel_context_var = var
     context = get_value(recorder._otel_context_var)
     if not isinstance(context, dict):
         return False

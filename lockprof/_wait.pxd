@@ -8,7 +8,7 @@
 from libc.stdint cimport int64_t
 from lockprof._lockcore cimport (
     lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
-    lp_entry, lp_monotonic_ns,
+    lp_entry, lp_lock, lp_monotonic_ns, lp_mutex, lp_unlock,
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack
 
@@ -22,6 +22,7 @@ cdef struct TimedWait:
     int64_t start
     int64_t end
     lp_blocking* blocking  # the lock's blocked waiters (for its blocking holds), or NULL
+    lp_mutex* mutex  # the recorder's, which guards them
     WaiterStack* waiter  # the stack drawn for before the wait (Lock, RLock), or NULL
     bint contended  # known to wait (the lock was busy), or the wait was long enough
     lp_entry* entry  # wait_record() -> WAIT_CAPTURED: the entry the acquire's hold starts with
@@ -41,15 +42,18 @@ cdef inline object wait_begin(TimedWait* wait, Recorder recorder, LockInfo info,
     the caller keeps alive while the waiter borrows it."""
     task_name = None
     wait.blocking = blocking
+    wait.mutex = &recorder._mutex
     wait.waiter = waiter
     wait.contended = contended
     wait.entry = NULL
     wait.start = lp_monotonic_ns()
-    if waiter != NULL and contended and recorder.active and recorder.draw_before_wait(info, waiter, wait.start):
+    if waiter != NULL and contended and recorder.is_active() and recorder.draw_before_wait(info, waiter, wait.start):
         task_name = recorder.capture_waiter(waiter)
         wait.start = lp_monotonic_ns()  # the wait starts after the walk
     if blocking != NULL:
+        lp_lock(wait.mutex)
         lp_blocking_enter(blocking, wait.start)
+        lp_unlock(wait.mutex)
     return task_name
 
 
@@ -59,13 +63,15 @@ cdef inline void wait_end(TimedWait* wait, bint acquired) noexcept:
     if not wait.contended:
         wait.contended = wait.end - wait.start >= UNCLEAR_CONTENDED_NS
     if wait.blocking != NULL:
+        lp_lock(wait.mutex)
         lp_blocking_leave(wait.blocking, wait.contended, acquired, wait.end)
+        lp_unlock(wait.mutex)
 
 
 cdef inline WaitOutcome wait_record(TimedWait* wait, Recorder recorder, LockInfo info, bint acquired) noexcept:
     """The wait, counted (a wait that got nothing timed out); the acquire, sampled when it got
     the lock."""
-    if not recorder.active:
+    if not recorder.is_active():
         return WAIT_UNRECORDED
     cdef bint capture = acquired and recorder.sampler.should_capture()
     cdef int64_t wait_ns = wait.end - wait.start
@@ -83,43 +89,61 @@ cdef struct CapturedHold:
     int64_t acquired_at
 
 
-cdef inline void hold_start(CapturedHold* hold, lp_entry* entry, int64_t acquired_at) noexcept:
-    """A captured acquire's hold starts (entry NULL: the full table dropped it). The swap runs no
-    Python code, so no other thread sees it half done."""
+cdef inline void hold_start(CapturedHold* hold, Recorder recorder, lp_entry* entry, int64_t acquired_at) noexcept:
+    """A captured acquire's hold starts (entry NULL: the full table dropped it), written by the
+    lock's owner only: the next owner's hold starts after this one was taken (hold_take)."""
     previous = hold.entry
     hold.entry = entry
     hold.acquired_at = acquired_at
     if previous != NULL:
         # A hold whose release was never seen (the lock was reinitialised under us): never
         # leave an entry pending forever.
-        previous.pending -= 1
+        recorder.release_pending(previous)
 
 
 cdef inline void hold_captured(CapturedHold* hold, Recorder recorder, LockInfo info) noexcept:
     """An acquire that did not wait, chosen by the sampler (the caller asks it, so that the
     arguments are passed only then): counted, and its hold starts now."""
-    hold_start(hold, recorder.record_acquire(info), lp_monotonic_ns())
+    hold_start(hold, recorder, recorder.record_acquire(info), lp_monotonic_ns())
 
 
-cdef inline void hold_forget(CapturedHold* hold) noexcept:
+cdef inline void hold_forget(CapturedHold* hold, Recorder recorder) noexcept:
     """The hold will never be released: the lock died, or a fork child reinitialised it."""
     if hold.entry != NULL:
-        hold.entry.pending -= 1
+        recorder.release_pending(hold.entry)
         hold.entry = NULL
 
 
-cdef inline bint hold_released(CapturedHold* hold, lp_blocking* blocking, Recorder recorder, LockInfo info,
+cdef inline CapturedHold hold_take(CapturedHold* hold) noexcept:
+    """Before the native release, by the owner: the hold, taken and cleared while the lock is
+    still held, so that the next owner's hold_start() never meets it (without the GIL the
+    next owner runs at once). hold_released() then ends the copy."""
+    cdef CapturedHold taken = hold[0]
+    hold.entry = NULL
+    return taken
+
+
+cdef inline int64_t blocking_take(lp_blocking* blocking, Recorder recorder, int64_t released_at) noexcept:
+    """At a release, before the native one: how long the hold ending blocked others (0: none),
+    taken while the waiters still wait (without the GIL, one woken by the release would
+    otherwise leave first)."""
+    cdef int64_t blocked_ns = 0
+    if lp_blocking_pending(blocking):
+        lp_lock(&recorder._mutex)
+        blocked_ns = lp_blocking_release(blocking, released_at)
+        lp_unlock(&recorder._mutex)
+    return blocked_ns
+
+
+cdef inline bint hold_released(CapturedHold* hold, int64_t blocked_ns, Recorder recorder, LockInfo info,
                                int64_t released_at) noexcept:
     """After the native release: the captured hold ends, and the time it blocked others
-    (blocking: NULL where none is kept) is counted. Returns whether anything was recorded: a
-    lock is named once it matters."""
-    cdef int64_t blocked_ns = 0
+    (blocking_take) is counted. Returns whether anything was recorded: a lock is named once it
+    matters."""
     cdef lp_entry* entry = hold.entry
     if entry != NULL:
         hold.entry = NULL
         recorder.record_release(entry, released_at - hold.acquired_at)
-    if blocking != NULL and lp_blocking_pending(blocking):
-        blocked_ns = lp_blocking_release(blocking, released_at)
-        if blocked_ns > 0 and recorder.active and info is not None:
-            recorder.record_blocking_hold(info, blocked_ns, released_at)
+    if blocked_ns > 0 and recorder.is_active() and info is not None:
+        recorder.record_blocking_hold(info, blocked_ns, released_at)
     return entry != NULL or blocked_ns > 0

@@ -28,7 +28,7 @@ cdef class _LockWrapper:
         self._recorder = recorder if recorder is not None else INERT_RECORDER
 
     def __dealloc__(self):
-        hold_forget(&self._hold)
+        hold_forget(&self._hold, self._recorder)
 
     @property
     def lock_info(self):
@@ -70,7 +70,7 @@ cdef class ProfiledRLock(_LockWrapper):
 # The native lock is passed as a borrowed PyObject*: no reference counting on the hot path.
 
 cdef inline object _lock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    if not self._recorder.active:
+    if not self._recorder.is_active():
         return _plain_acquire(self, args, nargs, kwnames)
     return _profiled_acquire(self, args, nargs, kwnames)
 
@@ -87,15 +87,34 @@ cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 cdef inline object _lock_release(_LockWrapper self):
     if self._hold.entry == NULL and not lp_blocking_pending(&self._blocking):
         return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
+    return _release_ending(self, &LOCK_OPS.release)
+
+
+cdef object _release_ending(_LockWrapper self, const lp_native_method* release,
+                            PyObject** args=NULL, Py_ssize_t nargs=0):
+    """A release that ends a captured hold, or a hold others were blocked by. The hold is taken
+    while the lock is still held (the next owner may start its own at once) and ended after the
+    native release. A release that raises (a Lock not held) ends nothing: a hold left was
+    stale."""
+    cdef CapturedHold taken = hold_take(&self._hold)
     cdef int64_t released_at = lp_monotonic_ns()
-    result = lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
-    _released(self, released_at, True)
+    cdef int64_t blocked_ns = blocking_take(&self._blocking, self._recorder, released_at)
+    try:
+        if args == NULL:
+            result = lp_call0(release, <PyObject*>self._wrapped)
+        else:  # __exit__ called with other than three arguments: the native __exit__'s
+            result = lp_call_vector(release, <PyObject*>self._wrapped, args, nargs, NULL)
+    except BaseException:
+        hold_forget(&taken, self._recorder)
+        raise
+    _released(self, &taken, blocked_ns, released_at, True)
     return result
 
 
 # An RLock wrapper tracks the depth of a hold it has seen start, so that a nested acquire costs
 # no sampler check (the sampling rate stays per outermost acquire) and the hold ends at the
-# outermost release. Only the owner changes _depth, under the GIL. With _depth == 0 an acquire is
+# outermost release. Only the owner changes _depth (an atomic store without the GIL, read by other
+# threads with a relaxed load: they only learn it is not theirs). With _depth == 0 an acquire is
 # an outermost one and needs no thread id; only with _depth > 0 (nested, or another thread's
 # hold) is the native lock asked whose hold it is. Tracking starts at an outermost acquire while
 # profiling runs, so after stop() an RLock with _depth == 0 takes the plain native path. Where
@@ -103,19 +122,19 @@ cdef inline object _lock_release(_LockWrapper self):
 # place, as the native methods do, without their calls and argument parsing.
 
 cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    if self._depth != 0 and _rlock_is_owned(self):
+    if lp_load_long(&self._depth) != 0 and _rlock_is_owned(self):
         if nargs == 0 and kwnames == NULL and lp_rlock_nest(RLOCK_OPS.try_kind, <PyObject*>self._wrapped):
-            self._depth += 1  # counted in place, as the native call would count it
+            lp_store_long(&self._depth, self._depth + 1)  # counted in place, as the native call would count it
             return True
         result = lp_call_vector(&RLOCK_OPS.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
         if result is True:
-            self._depth += 1
+            lp_store_long(&self._depth, self._depth + 1)
         return result
-    if not self._recorder.active:
+    if not self._recorder.is_active():
         return _plain_acquire(self, args, nargs, kwnames)
     result = _profiled_acquire(self, args, nargs, kwnames)
     if result is True:
-        self._depth = 1
+        lp_store_long(&self._depth, 1)
     return result
 
 
@@ -124,18 +143,28 @@ cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
 
 
 cdef inline object _rlock_release(_LockWrapper self):
-    if self._depth == 0:  # an untracked hold (or no hold: the native release raises)
+    cdef long depth = lp_load_long(&self._depth)
+    if depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
-    cdef bint outermost = self._depth == 1
+    cdef bint outermost = depth == 1
+    if LP_FREE_THREADED and outermost:
+        # The depth is cleared before the native release: the next owner sets its own at once.
+        if not _rlock_is_owned(self):
+            return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises as natively
+        lp_store_long(&self._depth, 0)
+        if self._hold.entry != NULL or lp_blocking_pending(&self._blocking):
+            return _release_ending(self, &RLOCK_OPS.release)
+        return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     if not outermost and lp_rlock_unnest(RLOCK_OPS.try_kind, <PyObject*>self._wrapped):  # as the native release counts it
-        self._depth -= 1
+        lp_store_long(&self._depth, depth - 1)
         return None
-    cdef bint has_events = outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
-    cdef int64_t released_at = lp_monotonic_ns() if has_events else 0
+    if (outermost and (self._hold.entry != NULL or lp_blocking_pending(&self._blocking))
+            and _rlock_is_owned(self)):  # the owner's hold: another thread's release raises
+        result = _release_ending(self, &RLOCK_OPS.release)
+        lp_store_long(&self._depth, 0)
+        return result
     result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
-    self._depth -= 1
-    if has_events:
-        _released(self, released_at, True)
+    lp_store_long(&self._depth, depth - 1)
     return result
 
 
@@ -184,15 +213,17 @@ cdef object _contended_acquire(_LockWrapper self, PyObject** args, Py_ssize_t na
     finally:
         wait_end(&wait, acquired)
     if wait_record(&wait, self._recorder, self._info, acquired) == WAIT_CAPTURED:
-        hold_start(&self._hold, wait.entry, wait.end)
+        hold_start(&self._hold, self._recorder, wait.entry, wait.end)
     return result
 
 
-cdef int _released(_LockWrapper self, int64_t released_at, bint naming) except -1:
-    """After the native release: end the captured hold, and count the blocking hold. The lock is
-    named after the native release, so outside the user's critical section, and once it
-    matters: a captured hold, or a hold that blocked others."""
-    if hold_released(&self._hold, &self._blocking, self._recorder, self._info, released_at) and naming:
+cdef int _released(_LockWrapper self, CapturedHold* taken, int64_t blocked_ns, int64_t released_at,
+                   bint naming) except -1:
+    """After the native release: end the captured hold and count the blocking hold, both taken
+    before it (hold_take, blocking_take). The lock is named after the native release, so outside
+    the user's critical section, and once it matters: a captured hold, or a hold that blocked
+    others."""
+    if hold_released(taken, blocked_ns, self._recorder, self._info, released_at) and naming:
         name_lock(self, self._info)
     return 0
 
@@ -248,18 +279,22 @@ cdef object rlock_exit(object self, PyObject** args, Py_ssize_t nargs):
 cdef object _exit_by_native(_LockWrapper self, PyObject** args, Py_ssize_t nargs):
     """The native __exit__ with the caller's arguments: it refuses them (3.15's takes exactly
     three), changing nothing, or releases as release() does, and the release is accounted as
-    _lock_release() and _rlock_release() account it."""
-    cdef long depth = self._depth  # RLock: the tracked depth (0: untracked); Lock: always 0
-    cdef int64_t released_at = lp_monotonic_ns()
-    result = lp_call_vector(&self._ops.exit, <PyObject*>self._wrapped, args, nargs, NULL)
+    _lock_release() and _rlock_release() account it. A refusal forgets a captured hold (it was
+    taken before the call, as every release takes it): that hold goes unmeasured."""
+    cdef long depth = lp_load_long(&self._depth)  # RLock: the tracked depth (0: untracked); Lock: 0
     if self._ops == &RLOCK_OPS:
-        if depth == 0:
+        if depth != 1 or not _rlock_is_owned(self):  # nested, untracked or not the owner's
+            result = lp_call_vector(&self._ops.exit, <PyObject*>self._wrapped, args, nargs, NULL)
+            if depth > 1:
+                lp_store_long(&self._depth, depth - 1)
             return result
-        self._depth = depth - 1
-        if depth > 1:
-            return result
-    _released(self, released_at, True)
-    return result
+        lp_store_long(&self._depth, 0)  # before the release, as _rlock_release() clears it
+    try:
+        return _release_ending(self, &self._ops.exit, args, nargs)
+    except BaseException:
+        if self._ops == &RLOCK_OPS:
+            lp_store_long(&self._depth, depth)  # refused: still held
+        raise
 
 # Shared by both types: the instance knows its native type's methods.
 
@@ -283,10 +318,17 @@ cdef object rlock_release_save(object self, PyObject* unused):
     # Condition.wait() releases every level at once: the hold ends here. The lock is not named
     # here: nothing may raise between this and the _acquire_restore that Condition guarantees.
     cdef _LockWrapper wrapper = <_LockWrapper>self
-    cdef int64_t released_at = lp_monotonic_ns()
+    cdef CapturedHold taken
+    cdef int64_t released_at = lp_monotonic_ns(), blocked_ns = 0
+    cdef bint owned = _rlock_is_owned(wrapper)
+    taken.entry = NULL
+    if owned and (wrapper._hold.entry != NULL or lp_blocking_pending(&wrapper._blocking)):
+        taken = hold_take(&wrapper._hold)  # the owner's, before the release (_release_ending)
+        blocked_ns = blocking_take(&wrapper._blocking, wrapper._recorder, released_at)
+    if owned:
+        lp_store_long(&wrapper._depth, 0)  # before: without the GIL the next owner sets its own at once
     result = lp_call0(&RLOCK_OPS.release_save, <PyObject*>wrapper._wrapped)
-    wrapper._depth = 0
-    _released(wrapper, released_at, False)
+    _released(wrapper, &taken, blocked_ns, released_at, False)
     return result
 
 cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
@@ -296,7 +338,7 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
     cdef _LockWrapper wrapper = <_LockWrapper>self
     cdef PyObject* native = <PyObject*>wrapper._wrapped
     cdef long count = _restored_depth(args)
-    if not wrapper._recorder.active or kwds != NULL or not _restores_own_hold(args):
+    if not wrapper._recorder.is_active() or kwds != NULL or not _restores_own_hold(args):
         result = lp_call(&RLOCK_OPS.acquire_restore, native, args, kwds)
     elif lp_try_acquire(&RLOCK_OPS.acquire, RLOCK_OPS.try_kind, native):
         for _ in range(count - 1):
@@ -306,7 +348,7 @@ cdef object rlock_acquire_restore(object self, object args, PyObject* kwds):
             hold_captured(&wrapper._hold, wrapper._recorder, wrapper._info)
     else:
         result = _contended_acquire(wrapper, NULL, 0, NULL, True, args)
-    wrapper._depth = count
+    lp_store_long(&wrapper._depth, count)
     return result
 
 
@@ -331,4 +373,4 @@ cdef void _forget_holds(_LockWrapper wrapper) noexcept:
     wrapper._depth = 0
     wrapper._blocking.waiters = 0
     wrapper._blocking.carry = 0
-    hold_forget(&wrapper._hold)
+    hold_forget(&wrapper._hold, wrapper._recorder)

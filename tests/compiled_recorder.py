@@ -35,7 +35,8 @@ def _driver_module():
     if not built.exists():
         extension = Extension("recorder_driver", [str(DRIVER)], include_dirs=[str(ROOT / "lockprof")])
         modules = cython_build.cythonize([extension], build_dir=str(out / "c"), include_path=[str(ROOT)],
-                                         quiet=True, compiler_directives={"language_level": "3"})
+                                         quiet=True,
+                                         compiler_directives={"language_level": "3", "freethreading_compatible": True})
         command = Distribution({"ext_modules": modules}).get_command_obj("build_ext")
         command.build_lib, command.build_temp = str(out), str(out / "temp")
         command.ensure_finalized()

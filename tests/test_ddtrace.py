@@ -25,10 +25,16 @@ from scripthelpers import LOCKPROF_ROOT, SCRIPT_TIMEOUT, line_of, script_env
 from test_pprof import require_go, run_pprof
 
 
+# ddtrace ships no build for free-threaded CPython: there, and only there, its absence skips.
+FREE_THREADED = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
+
+
 def require(what: str, found: bool, how: str) -> None:
     if found:
         return
     reason = f"{what} is not available ({how})"
+    if FREE_THREADED and integration.ddtrace_version() is None:
+        pytest.skip(f"{reason}: ddtrace has no free-threaded build")
     if os.environ.get("LOCKPROF_REQUIRE_DDTRACE") == "1":
         pytest.fail(f"LOCKPROF_REQUIRE_DDTRACE=1 but {reason}")
     pytest.skip(reason)

@@ -543,7 +543,7 @@ def test_two_collectors_stopped_out_of_order_restore_the_originals():
 def run(coroutine_function, loop_kind="asyncio"):
     if loop_kind == "uvloop":
         if uvloop is None:
-            pytest.skip("uvloop is not installed (no Windows build)")
+            pytest.skip("uvloop is not installed (no Windows or free-threaded build)")
         loop = uvloop.new_event_loop()
         try:
             return loop.run_until_complete(coroutine_function())
