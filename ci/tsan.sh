@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The ThreadSanitizer leg (issue 18): lockprof's compiled core built with -fsanitize=thread for
+# the TSan build of free-threaded CPython 3.13, then ci/tsan_workout.py with the GIL off and
+# CPython's own suppressions. Fails on any TSan report with a frame in lockprof's code, or a
+# crash; reports entirely inside CPython are counted and summarised (ci/tsan_reports.py).
+# First a self-check of the detection: a deliberate race in a C file laid out as lockprof's
+# must fail the judgement, and one inside ctypes must only be counted.
+# Usage: ci/tsan.sh PYTHON [SECONDS]       (PYTHON: PREFIX/bin/python3.13t of
+#        ../shared/tools/build-cpython.sh tsan, whose suppressions are PREFIX/share; used by .ci/run)
+set -euo pipefail
+python=${1:?usage: ci/tsan.sh PYTHON [SECONDS]}
+seconds=${2:-20}
+root=$(cd "$(dirname "$0")/.." && pwd)
+suppressions=$(cd "$(dirname "$python")/.." && pwd)/share/tsan-suppressions.txt
+[ -f "$suppressions" ] || { echo "no $suppressions: is $python the TSan build?"; exit 2; }
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export PYTHON_GIL=0
+quiet=report_bugs=0  # pip, Cython and the judge: CPython's own reports are not ours to read
+
+TSAN_OPTIONS=$quiet "$python" -m venv "$work/venv"
+venv="$work/venv/bin/python"
+TSAN_OPTIONS=$quiet "$venv" -m pip install -q "Cython>=3.1,<4" "setuptools>=77"
+# A copy of the tree, built in place: nothing generated for another interpreter is reused.
+mkdir -p "$work/src"
+(cd "$root" && tar cf - --exclude='./build' --exclude='*.so' --exclude='lockprof/_*.c' \
+    lockprof setup.py pyproject.toml README.md LICENSE) | tar xf - -C "$work/src"
+echo "== lockprof built with -fsanitize=thread ($(TSAN_OPTIONS=$quiet "$venv" -VV | head -1))"
+(cd "$work/src" && TSAN_OPTIONS=$quiet CFLAGS="-fsanitize=thread -g -O1 -fno-omit-frame-pointer" \
+    LDFLAGS="-fsanitize=thread" "$venv" setup.py -q build_ext --inplace >/dev/null)
+
+under_tsan() {  # under_tsan NAME ARGS...: run the workout with ARGS, judge its reports
+    local logs="$work/$1" status=0 verdict=0
+    shift
+    mkdir -p "$logs"
+    # exitcode=0: the workout's own status stays its own; the reports are judged from the logs.
+    (cd "$work" && PYTHONPATH="$work/src" \
+        TSAN_OPTIONS="suppressions=$suppressions:log_path=$logs/report:exitcode=0:history_size=4" \
+        "$venv" "$root/ci/tsan_workout.py" "$@") || status=$?
+    TSAN_OPTIONS=$quiet "$venv" "$root/ci/tsan_reports.py" $(find "$logs" -name 'report.*' | sort) \
+        > "$logs/verdict.txt" || verdict=$?
+    cat "$logs/verdict.txt"
+    [ "$status" -eq 0 ] || echo "the workout exited with status $status"
+    [ "$status" -eq 0 ] && [ "$verdict" -eq 0 ]
+}
+
+echo "== self-check: a race in lockprof's code must be caught, one in CPython only counted"
+if under_tsan selfcheck --selfcheck "$work/selfcheck"; then
+    echo "the deliberate race in lockprof/_tsan_selfcheck.c was not reported: the detection is broken"; exit 1
+fi
+grep -q "racy_increment" "$work/selfcheck/verdict.txt" \
+    || { echo "the self-check failed, but not on its deliberate race"; exit 1; }
+grep -qE "[1-9][0-9]* entirely inside CPython" "$work/selfcheck/verdict.txt" \
+    || { echo "the self-check's race inside ctypes was not counted as CPython's"; exit 1; }
+echo "== the detection works"
+
+echo "== workout: $seconds s, GIL off, every primitive under profiling"
+start=$SECONDS
+under_tsan workout --seconds "$seconds" || { echo "== ThreadSanitizer leg FAILED ($((SECONDS - start)) s)"; exit 1; }
+echo "== no ThreadSanitizer report in lockprof's code ($((SECONDS - start)) s)"
