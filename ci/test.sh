@@ -17,3 +17,4 @@ bin="$work/venv/bin"; [ -d "$bin" ] || bin="$work/venv/Scripts"  # Windows venvs
 "$bin/python" "$root/benchmarks/measure_lock_overhead.py" --quick
 "$bin/python" "$root/benchmarks/bench_contended.py" --quick
 "$bin/python" "$root/benchmarks/bench_primitives.py" --quick
+"$bin/python" "$root/benchmarks/bench_threads.py" --quick
