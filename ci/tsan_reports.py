@@ -5,7 +5,7 @@ accesses, a free, a signal handler's call) has a frame in lockprof's code: a sou
 lockprof/_*.c/.h/.pyx/.pxd/.pxi or a module lockprof/_*.so. The stacks that only give context
 (where the memory was allocated, where a mutex or a thread was created) do not count: a race
 inside CPython on an object lockprof allocated is CPython's. Reports with no frame of ours are
-CPython's own: counted, and summarised one line each.
+CPython's own (or a library's): counted, and summarised one line each.
 
     python ci/tsan_reports.py LOG_FILE...     # TSAN_OPTIONS=log_path=DIR/report writes DIR/report.PID
 
@@ -53,10 +53,12 @@ def demangle(name: str) -> str:
         length = re.match(r"\d+", rest)
         if not length:
             break
-        start = len(length.group())
-        size = int(length.group())
-        parts.append(rest[start:start + size])
-        rest = rest[start + size:].lstrip("_")
+        start, end = len(length.group()), len(length.group()) + int(length.group())
+        if end > len(rest) or rest[end:end + 1] not in ("", "_"):
+            rest = rest[start:]  # not a length but a method's index: 13ProfiledLock_3acquire
+            break
+        parts.append(rest[start:end])
+        rest = rest[end:].lstrip("_")
     if parts and parts[0] == "lockprof":
         parts = parts[1:]
     return ".".join(parts + ([rest] if rest else []))
@@ -112,7 +114,7 @@ def judge(logs: Iterable[str], out=print, shown: int = 20) -> int:
     ours = [report for report in reports if report.in_lockprof]
     theirs = Counter(report.summary for report in reports if not report.in_lockprof)
     out(f"ThreadSanitizer: {len(ours)} reports in lockprof's code, "
-        f"{sum(theirs.values())} entirely inside CPython (ignored)")
+        f"{sum(theirs.values())} outside it (CPython's own: ignored)")
     for summary, count in theirs.most_common():
         out(f"  ignored x{count}: {summary}")
     printed = set()
