@@ -5,11 +5,17 @@
 # crash; reports entirely inside CPython are counted and summarised (ci/tsan_reports.py).
 # First a self-check of the detection: a deliberate race in a C file laid out as lockprof's
 # must fail the judgement, and the same race in a file elsewhere must only be counted.
-# Usage: ci/tsan.sh PYTHON [SECONDS]       (PYTHON: PREFIX/bin/python3.13t of
-#        ../shared/tools/build-cpython.sh tsan, whose suppressions are PREFIX/share; used by .ci/run)
+# Usage: ci/tsan.sh PYTHON [CYTHON_PYTHON [SECONDS]]        (used by .ci/run)
+#   PYTHON         PREFIX/bin/python3.13t of ../shared/tools/build-cpython.sh tsan (its
+#                  suppressions are in PREFIX/share)
+#   CYTHON_PYTHON  an ordinary CPython 3.9+ (default python3) that runs Cython: the C it writes
+#                  is the same for every interpreter, and Cython runs as pure Python under TSan
+#                  (about 7 minutes here), while the TSan build then only compiles it
+#   SECONDS        the workout's length (default 20)
 set -euo pipefail
-python=${1:?usage: ci/tsan.sh PYTHON [SECONDS]}
-seconds=${2:-20}
+python=${1:?usage: ci/tsan.sh PYTHON [CYTHON_PYTHON [SECONDS]]}
+cython_python=${2:-python3}
+seconds=${3:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 suppressions=$(cd "$(dirname "$python")/.." && pwd)/share/tsan-suppressions.txt
 [ -f "$suppressions" ] || { echo "no $suppressions: is $python the TSan build?"; exit 2; }
@@ -18,13 +24,18 @@ trap 'rm -rf "$work"' EXIT
 export PYTHON_GIL=0
 quiet=report_bugs=0  # pip, Cython and the judge: CPython's own reports are not ours to read
 
+build_tools=("Cython>=3.1,<4" "setuptools>=77")
+"$cython_python" -m venv "$work/cython"
+"$work/cython/bin/python" -m pip install -q "${build_tools[@]}"
 TSAN_OPTIONS=$quiet "$python" -m venv "$work/venv"
 venv="$work/venv/bin/python"
-TSAN_OPTIONS=$quiet "$venv" -m pip install -q "Cython>=3.1,<4" "setuptools>=77"
+TSAN_OPTIONS=$quiet "$venv" -m pip install -q "${build_tools[@]}"
 # A copy of the tree, built in place: nothing generated for another interpreter is reused.
 mkdir -p "$work/src"
 (cd "$root" && tar cf - --exclude='./build' --exclude='*.so' --exclude='lockprof/_*.c' \
     lockprof setup.py pyproject.toml README.md LICENSE) | tar xf - -C "$work/src"
+# setup.py runs Cython as it starts (--name does nothing else); the build then finds the C current.
+(cd "$work/src" && "$work/cython/bin/python" setup.py -q --name >/dev/null)
 echo "== lockprof built with -fsanitize=thread ($(TSAN_OPTIONS=$quiet "$venv" -VV | head -1))"
 (cd "$work/src" && TSAN_OPTIONS=$quiet CFLAGS="-fsanitize=thread -g -O1 -fno-omit-frame-pointer" \
     LDFLAGS="-fsanitize=thread" "$venv" setup.py -q build_ext --inplace >/dev/null)
