@@ -21,34 +21,32 @@ suppressions=$(cd "$(dirname "$python")/.." && pwd)/share/tsan-suppressions.txt
 [ -f "$suppressions" ] || { echo "no $suppressions: is $python the TSan build?"; exit 2; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-export PYTHON_GIL=0
 quiet=report_bugs=0  # pip, Cython and the judge: CPython's own reports are not ours to read
 
-build_tools=("Cython>=3.1,<4" "setuptools>=77")
-"$cython_python" -m venv "$work/cython"
-"$work/cython/bin/python" -m pip install -q "${build_tools[@]}"
-TSAN_OPTIONS=$quiet "$python" -m venv "$work/venv"
-venv="$work/venv/bin/python"
-TSAN_OPTIONS=$quiet "$venv" -m pip install -q "${build_tools[@]}"
+# Cython and setuptools for both interpreters, installed by the ordinary one (pip under TSan
+# takes minutes): the TSan build skips the compiled modules of Cython's wheel (another ABI) and
+# imports its pure-Python ones.
+"$cython_python" -m pip install -q --target "$work/tools" "Cython>=3.1,<4" "setuptools>=77"
+export PYTHONPATH="$work/tools"
 # A copy of the tree, built in place: nothing generated for another interpreter is reused.
 mkdir -p "$work/src"
 (cd "$root" && tar cf - --exclude='./build' --exclude='*.so' --exclude='lockprof/_*.c' \
     lockprof setup.py pyproject.toml README.md LICENSE) | tar xf - -C "$work/src"
 # setup.py runs Cython as it starts (--name does nothing else); the build then finds the C current.
-(cd "$work/src" && "$work/cython/bin/python" setup.py -q --name >/dev/null)
-echo "== lockprof built with -fsanitize=thread ($(TSAN_OPTIONS=$quiet "$venv" -VV | head -1))"
+(cd "$work/src" && "$cython_python" setup.py -q --name >/dev/null)
+echo "== lockprof built with -fsanitize=thread ($(TSAN_OPTIONS=$quiet "$python" -VV | head -1))"
 (cd "$work/src" && TSAN_OPTIONS=$quiet CFLAGS="-fsanitize=thread -g -O1 -fno-omit-frame-pointer" \
-    LDFLAGS="-fsanitize=thread" "$venv" setup.py -q build_ext --inplace >/dev/null)
+    LDFLAGS="-fsanitize=thread" "$python" setup.py -q build_ext --inplace >/dev/null)
 
 under_tsan() {  # under_tsan NAME ARGS...: run the workout with ARGS, judge its reports
     local logs="$work/$1" status=0 verdict=0
     shift
     mkdir -p "$logs"
     # exitcode=0: the workout's own status stays its own; the reports are judged from the logs.
-    (cd "$work" && PYTHONPATH="$work/src" \
+    (cd "$work" && PYTHONPATH="$work/src" PYTHON_GIL=0 \
         TSAN_OPTIONS="suppressions=$suppressions:log_path=$logs/report:exitcode=0:history_size=4" \
-        "$venv" "$root/ci/tsan_workout.py" "$@") || status=$?
-    TSAN_OPTIONS=$quiet "$venv" "$root/ci/tsan_reports.py" $(find "$logs" -name 'report.*' | sort) \
+        "$python" "$root/ci/tsan_workout.py" "$@") || status=$?
+    TSAN_OPTIONS=$quiet "$python" "$root/ci/tsan_reports.py" $(find "$logs" -name 'report.*' | sort) \
         > "$logs/verdict.txt" || verdict=$?
     cat "$logs/verdict.txt"
     [ "$status" -eq 0 ] || echo "the workout exited with status $status"
