@@ -520,7 +520,8 @@ def header(args) -> dict:
 def print_report(meta: dict, results: Dict[str, dict], checks: list, impact_rows: list, out=print) -> None:
     out("lockprof lock overhead benchmark")
     out(f"  Python          {meta['python']}")
-    out(f"  implementation  {meta['implementation']}, GIL {meta['gil']} (n/a: a build with the GIL)")
+    free_threaded = "" if meta["gil"] == "n/a" else f", free-threaded build, GIL {meta['gil']}"
+    out(f"  implementation  {meta['implementation']}{free_threaded}")
     out(f"  CPU             {meta['cpu']} ({meta['cpus']} logical CPUs)")
     out(f"  date            {meta['date']}   load average at start: {meta['load_average_at_start']}")
     out(f"  lockprof        {meta['lockprof_version']} from {os.path.dirname(meta['lockprof_extension'])}")
