@@ -42,7 +42,8 @@ under_tsan() {  # under_tsan NAME ARGS...: run the workout with ARGS, judge its 
     local logs="$work/$1" status=0 verdict=0
     shift
     mkdir -p "$logs"
-    # exitcode=0: the workout's own status stays its own; the reports are judged from the logs.
+    # exitcode=0: the workout's own status stays its own; the reports are judged from the logs
+    # (a crash TSan catches then exits 0 too: the judge fails on its ERROR line).
     (cd "$work" && PYTHONPATH="$work/src" PYTHON_GIL=0 \
         TSAN_OPTIONS="suppressions=$suppressions:log_path=$logs/report:exitcode=0:history_size=4" \
         "$python" "$root/ci/tsan_workout.py" "$@") || status=$?
