@@ -24,6 +24,7 @@ import threading
 import time
 
 from benchcli import parse_args, write_json
+from benchutil import gil_state
 
 TIMEOUTS_US = (10, 100)
 
@@ -104,8 +105,8 @@ def main(argv=None) -> int:
     rounds = args.rounds
     repeat, number = (2, 20) if args.quick else (5, 200)
     results = measure(rounds, repeat, number)
-    print(f"lockprof contended acquire: Python {platform.python_version()}, {platform.machine()}, "
-          f"{rounds} rounds")
+    print(f"lockprof contended acquire: Python {platform.python_version()} (GIL {gil_state()}), "
+          f"{platform.machine()}, {rounds} rounds")
     print("another thread holds the lock: every acquire(timeout=T) waits T and times out")
     print(f"  {'cell':<44} {'wall ns':>10} {'CPU ns':>10} {'extra CPU ns':>13}")
     for key, cell in results.items():

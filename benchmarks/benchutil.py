@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
+import sysconfig
 from typing import Any, List, Sequence, TypeVar
 
 T = TypeVar("T")
@@ -27,6 +29,14 @@ def load_average() -> str:
         return " ".join(f"{x:.2f}" for x in os.getloadavg())
     except (AttributeError, OSError):
         return "n/a"
+
+
+def gil_state() -> str:
+    """"off" or "on" on a free-threaded build (a module that needs the GIL turns it on at its
+    import), "n/a" on a build with the GIL."""
+    if not sysconfig.get_config_var("Py_GIL_DISABLED"):
+        return "n/a"
+    return "on" if sys._is_gil_enabled() else "off"
 
 
 def last_cpu() -> int:

@@ -47,7 +47,7 @@ import timeit
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List
 
-from benchutil import cpu_model, load_average, rotated, write_json
+from benchutil import cpu_model, gil_state, load_average, rotated, write_json
 from profilers import ddtrace_version
 
 UNROLL = 10
@@ -498,6 +498,7 @@ def header(args) -> dict:
         "python": sys.version.replace("\n", " "),
         "python_version": platform.python_version(),
         "implementation": platform.python_implementation(),
+        "gil": gil_state(),  # after lockprof's import, which may have turned it on
         "cpu": cpu_model(),
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
@@ -519,7 +520,8 @@ def header(args) -> dict:
 def print_report(meta: dict, results: Dict[str, dict], checks: list, impact_rows: list, out=print) -> None:
     out("lockprof lock overhead benchmark")
     out(f"  Python          {meta['python']}")
-    out(f"  implementation  {meta['implementation']}")
+    free_threaded = "" if meta["gil"] == "n/a" else f", free-threaded build, GIL {meta['gil']}"
+    out(f"  implementation  {meta['implementation']}{free_threaded}")
     out(f"  CPU             {meta['cpu']} ({meta['cpus']} logical CPUs)")
     out(f"  date            {meta['date']}   load average at start: {meta['load_average_at_start']}")
     out(f"  lockprof        {meta['lockprof_version']} from {os.path.dirname(meta['lockprof_extension'])}")

@@ -35,3 +35,4 @@ fi
 "$bin/python" "$root/benchmarks/measure_lock_overhead.py" --quick
 "$bin/python" "$root/benchmarks/bench_contended.py" --quick
 "$bin/python" "$root/benchmarks/bench_primitives.py" --quick
+"$bin/python" "$root/benchmarks/bench_threads.py" --quick
