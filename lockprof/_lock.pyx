@@ -69,6 +69,18 @@ def original_thread_attribute(str name):
     return getattr(_thread, name)
 
 
+def call_every(stopping, double interval, call, done):
+    """call() every interval seconds until the lock stopping is released, then release the lock
+    done (both held by the caller): the exporter thread's function. Compiled, so that the thread
+    has no Python frame while it waits: a fork child's threads look, until its first export, as
+    they would unprofiled (sys._current_frames() right after fork: the forking thread only)."""
+    try:
+        while not stopping.acquire(True, interval):
+            call()
+    finally:
+        done.release()
+
+
 cdef object ORIGINAL_ALLOCATE_LOCK = original_thread_attribute("allocate_lock")
 cdef type NATIVE_LOCK = type(ORIGINAL_ALLOCATE_LOCK())
 cdef type NATIVE_RLOCK = original_thread_attribute("RLock")

@@ -19,7 +19,7 @@ import warnings
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from lockprof import pprof
-from lockprof._lock import original_thread_attribute
+from lockprof._lock import call_every, original_thread_attribute
 from lockprof.collector import LockCollector, collector_from_config, lock_site
 from lockprof.config import Config
 from lockprof.forking import call_after_fork_in_child
@@ -65,20 +65,11 @@ class _Exporter:
     """Calls export() every interval seconds on its own thread until stop()."""
 
     def __init__(self, export: Any, interval: float) -> None:
-        self._export = export
-        self._interval = interval
         self._stopping = _allocate_lock()  # held until stop(): the wait between exports
         self._stopping.acquire()
         self._done = _allocate_lock()  # held until the thread ends
         self._done.acquire()
-        self._ident = _start_new_thread(self._run, ())
-
-    def _run(self) -> None:
-        try:
-            while not self._stopping.acquire(timeout=self._interval):
-                self._export()
-        finally:
-            self._done.release()
+        self._ident = _start_new_thread(call_every, (self._stopping, interval, export, self._done))
 
     def stop(self) -> None:
         self._stopping.release()

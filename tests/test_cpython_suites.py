@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence
@@ -46,14 +45,6 @@ SUITES: Dict[str, Sequence[str]] = {
     "test_asyncio.test_queues": ("asyncio/",),
     "test_asyncio.test_pep492": ("asyncio/",),
 }
-
-# Tests that legitimately see a profiled program differ from a native one; they are not run.
-DIFFERENT_BY_DESIGN: Dict[str, str] = {}
-# Without the GIL, the exporter thread lockprof starts in a fork child runs at once, so a test
-# that counts the child's threads right after the fork sees it (with the GIL it has not run yet).
-if sysconfig.get_config_var("Py_GIL_DISABLED") == 1:
-    DIFFERENT_BY_DESIGN["test.test_threading.ThreadJoinOnShutdown.test_clear_threads_states_after_fork"] = (
-        "counts the fork child's threads: lockprof's exporter thread of the child is one")
 
 # A CPython bug that hangs a test under changed thread timing, which profiling brings: not run
 # on the versions that have it. gh-125451 (fixed in 3.12.8 and 3.13.1): after a pickling error,
@@ -85,8 +76,6 @@ def regrtest(suite: str, work_dir: str, profiled: bool, match: Optional[str] = N
     junit = os.path.join(work_dir, "junit.xml")
     command = [sys.executable, "-m", "test", suite, "--junit-xml", junit,
                "--timeout", str(TEST_FILE_TIMEOUT)]
-    for pattern in DIFFERENT_BY_DESIGN:
-        command += ["-i", pattern]
     for pattern, affected in KNOWN_CPYTHON_HANGS.items():
         if affected:
             command += ["-i", pattern]

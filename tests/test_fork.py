@@ -88,6 +88,34 @@ def test_fork_child_keeps_exporting_periodically(tmp_path):
     assert result.returncode == 0, "the child wrote no periodic profile in 60 s\n" + result.stderr
 
 
+CHILD_THREADS_AT_FORK = """
+    import os, sys, threading, time
+    from lockprof import Profiler
+
+    profiler = Profiler(output=sys.argv[1], upload_interval=float(sys.argv[2]))
+    profiler.start()
+    counts = []
+    for _ in range(20):
+        pid = os.fork()
+        if pid == 0:
+            # As CPython's test_clear_threads_states_after_fork checks: the forking thread only.
+            os._exit(50 + len(sys._current_frames()))
+        _, status = os.waitpid(pid, 0)
+        counts.append(os.waitstatus_to_exitcode(status) - 50)
+    profiler.stop()
+    print(counts)
+"""
+
+
+@pytest.mark.parametrize("interval", ["3600", "0.5"])
+def test_fork_child_has_only_the_forking_thread_running_python(tmp_path, interval):
+    # The child's exporter thread is started at once (free-threaded builds run it at once too),
+    # but waits in compiled code, with no Python frame, until its first export.
+    result = run_script(CHILD_THREADS_AT_FORK, str(tmp_path), str(tmp_path / "threads"), interval)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str([1] * 20)
+
+
 FORK_WHILE_EXPORTING = """
     import os, signal, sys, threading
     from lockprof import Profiler
