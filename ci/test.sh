@@ -11,6 +11,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# The install builds from a copy of the tree: .ci/run builds an interpreter's two cores at once,
+# and setuptools builds in the tree's build/.
+mkdir "$work/src"
+tar -C "$root" --exclude=./.git --exclude=./build --exclude='./.venv*' --exclude='./lockprof/*.c' \
+    --exclude='./lockprof/*.so' --exclude='*.egg-info' -cf - . | tar -C "$work/src" -xf -
+
 "$python" -m venv "$work/venv"
 bin="$work/venv/bin"; [ -d "$bin" ] || bin="$work/venv/Scripts"  # Windows venvs use Scripts/
 "$bin/python" -m pip install -q --upgrade pip
@@ -26,9 +32,9 @@ for requirement in extra:
     if re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower() not in NO_FREE_THREADED_BUILD:
         print(requirement)
 EOF
-    (cd "$root" && "$bin/python" -m pip install -q . -r "$work/requirements-ft.txt")
+    (cd "$work/src" && "$bin/python" -m pip install -q . -r "$work/requirements-ft.txt")
 else
-    (cd "$root" && "$bin/python" -m pip install -q ".[test]")  # relative: Windows' bash rewrites /paths
+    (cd "$work/src" && "$bin/python" -m pip install -q ".[test]")  # relative: Windows' bash rewrites /paths
 fi
 (cd "$work" && "$bin/python" "$root/examples/contention.py")
 "$bin/pytest" "$root/tests" -q -p no:cacheprovider

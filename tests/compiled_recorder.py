@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -29,7 +30,9 @@ def _driver_module():
 
     # The driver reaches into the Recorder's C layout: rebuilt whenever a declaration changes.
     sources = [DRIVER, *sorted((ROOT / "lockprof").glob("*.pxd")), *sorted((ROOT / "lockprof").glob("*.h"))]
-    key = hashlib.sha256(sys.version.encode() + b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
+    # The core's mode too: .ci/run tests an interpreter's two cores at once, each its own driver.
+    salt = (sys.version + os.environ.get("LOCKPROF_CORE", "")).encode()
+    key = hashlib.sha256(salt + b"".join(p.read_bytes() for p in sources)).hexdigest()[:16]
     out = ROOT / "build" / "recorder-driver" / key
     built = out / f"recorder_driver{sysconfig.get_config_var('EXT_SUFFIX')}"
     if not built.exists():
