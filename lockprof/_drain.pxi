@@ -3,7 +3,7 @@
 
 
 cdef object drain_events(Recorder recorder):
-    cdef size_t i, n = 0, count = recorder._table.count  # read again under the mutex
+    cdef size_t i, n = 0, count
     cdef size_t evicted_count = 0, room
     cdef lp_entry* e
     cdef lp_entry** taken
@@ -13,6 +13,9 @@ cdef object drain_events(Recorder recorder):
     cdef EntrySpan* spans = NULL
     cdef EntrySpan* slot
     cdef size_t spans_mask = recorder._entry_spans_mask
+    lp_lock(&recorder._mutex)  # the table's size, as its writers leave it (no GIL: under the mutex)
+    count = recorder._table.count
+    lp_unlock(&recorder._mutex)
     # Phase 1, no Python allocation: copy out and zero the counters of the active entries,
     # marking them pending so nothing evicts them while phase 2 reads their frames. Entries
     # made since count was read (no GIL) keep their counts for the next drain.
