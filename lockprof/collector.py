@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 from lockprof import _resolve
 from lockprof._kinds import ASYNCIO_CONDITION, FACTORY_KINDS, PATCHED
 from lockprof._lock import LockFactory, original_thread_attribute
-from lockprof._primitives import ProfiledClass, profiled_class
+from lockprof._primitives import ProfiledClass, original_class, profiled_class
 from lockprof._recorder import EventCounts, LockContention, LongWaitRecord, Recorder
 from lockprof._sampler import CaptureSampler
 from lockprof.config import Config
@@ -71,6 +71,9 @@ class LockCollector:
         self._state_lock = _thread.allocate_lock()  # always native: the profiler's own lock
         # (module, attribute, what it held before, what we installed), in patch order.
         self._patches: List[Tuple[ModuleType, str, Any, Any]] = []
+        # The profiled classes made so far, by (module, attribute): (the asyncio.Lock class an
+        # asyncio.Condition's was made with, the class). Installed again at the next start.
+        self._classes: Dict[Tuple[str, str], List[Tuple[Any, type]]] = {}
         self._import_hook: Optional[PatchOnImport] = None
         self._gevent_listener: Optional[_GeventPatchListener] = None
         self._period_start_ns = time.time_ns()
@@ -121,14 +124,34 @@ class LockCollector:
                     continue
                 replacement = LockFactory(original, kind, self._recorder, self._filter.excludes)
             elif isinstance(original, type):
-                replacement = profiled_class(original, kind, self._recorder, self._filter.excludes,
-                                             lock_class=installed.get("Lock") if kind == ASYNCIO_CONDITION else None)
+                replacement = self._profiled_class(module.__name__, attribute, kind, original,
+                                                   installed.get("Lock") if kind == ASYNCIO_CONDITION else None)
                 replacement._lp_replaced = original
             else:
                 continue  # replaced by something that is not a class: left as it is
             installed[attribute] = replacement
             self._patches.append((module, attribute, original, replacement))
             setattr(module, attribute, replacement)
+
+    def _profiled_class(self, module: str, attribute: str, kind: str, original: type, lock_class: Any) -> type:
+        """The class to install over original: one this collector made at an earlier start for
+        the same standard class (and asyncio.Lock class) if one is not among what original
+        replaced, else a new one. A class per start was memory lost at every start on
+        free-threaded 3.13, where a class made once a thread has started is immortal. A class of
+        this collector stays below the installed one only while it is under the class of another
+        collector that still runs (stopped out of order), so a few serve every start."""
+        base = original_class(original)
+        made = [(made_with, cls) for made_with, cls in self._classes.get((module, attribute), ())
+                if vars(cls)["_lp_original"] is base]  # the others were made before a reload
+        below = _replaced_chain(original)
+        for made_with, cls in made:
+            if made_with is lock_class and not any(cls is obj for obj in below):
+                break
+        else:
+            cls = profiled_class(original, kind, self._recorder, self._filter.excludes, lock_class=lock_class)
+            made.append((lock_class, cls))
+        self._classes[module, attribute] = made
+        return cls
 
     def _patch_imported(self, module: ModuleType) -> None:
         """A patched module imported again or reloaded while running, or patched over by
@@ -276,17 +299,28 @@ def _trace_id_hex(trace_id: Optional[int]) -> Optional[str]:
     return None if trace_id is None else f"{trace_id:032x}"
 
 
+def _installed_by_collector(obj: Any) -> bool:
+    return isinstance(obj, LockFactory) or (isinstance(obj, ProfiledClass) and "_lp_replaced" in vars(obj))
+
+
 def _installed_by_stopped_collector(obj: Any) -> bool:
-    if isinstance(obj, LockFactory):
-        return not obj.active
-    if isinstance(obj, ProfiledClass) and "_lp_replaced" in vars(obj):
-        return not obj._lp_recorder.active
-    return False
+    if not _installed_by_collector(obj):
+        return False
+    return not (obj.active if isinstance(obj, LockFactory) else obj._lp_recorder.active)
 
 
 def _replaced_by(obj: Any) -> Any:
     """What a collector's factory or class replaced when it was installed."""
     return obj.original if isinstance(obj, LockFactory) else vars(obj)["_lp_replaced"]
+
+
+def _replaced_chain(obj: Any) -> List[Any]:
+    """obj, what it replaced if a collector installed it, what that replaced, and so on."""
+    chain = [obj]
+    while _installed_by_collector(obj):
+        obj = _replaced_by(obj)
+        chain.append(obj)
+    return chain
 
 
 def _initializing(module: ModuleType) -> bool:
