@@ -70,23 +70,28 @@ cdef int _install_methods() except -1:
     return 0
 
 
-cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
-    """Use the internals core's attempt on the lock object itself for this native type if it
-    behaves, seen through the native methods, exactly like the native acquire; otherwise (and
-    always in the portable core, which reads no layout) the method call."""
+cdef int _choose_try(NativeOps* ops, type native, int lock_kind) except -1:
+    """Use the internals core's attempt on the lock object itself for this native type if its
+    layout is one the core knows and it behaves, seen through the native methods, exactly like
+    the native acquire; otherwise (and always in the portable core, which reads no layout) the
+    method call."""
     ops.try_kind = LP_TRY_BY_METHOD
-    if not lp_native_layout_matches(<PyTypeObject*>native, kind):
+    cdef int kind = lp_native_layout(<PyTypeObject*>native, lock_kind)
+    if kind == LP_TRY_BY_METHOD:
         return 0
     try:
-        if kind == LP_TRY_LOCK:
+        if kind != LP_TRY_RLOCK:
             lock = ORIGINAL_ALLOCATE_LOCK()
             taken = lp_try_acquire(&ops.acquire, kind, <PyObject*>lock) == 1
             ok = taken and lock.locked() and lp_try_acquire(&ops.acquire, kind, <PyObject*>lock) == 0
             if taken:
                 lp_lock_release_taken(&ops.release, kind, <PyObject*>lock)
             ok = ok and not lock.locked() and lock.acquire(False)  # the native acquire agrees
-            lock.release()  # and the native release accepts its hold
-            ok = ok and not lock.locked()
+            if ok:  # the direct attempt sees the native hold, and releases it as the native release
+                ok = lp_try_acquire(&ops.acquire, kind, <PyObject*>lock) == 0
+                lp_lock_release_taken(&ops.release, kind, <PyObject*>lock)
+                ok = ok and not lock.locked() and lock.acquire(False)
+                lock.release()
         else:
             lock = NATIVE_RLOCK()
             ok = lp_try_acquire(&ops.acquire, kind, <PyObject*>lock) == 1 and lock._is_owned()
@@ -100,6 +105,9 @@ cdef int _choose_try(NativeOps* ops, type native, int kind) except -1:
             ok = ok and not lp_rlock_unnest(kind, <PyObject*>lock)  # the outermost level is not
             lock.release()
             ok = ok and not lock._is_owned() and lp_rlock_owned(&ops.is_owned, kind, <PyObject*>lock) == 0
+            if ok and lock.acquire(False):  # the owner the native acquire writes is read as this thread
+                ok = lp_rlock_owned(&ops.is_owned, kind, <PyObject*>lock) == 1
+                lock.release()
     except Exception:
         ok = False
     if ok:

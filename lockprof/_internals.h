@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <frameobject.h>
 #include <stddef.h>
+#include "_sync.h"
 #include "_clock.h"
 #include "_native.h"
 #include "_stack.h"
@@ -21,7 +22,10 @@
  * CPython 3.9 to 3.13 lay their lock objects out as below (Modules/_threadmodule.c); the
  * attempt does what the native acquire does when it succeeds at once: take the underlying lock
  * without waiting, then mark the object held. It skips the argument parsing of a call with
- * blocking=False, which costs as much as the rest of the acquire. */
+ * blocking=False, which costs as much as the rest of the acquire.
+ * A Lock is either of two layouts, told apart at import by its size and weakref slot: up to
+ * 3.13.0 a PyThread_type_lock and a `locked` flag; in later 3.13 releases (3.13.5 read here,
+ * free-threaded or not) a PyMutex alone, taken and released with the native code's atomics. */
 typedef struct {
     PyObject_HEAD
     PyThread_type_lock lock_lock;
@@ -30,11 +34,23 @@ typedef struct {
 } lp_native_lock;
 
 #if PY_VERSION_HEX >= 0x030D0000
+typedef struct {
+    PyObject_HEAD
+    PyMutex lock; /* weakrefs managed by the interpreter */
+} lp_native_mutex_lock;
+
 typedef unsigned long long lp_thread_owner; /* PyThread_ident_t */
+#define lp_load_owner lp_load_ullong
+#define lp_store_owner lp_store_ullong
 #else
 typedef unsigned long lp_thread_owner;
+#define lp_load_owner lp_load_ulong
+#define lp_store_owner lp_store_ulong
 #endif
 
+/* rlock_owner is read by any thread and written by the owner (relaxed atomics without the GIL,
+ * as the native methods do); rlock_count is read and written by the owner alone, after it has
+ * read its own id as the owner. */
 typedef struct {
     PyObject_HEAD
     PyThread_type_lock rlock_lock;
@@ -43,39 +59,79 @@ typedef struct {
     PyObject *in_weakreflist;
 } lp_native_rlock;
 
-#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#if PY_VERSION_HEX >= 0x03090000 && PY_VERSION_HEX < 0x030E0000
 #define LP_DIRECT_TRY_POSSIBLE 1
 #else
 #define LP_DIRECT_TRY_POSSIBLE 0
 #endif
 
-/* Whether a native type has the layout above: its size and weakref slot first, so the direct
- * attempt never runs on an object it would misread. */
-static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
+/* The attempt this core makes on a native type of lock_kind (LP_TRY_LOCK or LP_TRY_RLOCK): the
+ * kind whose layout the type has, by its size and weakref slot, so that the direct attempt
+ * never runs on an object it would misread; LP_TRY_BY_METHOD for none. Free-threaded builds
+ * accept only the layouts whose fields the native code reads and writes atomically. */
+static inline int lp_native_layout(PyTypeObject *type, int lock_kind)
 {
     if (!LP_DIRECT_TRY_POSSIBLE)
-        return 0;
-    if (try_kind == LP_TRY_LOCK)
-        return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_lock)
-               && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_lock, in_weakreflist);
-    return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_rlock)
-           && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist);
+        return LP_TRY_BY_METHOD;
+    if (lock_kind == LP_TRY_RLOCK)
+        return type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_rlock)
+                       && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_rlock, in_weakreflist)
+                   ? LP_TRY_RLOCK
+                   : LP_TRY_BY_METHOD;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_mutex_lock) && (type->tp_flags & Py_TPFLAGS_MANAGED_WEAKREF))
+        return LP_TRY_MUTEX_LOCK;
+#endif
+    if (!LP_FREE_THREADED && type->tp_basicsize == (Py_ssize_t)sizeof(lp_native_lock)
+        && type->tp_weaklistoffset == (Py_ssize_t)offsetof(lp_native_lock, in_weakreflist))
+        return LP_TRY_LOCK;
+    return LP_TRY_BY_METHOD;
 }
 
 /* An RLock's attempt: 1 acquired, 0 held by another thread, -1 held by this thread (a nested
- * acquire, the native method's to count). */
+ * acquire, the native method's to count). The owner is read first: the count is the owner's. */
 static inline int lp_rlock_try_direct(PyObject *rlock)
 {
     lp_native_rlock *r = (lp_native_rlock *)rlock;
-    lp_thread_owner me = (lp_thread_owner)PyThread_get_thread_ident();
-    if (r->rlock_count > 0)
-        return r->rlock_owner == me ? -1 : 0;
+    lp_thread_owner me = (lp_thread_owner)lp_thread_ident();
+    if (lp_load_owner(&r->rlock_owner) == me && r->rlock_count > 0)
+        return -1;
     if (PyThread_acquire_lock_timed(r->rlock_lock, 0, 0) != PY_LOCK_ACQUIRED)
         return 0;
-    r->rlock_owner = me;
+    lp_store_owner(&r->rlock_owner, me);
     r->rlock_count = 1;
     return 1;
 }
+
+#if PY_VERSION_HEX >= 0x030D0000
+/* The PyMutex's bits, as CPython's lock.c names them. */
+#define LP_MUTEX_LOCKED 1
+#define LP_MUTEX_HAS_PARKED 2
+
+/* _PyMutex_LockTimed() with timeout 0: a relaxed read, then compare-and-swap while unlocked
+ * (keeping the parked bit); 1 taken, 0 locked. */
+static inline int lp_mutex_try(PyMutex *m)
+{
+    uint8_t v = _Py_atomic_load_uint8_relaxed(&m->_bits);
+    while (!(v & LP_MUTEX_LOCKED)) {
+        if (_Py_atomic_compare_exchange_uint8(&m->_bits, &v, (uint8_t)(v | LP_MUTEX_LOCKED)))
+            return 1;
+    }
+    return 0;
+}
+
+/* _PyMutex_TryUnlock()'s path without waiters: 1 released; 0 when a thread is parked on it (it
+ * must be woken) or it is not locked (an error): the native release's to do. */
+static inline int lp_mutex_release_unparked(PyMutex *m)
+{
+    uint8_t v = _Py_atomic_load_uint8(&m->_bits);
+    while ((v & (LP_MUTEX_LOCKED | LP_MUTEX_HAS_PARKED)) == LP_MUTEX_LOCKED) {
+        if (_Py_atomic_compare_exchange_uint8(&m->_bits, &v, 0))
+            return 1;
+    }
+    return 0;
+}
+#endif
 
 /* The attempt by try_kind: 1 acquired, 0 held (by any thread), -1 with an exception set. */
 static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)
@@ -92,12 +148,20 @@ static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, 
         if (r >= 0)
             return r;
     }
+#if PY_VERSION_HEX >= 0x030D0000
+    if (try_kind == LP_TRY_MUTEX_LOCK)
+        return lp_mutex_try(&((lp_native_mutex_lock *)self)->lock);
+#endif
     return lp_try_by_method(acquire, self);
 }
 
 /* The release of a Lock taken by lp_try_acquire(), as the native release does it. */
 static inline PyObject *lp_lock_release_taken(const lp_native_method *release, int try_kind, PyObject *lock)
 {
+#if PY_VERSION_HEX >= 0x030D0000
+    if (try_kind == LP_TRY_MUTEX_LOCK && lp_mutex_release_unparked(&((lp_native_mutex_lock *)lock)->lock))
+        Py_RETURN_NONE;
+#endif
     if (try_kind != LP_TRY_LOCK)
         return lp_call0(release, lock);
     lp_native_lock *l = (lp_native_lock *)lock;
@@ -112,14 +176,14 @@ static inline int lp_rlock_owned(const lp_native_method *is_owned, int try_kind,
 {
     if (try_kind == LP_TRY_RLOCK) {
         lp_native_rlock *r = (lp_native_rlock *)rlock;
-        return r->rlock_count > 0 && r->rlock_owner == (lp_thread_owner)PyThread_get_thread_ident();
+        return lp_load_owner(&r->rlock_owner) == (lp_thread_owner)lp_thread_ident() && r->rlock_count > 0;
     }
     return lp_bool_result(lp_call0(is_owned, rlock));
 }
 
-/* A nested acquire of an RLock this thread holds, counted as the native acquire counts it: 1
- * done, 0 not done here (the caller calls the method), -1 with the native OverflowError set
- * when the count would wrap. */
+/* A nested acquire of an RLock this thread holds (the caller knows it owns it), counted as the
+ * native acquire counts it: 1 done, 0 not done here (the caller calls the method), -1 with the
+ * native OverflowError set when the count would wrap. */
 static inline int lp_rlock_nest(int try_kind, PyObject *rlock)
 {
     if (try_kind != LP_TRY_RLOCK)
@@ -141,7 +205,7 @@ static inline int lp_rlock_unnest(int try_kind, PyObject *rlock)
     if (try_kind != LP_TRY_RLOCK)
         return 0;
     lp_native_rlock *r = (lp_native_rlock *)rlock;
-    if (r->rlock_count < 2 || r->rlock_owner != (lp_thread_owner)PyThread_get_thread_ident())
+    if (lp_load_owner(&r->rlock_owner) != (lp_thread_owner)lp_thread_ident() || r->rlock_count < 2)
         return 0;
     r->rlock_count--;
     return 1;

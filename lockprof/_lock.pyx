@@ -35,7 +35,7 @@ from lockprof._lockcore cimport (
     lp_blocking_pending, lp_call, lp_call0, lp_call_noargs, lp_call_vector, lp_caller_site, lp_classify_acquire,
     lp_classify_acquire_call, lp_current_frame, lp_descr_doc, lp_frame_lasti, lp_frame_ref, lp_globals_name,
     lp_load_long, lp_store_long,
-    lp_lock_release_taken, lp_module_init, lp_monotonic_ns, lp_native_layout_matches, lp_native_method,
+    lp_lock_release_taken, lp_module_init, lp_monotonic_ns, lp_native_layout, lp_native_method,
     lp_native_method_resolve, lp_rlock_nest, lp_rlock_owned, lp_rlock_unnest, lp_sites_clear, lp_sites_get,
     lp_sites_put, lp_thread_ident, lp_try_acquire, lp_type_set_method, lp_type_set_vectorcall, lp_vectorcall,
     lp_vectorcall_nargs,

@@ -78,6 +78,7 @@ cdef extern from "_native.h":
     enum:
         LP_TRY_BY_METHOD
         LP_TRY_LOCK
+        LP_TRY_MUTEX_LOCK
         LP_TRY_RLOCK
     # Whether an acquire may block (LP_ACQUIRE_*): the one decision, from the arguments as given.
     enum:
@@ -123,9 +124,10 @@ cdef extern from "_sites.h":
 
 # The core's mode: _internals.h or _portable.h, as _lockcore.h chose; the same functions.
 cdef extern from "_lockcore.h":
-    # The native lock: tried without blocking (1 taken, 0 held), a Lock so taken released; an
+    # The native lock: the attempt its layout allows (LP_TRY_*); tried without blocking (1 taken,
+    # 0 held), a Lock so taken released; an
     # RLock's owner (1, 0), a nested level counted or released in place (1 done, 0 the method's).
-    bint lp_native_layout_matches(PyTypeObject* type, int try_kind)
+    int lp_native_layout(PyTypeObject* type, int lock_kind)
     int lp_try_acquire(const lp_native_method* acquire, int try_kind, PyObject* self) except -1
     object lp_lock_release_taken(const lp_native_method* release, int try_kind, PyObject* lock)
     int lp_rlock_owned(const lp_native_method* is_owned, int try_kind, PyObject* rlock) except -1

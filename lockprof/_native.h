@@ -240,8 +240,9 @@ static inline int lp_try_by_method(const lp_native_method *acquire, PyObject *se
 }
 
 /* How a wrapper type's acquire is tried without blocking: through the native method, or (the
- * internals core, where the layout checked out at import) on the lock object itself. */
-enum { LP_TRY_BY_METHOD = 0, LP_TRY_LOCK, LP_TRY_RLOCK };
+ * internals core, where the layout checked out at import) on the lock object itself: a Lock of
+ * a PyThread_type_lock or of a PyMutex, an RLock. */
+enum { LP_TRY_BY_METHOD = 0, LP_TRY_LOCK, LP_TRY_MUTEX_LOCK, LP_TRY_RLOCK };
 
 /* Whether an acquire may block: the one decision every wrapper makes before it tries a lock or
  * times a call, from the blocking and timeout arguments however they were passed. It runs no

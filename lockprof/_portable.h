@@ -17,11 +17,11 @@
 /* ------------------------------------------------------------ native locks
  * No layout is read: every attempt is the method call with the prebuilt argument, and an RLock
  * counts its nested levels itself. */
-static inline int lp_native_layout_matches(PyTypeObject *type, int try_kind)
+static inline int lp_native_layout(PyTypeObject *type, int lock_kind)
 {
     (void)type;
-    (void)try_kind;
-    return 0;
+    (void)lock_kind;
+    return LP_TRY_BY_METHOD;
 }
 
 static inline int lp_try_acquire(const lp_native_method *acquire, int try_kind, PyObject *self)

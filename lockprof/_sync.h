@@ -36,6 +36,8 @@ static inline void lp_store_i64(int64_t *p, int64_t v) { _Py_atomic_store_int64_
 static inline unsigned long lp_load_ulong(const unsigned long *p) { return _Py_atomic_load_ulong_relaxed(p); }
 static inline uint64_t lp_fetch_add_u64(uint64_t *p, uint64_t v) { return _Py_atomic_add_uint64(p, v); }
 static inline void lp_store_ulong(unsigned long *p, unsigned long v) { _Py_atomic_store_ulong_relaxed(p, v); }
+static inline unsigned long long lp_load_ullong(const unsigned long long *p) { return _Py_atomic_load_ullong_relaxed(p); }
+static inline void lp_store_ullong(unsigned long long *p, unsigned long long v) { _Py_atomic_store_ullong_relaxed(p, v); }
 
 #else /* the GIL serialises every caller */
 #define LP_FREE_THREADED 0
@@ -54,6 +56,8 @@ static inline void lp_store_i64(int64_t *p, int64_t v) { *p = v; }
 static inline unsigned long lp_load_ulong(const unsigned long *p) { return *p; }
 static inline uint64_t lp_fetch_add_u64(uint64_t *p, uint64_t v) { uint64_t old = *p; *p += v; return old; }
 static inline void lp_store_ulong(unsigned long *p, unsigned long v) { *p = v; }
+static inline unsigned long long lp_load_ullong(const unsigned long long *p) { return *p; }
+static inline void lp_store_ullong(unsigned long long *p, unsigned long long v) { *p = v; }
 
 #endif
 

@@ -8,7 +8,6 @@ import asyncio
 import os
 import random
 import signal
-import sysconfig
 import threading
 import time
 
@@ -46,10 +45,8 @@ def default_collector(make_collector):
 def test_direct_attempt_is_used_by_the_internals_core_only():
     # If this fails in the internals core, the layout check found a CPython whose lock objects
     # differ: the wrapper still works (through the method), but slower. Look at _internals.h
-    # before relaxing it. The portable core reads no layout, nor do free-threaded builds (their
-    # locks are laid out otherwise: the method is called).
-    free_threaded = sysconfig.get_config_var("Py_GIL_DISABLED") == 1
-    expected = ("lock", "rlock") if CORE_MODE == "internals" and not free_threaded else ()
+    # before relaxing it. The portable core reads no layout.
+    expected = ("lock", "rlock") if CORE_MODE == "internals" else ()
     assert direct_try_kinds() == expected
 
 
