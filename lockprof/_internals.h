@@ -278,6 +278,8 @@ static inline PyObject *lp_code_deref_name(PyObject *code, unsigned int arg)
 #endif
 #include "internal/pycore_frame.h"
 
+typedef _PyInterpreterFrame lp_frame; /* a running frame, as the walk reads it */
+
 static inline _PyInterpreterFrame *lp_top_frame(PyThreadState *tstate)
 {
 #if PY_VERSION_HEX >= 0x030D0000
@@ -295,37 +297,67 @@ static inline PyObject *lp_interpreter_frame_code(_PyInterpreterFrame *frame)
     return (PyObject *)frame->f_code;
 #endif
 }
+
+/* `frame` or the nearest complete frame it was called from, or NULL. */
+static inline _PyInterpreterFrame *lp_complete_frame(_PyInterpreterFrame *frame)
+{
+    while (frame != NULL && _PyFrame_IsIncomplete(frame))
+        frame = frame->previous;
+    return frame;
+}
+
+/* A running frame's code (borrowed: alive while it runs) and the byte offset of its current
+ * instruction. */
+static inline lp_frame_ref lp_frame_ref_of(lp_frame *frame)
+{
+    lp_frame_ref ref;
+    int units = _PyInterpreterFrame_LASTI(frame);
+    ref.code = lp_interpreter_frame_code(frame);
+    ref.lasti = units < 0 ? -1 : units * (int)sizeof(_Py_CODEUNIT);
+    return ref;
+}
+
+static inline lp_frame *lp_innermost_frame(void)
+{
+    return lp_complete_frame(lp_top_frame(PyThreadState_Get()));
+}
+
+static inline lp_frame *lp_outer_frame(lp_frame *frame)
+{
+    return lp_complete_frame(frame->previous);
+}
+#else
+/* 3.9 and 3.10: frame objects, whose struct is public there; every f_back is borrowed. */
+typedef PyFrameObject lp_frame;
+
+static inline lp_frame_ref lp_frame_ref_of(lp_frame *frame)
+{
+    lp_frame_ref ref;
+    ref.code = (PyObject *)frame->f_code;
+    ref.lasti = lp_frame_lasti((PyObject *)frame);
+    return ref;
+}
+
+static inline lp_frame *lp_innermost_frame(void)
+{
+    return PyEval_GetFrame();
+}
+
+static inline lp_frame *lp_outer_frame(lp_frame *frame)
+{
+    return frame->f_back;
+}
 #endif
 
 static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
 {
     int n = 0, total = 0;
-#if PY_VERSION_HEX >= 0x030B0000
-    _PyInterpreterFrame *frame = lp_top_frame(PyThreadState_Get());
-    while (frame != NULL && total < LP_MAX_WALK) {
-        if (!_PyFrame_IsIncomplete(frame)) {
-            if (n < max) {
-                int lasti = _PyInterpreterFrame_LASTI(frame);
-                out[n].code = lp_interpreter_frame_code(frame); /* alive while it runs */
-                out[n].lasti = lasti < 0 ? -1 : lasti * (int)sizeof(_Py_CODEUNIT);
-                n++;
-            }
-            total++;
-        }
-        frame = frame->previous;
-    }
-#else
-    PyFrameObject *frame = PyEval_GetFrame(); /* borrowed, and so is every f_back */
-    while (frame != NULL && total < LP_MAX_WALK) {
-        if (n < max) {
-            out[n].code = (PyObject *)frame->f_code;
-            out[n].lasti = lp_frame_lasti((PyObject *)frame);
-            n++;
-        }
+    for (lp_frame *frame = lp_innermost_frame(); frame != NULL && total < LP_MAX_WALK;
+         frame = lp_outer_frame(frame)) {
+        if (n < max)
+            out[n++] = lp_frame_ref_of(frame);
         total++;
-        frame = frame->f_back;
     }
-#endif
     *depth = total;
     return n;
 }
@@ -336,24 +368,13 @@ static inline int lp_capture_stack(lp_frame_ref *out, int max, int *depth)
  * would make a frame object for it, an allocation per lock created in a fresh function. */
 static inline int lp_caller_site(PyObject **code, int *lasti, PyObject **globals)
 {
-#if PY_VERSION_HEX >= 0x030B0000
-    _PyInterpreterFrame *frame = lp_top_frame(PyThreadState_Get());
-    while (frame != NULL && _PyFrame_IsIncomplete(frame))
-        frame = frame->previous;
+    lp_frame *frame = lp_innermost_frame();
     if (frame == NULL)
         return 0;
-    int units = _PyInterpreterFrame_LASTI(frame);
-    *code = lp_interpreter_frame_code(frame);
-    *lasti = units < 0 ? -1 : units * (int)sizeof(_Py_CODEUNIT);
+    lp_frame_ref ref = lp_frame_ref_of(frame);
+    *code = ref.code;
+    *lasti = ref.lasti;
     *globals = frame->f_globals;
-#else
-    PyFrameObject *frame = PyEval_GetFrame();
-    if (frame == NULL)
-        return 0;
-    *code = (PyObject *)frame->f_code;
-    *lasti = lp_frame_lasti((PyObject *)frame);
-    *globals = frame->f_globals;
-#endif
     return 1;
 }
 

@@ -30,9 +30,9 @@ from cpython.type cimport PyType_Modified
 from libc.stdint cimport int64_t
 
 from lockprof._lockcore cimport (
-    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_CALL_NOARGS, LP_CORE_MODE, LP_FREE_THREADED, LP_MAX_FRAMES, LP_TRY_BY_METHOD,
+    LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_ACQUIRE_UNCLEAR, LP_CALL_NOARGS, LP_CORE_MODE, LP_FREE_THREADED, LP_MAX_FRAMES, LP_TRY_BY_METHOD,
     LP_TRY_LOCK, LP_TRY_RLOCK, METH_FASTCALL, METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef,
-    lp_blocking_pending, lp_call, lp_call0, lp_call_noargs, lp_call_vector, lp_caller_site, lp_classify_acquire,
+    lp_blocking_pending, lp_call, lp_call0, lp_call0_then_store, lp_call_noargs, lp_call_vector, lp_caller_site, lp_classify_acquire,
     lp_classify_acquire_call, lp_current_frame, lp_descr_doc, lp_frame_lasti, lp_frame_ref, lp_globals_name,
     lp_load_long, lp_store_long,
     lp_lock_release_taken, lp_module_init, lp_monotonic_ns, lp_native_layout, lp_native_method,

@@ -60,6 +60,7 @@ cdef extern from "_native.h":
     const char* lp_descr_doc(PyObject* descr)
     # `self` is borrowed (PyObject*) so the hot path takes no reference of its own.
     object lp_call0(const lp_native_method* m, PyObject* self)
+    object lp_call0_then_store(const lp_native_method* m, PyObject* self, long* depth, long value)
     object lp_call(const lp_native_method* m, PyObject* self, object args, PyObject* kwds)
     object lp_call_vector(const lp_native_method* m, PyObject* self, PyObject** args,
                           Py_ssize_t nargs, PyObject* kwnames)

@@ -8,6 +8,7 @@
 
 #include <Python.h>
 #include <stddef.h>
+#include "_sync.h"
 
 /* ------------------------------------------------------ native method calls
  * The wrapped lock's methods are resolved once per native type from its method descriptors.
@@ -98,17 +99,29 @@ static PyObject *lp_call_generic(const lp_native_method *m, PyObject *self, PyOb
     return result;
 }
 
-/* m(self) with no arguments. */
+/* m(self) with no arguments. A native lock's release is METH_NOARGS on every CPython: tested
+ * first, it costs a compare rather than the switch's table jump on every release. */
 static inline PyObject *lp_call0(const lp_native_method *m, PyObject *self)
 {
+    if (m->kind == LP_CALL_NOARGS)
+        return m->meth(self, NULL);
     switch (m->kind) {
-    case LP_CALL_NOARGS: return m->meth(self, NULL);
     case LP_CALL_VARARGS: return m->meth(self, lp_empty_tuple);
     case LP_CALL_VARARGS_KW: return ((PyCFunctionWithKeywords)(void (*)(void))m->meth)(self, lp_empty_tuple, NULL);
     case LP_CALL_FAST: return ((lp_fastcall_fn)(void (*)(void))m->meth)(self, NULL, 0);
     case LP_CALL_FAST_KW: return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, NULL, 0, NULL);
     default: return lp_call_generic(m, self, NULL, NULL);
     }
+}
+
+/* m(self), and only once it succeeded, *depth = value: an RLock wrapper's tracked depth follows
+ * a release the native method accepted (another thread's release raises and changes nothing). */
+static inline PyObject *lp_call0_then_store(const lp_native_method *m, PyObject *self, long *depth, long value)
+{
+    PyObject *result = lp_call0(m, self);
+    if (result != NULL)
+        lp_store_long(depth, value);
+    return result;
 }
 
 /* m(self, *args, **kwds), handing the caller's own tuple and dict on where the convention allows,
@@ -204,15 +217,18 @@ static inline int lp_native_init(void)
     return 0;
 }
 
-/* m(self, False): a non-blocking attempt. */
+/* m(self, False): a non-blocking attempt. The native acquire's conventions, tested first:
+ * tuple and dict up to 3.13, Argument Clinic's fast call from 3.14. */
 static inline PyObject *lp_call_try(const lp_native_method *m, PyObject *self)
 {
     PyObject *const *args = &PyTuple_GET_ITEM(lp_try_args, 0);
+    if (m->kind == LP_CALL_VARARGS_KW)
+        return ((PyCFunctionWithKeywords)(void (*)(void))m->meth)(self, lp_try_args, NULL);
+    if (m->kind == LP_CALL_FAST_KW)
+        return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, args, 1, NULL);
     switch (m->kind) {
     case LP_CALL_VARARGS: return m->meth(self, lp_try_args);
-    case LP_CALL_VARARGS_KW: return ((PyCFunctionWithKeywords)(void (*)(void))m->meth)(self, lp_try_args, NULL);
     case LP_CALL_FAST: return ((lp_fastcall_fn)(void (*)(void))m->meth)(self, args, 1);
-    case LP_CALL_FAST_KW: return ((lp_fastcall_kw_fn)(void (*)(void))m->meth)(self, args, 1, NULL);
     default: return lp_call_generic(m, self, lp_try_args, NULL);
     }
 }

@@ -72,7 +72,7 @@ cdef class ProfiledRLock(_LockWrapper):
 cdef inline object _lock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
     if not self._recorder.is_active():
         return _plain_acquire(self, args, nargs, kwnames)
-    return _profiled_acquire(self, args, nargs, kwnames)
+    return _profiled_acquire(self, args, nargs, kwnames, False)
 
 
 cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
@@ -132,10 +132,7 @@ cdef inline object _rlock_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
         return result
     if not self._recorder.is_active():
         return _plain_acquire(self, args, nargs, kwnames)
-    result = _profiled_acquire(self, args, nargs, kwnames)
-    if result is True:
-        lp_store_long(&self._depth, 1)
-    return result
+    return _profiled_acquire(self, args, nargs, kwnames, True)
 
 
 cdef inline bint _rlock_is_owned(_LockWrapper self) except -1:
@@ -146,6 +143,17 @@ cdef inline object _rlock_release(_LockWrapper self):
     cdef long depth = lp_load_long(&self._depth)
     if depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
+    if depth == 1 and not LP_FREE_THREADED and self._hold.entry == NULL and not lp_blocking_pending(&self._blocking):
+        return _rlock_release_level(self, depth)  # the outermost, of a hold neither captured nor waited on
+    return _rlock_release_tracked(self, depth)
+
+
+cdef inline object _rlock_release_level(_LockWrapper self, long depth):
+    return lp_call0_then_store(&RLOCK_OPS.release, <PyObject*>self._wrapped, &self._depth, depth - 1)  # raises unless the owner
+
+
+cdef object _rlock_release_tracked(_LockWrapper self, long depth):
+    """The release of a tracked hold: nested, or ending what was captured or waited on."""
     cdef bint outermost = depth == 1
     if LP_FREE_THREADED and outermost:
         # The depth is cleared before the native release: the next owner sets its own at once.
@@ -163,29 +171,49 @@ cdef inline object _rlock_release(_LockWrapper self):
         result = _release_ending(self, &RLOCK_OPS.release)
         lp_store_long(&self._depth, 0)
         return result
-    result = lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises unless the owner
-    lp_store_long(&self._depth, depth - 1)
-    return result
+    return _rlock_release_level(self, depth)
 
 
 # ------------------------------------------------------------------ the profiled paths
 
-cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    """An acquire while profiling runs: tried first when it may block, timed when contended."""
-    cdef int kind = LP_ACQUIRE_BLOCKING
-    if nargs != 0 or kwnames != NULL:
-        kind = lp_classify_acquire(args, nargs, kwnames)
-    if kind == LP_ACQUIRE_BLOCKING:
-        if not lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped):
-            return _contended_acquire(self, args, nargs, kwnames, True)
-        result = True
-    elif kind == LP_ACQUIRE_NONBLOCKING:  # never waits: nothing to time
-        result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)
-        if result is not True:
-            return result
-    else:
-        return _contended_acquire(self, args, nargs, kwnames, False)
+cdef inline object _profiled_acquire(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
+                                     bint is_rlock):
+    """An acquire while profiling runs: tried first when it may block, timed when contended. An
+    RLock's acquire that takes the lock starts tracking its depth (is_rlock: a constant where
+    this is inlined). Only the call without arguments (blocking, no timeout: nearly every one)
+    is inlined into the methods: reading arguments and waiting are calls away, so that the
+    acquire that takes the lock at once stays small enough to inline whole."""
+    if nargs == 0 and kwnames == NULL:
+        return _try_then_wait(self, args, nargs, kwnames, is_rlock)
+    return _tracking(self, _profiled_acquire_with(self, args, nargs, kwnames), is_rlock)
+
+
+cdef inline object _try_then_wait(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames,
+                                  bint is_rlock):
+    """An acquire that may block: the attempt, and the timed wait only when it fails."""
+    if not lp_try_acquire(&self._ops.acquire, self._ops.try_kind, <PyObject*>self._wrapped):
+        return _tracking(self, _contended_acquire(self, args, nargs, kwnames, True), is_rlock)
+    if is_rlock:
+        lp_store_long(&self._depth, 1)
     if self._recorder.sampler.should_capture():
+        hold_captured(&self._hold, self._recorder, self._info)
+    return True
+
+
+cdef inline object _tracking(_LockWrapper self, object result, bint is_rlock):
+    if is_rlock and result is True:
+        lp_store_long(&self._depth, 1)
+    return result
+
+
+cdef object _profiled_acquire_with(_LockWrapper self, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    cdef int kind = lp_classify_acquire(args, nargs, kwnames)
+    if kind == LP_ACQUIRE_BLOCKING:
+        return _try_then_wait(self, args, nargs, kwnames, False)
+    if kind == LP_ACQUIRE_UNCLEAR:  # the wait decides
+        return _contended_acquire(self, args, nargs, kwnames, False)
+    result = lp_call_vector(&self._ops.acquire, <PyObject*>self._wrapped, args, nargs, kwnames)  # never waits
+    if result is True and self._recorder.sampler.should_capture():
         hold_captured(&self._hold, self._recorder, self._info)
     return result
 
