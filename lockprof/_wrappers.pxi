@@ -149,7 +149,8 @@ cdef inline object _rlock_release(_LockWrapper self):
 
 
 cdef inline object _rlock_release_level(_LockWrapper self, long depth):
-    return lp_call0_then_store(&RLOCK_OPS.release, <PyObject*>self._wrapped, &self._depth, depth - 1)  # raises unless the owner
+    # The native release raises unless this thread owns the lock; the depth changes only if not.
+    return lp_call0_then_store(&RLOCK_OPS.release, <PyObject*>self._wrapped, &self._depth, depth - 1)
 
 
 cdef object _rlock_release_tracked(_LockWrapper self, long depth):
