@@ -57,14 +57,10 @@ class _AsyncioLock(_Profiled):
         _lock_release(self, _state(self))
 
     def __aenter__(self):
-        cdef ObjectState state = _state(self)
-        return _step(self, state, ENTER_LOCK) if type(self) is state.profile.cls else _original_aenter(self, state)
+        return _async_with(self, ENTER_LOCK, None, None, None)
 
     def __aexit__(self, exc_type, exc, tb):
-        cdef ObjectState state = _state(self)
-        if type(self) is state.profile.cls:
-            return _step(self, state, EXIT_LOCK)
-        return _original_aexit(self, state, exc_type, exc, tb)
+        return _async_with(self, EXIT_LOCK, exc_type, exc, tb)
 
 
 cdef inline bint _lock_taken_now(lock, ObjectState state) except -1:
@@ -154,14 +150,10 @@ class _AsyncioSemaphore(_Profiled):
         _semaphore_release(self, _state(self))
 
     def __aenter__(self):
-        cdef ObjectState state = _state(self)
-        return _step(self, state, ENTER_SEMAPHORE) if type(self) is state.profile.cls else _original_aenter(self, state)
+        return _async_with(self, ENTER_SEMAPHORE, None, None, None)
 
     def __aexit__(self, exc_type, exc, tb):
-        cdef ObjectState state = _state(self)
-        if type(self) is state.profile.cls:
-            return _step(self, state, EXIT_SEMAPHORE)
-        return _original_aexit(self, state, exc_type, exc, tb)
+        return _async_with(self, EXIT_SEMAPHORE, exc_type, exc, tb)
 
 
 cdef inline bint _semaphore_taken_now(semaphore, ObjectState state) except -1:
@@ -324,6 +316,18 @@ cdef class _Step:
 cdef void _never_awaited(_Step step) noexcept:
     # As a coroutine never awaited warns; an error (warnings as errors) reported as unraisable.
     warnings.warn(f"coroutine '{step._standard().__qualname__}' was never awaited", RuntimeWarning, stacklevel=2)
+
+
+cdef object _async_with(primitive, StepOp op, exc_type, exc, tb):
+    """What __aenter__ (exc_type, exc, tb: None) or __aexit__ returns: a _Step for an object of
+    the profiled class itself, else the standard coroutine, which calls a subclass's own
+    acquire() or release()."""
+    cdef ObjectState state = _state(primitive)
+    if type(primitive) is state.profile.cls:
+        return _step(primitive, state, op)
+    if op == ENTER_LOCK or op == ENTER_SEMAPHORE:
+        return _original_aenter(primitive, state)
+    return _original_aexit(primitive, state, exc_type, exc, tb)
 
 
 cdef _Step _step(primitive, ObjectState state, StepOp op):
