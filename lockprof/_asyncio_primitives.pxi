@@ -23,13 +23,7 @@ class _AsyncioLock(_Profiled):
         if not state.profiling():
             return await state.profile.acquire(self)
         cdef Recorder recorder = state.recorder
-        if not _asyncio_lock_busy(self):
-            # What the standard acquire does when it need not suspend (3.9 to 3.13), without
-            # running its coroutine.
-            self._locked = True
-            state.last_wait_ns = 0
-            if recorder.sampler.should_capture():
-                hold_captured(&state.hold, recorder, state.info)
+        if _lock_taken_now(self, state):
             return True
         # Suspends: what the standard acquire then does (the same on 3.9 to 3.13), in this
         # coroutine rather than in the standard one awaited from here, which would add a
@@ -60,22 +54,45 @@ class _AsyncioLock(_Profiled):
         return True
 
     def release(self):
-        cdef ObjectState state = _state(self)
-        if type(self) is state.profile.cls:
-            # The standard release (the same on 3.9 to 3.13), in place: a subclass may
-            # override its parts.
-            if not self._locked:
-                raise RuntimeError('Lock is not acquired.')
-            self._locked = False
-            _wake_up_first(self)
-        else:
-            state.profile.release(self)
-        if state.hold.entry == NULL and not lp_blocking_pending(&state.blocking):
-            return
-        cdef int64_t released_at = lp_monotonic_ns()
-        if hold_released(&state.hold, blocking_take(&state.blocking, state.recorder, released_at), state.recorder,
-                         state.info, released_at):
-            name_lock(self, state.info)
+        _lock_release(self, _state(self))
+
+    def __aenter__(self):
+        return _async_with(self, ENTER_LOCK, None, None, None)
+
+    def __aexit__(self, exc_type, exc, tb):
+        return _async_with(self, EXIT_LOCK, exc_type, exc, tb)
+
+
+cdef inline bint _lock_taken_now(lock, ObjectState state) except -1:
+    """What the standard acquire does when it need not suspend (3.9 to 3.13), without running
+    its coroutine; False when it would suspend. state is profiling."""
+    if _asyncio_lock_busy(lock):
+        return False
+    lock._locked = True
+    state.last_wait_ns = 0
+    cdef Recorder recorder = state.recorder
+    if recorder.sampler.should_capture():
+        hold_captured(&state.hold, recorder, state.info)
+    return True
+
+
+cdef inline int _lock_release(lock, ObjectState state) except -1:
+    if type(lock) is state.profile.cls:
+        # The standard release (the same on 3.9 to 3.13), in place: a subclass may
+        # override its parts.
+        if not lock._locked:
+            raise RuntimeError('Lock is not acquired.')
+        lock._locked = False
+        _wake_up_first(lock)
+    else:
+        state.profile.release(lock)
+    if state.hold.entry == NULL and not lp_blocking_pending(&state.blocking):
+        return 0
+    cdef int64_t released_at = lp_monotonic_ns()
+    if hold_released(&state.hold, blocking_take(&state.blocking, state.recorder, released_at), state.recorder,
+                     state.info, released_at):
+        name_lock(lock, state.info)
+    return 0
 
 
 cdef int _wake_up_first(lock) except -1:
@@ -114,11 +131,7 @@ class _AsyncioSemaphore(_Profiled):
         if not state.profiling():
             return await state.profile.acquire(self)
         cdef Recorder recorder = state.recorder
-        if not _asyncio_semaphore_busy(self, state.profile):
-            # What the standard acquire does when it need not suspend (3.9 to 3.13), without
-            # running its coroutine.
-            self._value -= 1
-            _open_hold(state, True, _sampled_hold(recorder, state.info))
+        if _semaphore_taken_now(self, state):
             return True
         # Suspends: the standard acquire, timed (unlike asyncio.Lock's, its waiting path
         # differs between versions).
@@ -134,10 +147,30 @@ class _AsyncioSemaphore(_Profiled):
         return result
 
     def release(self):
-        cdef ObjectState state = _state(self)
-        state.profile.release(self)  # raises as natively (BoundedSemaphore)
-        if state.holds:
-            _close_hold(self, state, True)
+        _semaphore_release(self, _state(self))
+
+    def __aenter__(self):
+        return _async_with(self, ENTER_SEMAPHORE, None, None, None)
+
+    def __aexit__(self, exc_type, exc, tb):
+        return _async_with(self, EXIT_SEMAPHORE, exc_type, exc, tb)
+
+
+cdef inline bint _semaphore_taken_now(semaphore, ObjectState state) except -1:
+    """What the standard acquire does when it need not suspend (3.9 to 3.13), without running
+    its coroutine; False when it would suspend. state is profiling."""
+    if _asyncio_semaphore_busy(semaphore, state.profile):
+        return False
+    semaphore._value -= 1
+    _open_hold(state, True, _sampled_hold(state.recorder, state.info))
+    return True
+
+
+cdef inline int _semaphore_release(semaphore, ObjectState state) except -1:
+    state.profile.release(semaphore)  # raises as natively (BoundedSemaphore)
+    if state.holds:
+        _close_hold(semaphore, state, True)
+    return 0
 
 
 cdef bint _asyncio_semaphore_busy(semaphore, ClassProfile profile) except -1:
@@ -186,3 +219,183 @@ class _AsyncioCondition(_Profiled):
             state.recorder.record_condition_wait(state.info, end - start - reacquire_ns, end)
             name_lock(self, state.info)
         return result
+
+
+# ------------------------------------------------------------------ async with
+
+cdef enum StepOp:
+    ENTER_LOCK
+    EXIT_LOCK
+    ENTER_SEMAPHORE
+    EXIT_SEMAPHORE
+
+cdef enum StepStage:
+    STEP_CREATED  # not sent into yet
+    STEP_WAITING  # an acquire that suspends: handing on to `waiting`
+    STEP_DONE
+
+cdef object _STEP_DONE = object()  # what _step_send() returns for "returned None"
+
+
+@cython.final
+@cython.freelist(8)
+cdef class _Step:
+    """What __aenter__ and __aexit__ of a profiled asyncio Lock, Semaphore or BoundedSemaphore
+    (an object of the profiled class itself) return in place of the standard coroutines
+    (`await self.acquire()`; `self.release()`): awaitable, a collections.abc.Coroutine, run at
+    its first send() as they are. An acquire or release that need not wait is done then, and
+    returns None; an acquire that waits hands every send(), throw() and close() on to the
+    profiled acquire()'s coroutine. `await` steps it through its C slots (_await.h): no
+    coroutine, frame or StopIteration is made, which cost more than the work itself."""
+    cdef object primitive
+    cdef ObjectState state
+    cdef object waiting
+    cdef StepOp op
+    cdef StepStage stage
+
+    def __await__(self):
+        return self
+
+    def __next__(self):
+        return _step_result(self, None)
+
+    def send(self, value):
+        return _step_result(self, value)
+
+    def throw(self, *args):
+        if self.stage != STEP_WAITING:
+            # Not started, or done: the standard coroutine, in the same stage, raises it.
+            self.stage = STEP_DONE
+            return _original(self).throw(*args)
+        try:
+            return self.waiting.throw(*args)
+        except StopIteration:
+            pass  # the acquire returned: so does __aenter__, with None
+        except BaseException:
+            self._finish()
+            raise
+        self._finish()
+        raise StopIteration
+
+    def close(self):
+        waiting = self.waiting
+        self._finish()
+        if waiting is not None:
+            waiting.close()
+
+    @property
+    def __name__(self):
+        return self._standard().__name__
+
+    @property
+    def __qualname__(self):
+        return self._standard().__qualname__
+
+    @property
+    def cr_await(self):
+        return self.waiting
+
+    @property
+    def cr_running(self):
+        return False  # read by another frame than the step's own
+
+    cdef object _standard(self):
+        """The standard method this replaces."""
+        original = self.state.profile.original
+        return original.__aenter__ if self.op == ENTER_LOCK or self.op == ENTER_SEMAPHORE else original.__aexit__
+
+    cdef void _finish(self) noexcept:
+        self.stage = STEP_DONE
+        self.waiting = None
+
+    def __dealloc__(self):
+        if self.stage == STEP_CREATED and self.state is not None:
+            _never_awaited(self)
+
+
+cdef void _never_awaited(_Step step) noexcept:
+    # As a coroutine never awaited warns; an error (warnings as errors) reported as unraisable.
+    warnings.warn(f"coroutine '{step._standard().__qualname__}' was never awaited", RuntimeWarning, stacklevel=2)
+
+
+cdef object _async_with(primitive, StepOp op, exc_type, exc, tb):
+    """What __aenter__ (exc_type, exc, tb: None) or __aexit__ returns: a _Step for an object of
+    the profiled class itself, else the standard coroutine, which calls a subclass's own
+    acquire() or release()."""
+    cdef ObjectState state = _state(primitive)
+    if type(primitive) is state.profile.cls:
+        return _step(primitive, state, op)
+    if op == ENTER_LOCK or op == ENTER_SEMAPHORE:
+        return _original_aenter(primitive, state)
+    return _original_aexit(primitive, state, exc_type, exc, tb)
+
+
+cdef _Step _step(primitive, ObjectState state, StepOp op):
+    cdef _Step step = _Step.__new__(_Step)
+    step.primitive = primitive
+    step.state = state
+    step.op = op
+    return step
+
+
+cdef object _step_send(object obj, object value):
+    """One step of a _Step (lp_step_fn, _await.h): the value the acquire it hands on to yields,
+    or _STEP_DONE when it returned None."""
+    cdef _Step self = <_Step>obj
+    cdef PyObject* out = NULL
+    if self.stage == STEP_CREATED:
+        if value is not None:
+            raise TypeError("can't send non-None value to a just-started coroutine")
+        self.stage = STEP_DONE
+        primitive, state, op = self.primitive, self.state, self.op
+        if op == EXIT_LOCK:
+            _lock_release(primitive, state)
+            return _STEP_DONE
+        if op == EXIT_SEMAPHORE:
+            _semaphore_release(primitive, state)
+            return _STEP_DONE
+        if state.profiling() and (_lock_taken_now(primitive, state) if op == ENTER_LOCK
+                                  else _semaphore_taken_now(primitive, state)):
+            return _STEP_DONE
+        self.waiting = (_AsyncioLock if op == ENTER_LOCK else _AsyncioSemaphore).acquire(primitive)
+        self.stage = STEP_WAITING
+    elif self.stage == STEP_DONE:
+        raise RuntimeError("cannot reuse already awaited coroutine")
+    try:
+        yielded = lp_send(self.waiting, value, &out)
+    except BaseException:
+        self._finish()
+        raise
+    result = <object>out
+    Py_DECREF(result)
+    if yielded:
+        return result
+    self._finish()
+    return _STEP_DONE
+
+
+cdef object _step_result(_Step self, value):
+    """_step_send() as send() and __next__() tell it: a return as StopIteration."""
+    result = _step_send(self, value)
+    if result is _STEP_DONE:
+        raise StopIteration
+    return result
+
+
+cdef object _original(_Step step):
+    """The standard coroutine in place of which step was made, not started."""
+    if step.op == ENTER_LOCK or step.op == ENTER_SEMAPHORE:
+        return _original_aenter(step.primitive, step.state)
+    return _original_aexit(step.primitive, step.state, None, None, None)
+
+
+cdef object _original_aenter(primitive, ObjectState state):
+    return state.profile.original.__aenter__(primitive)
+
+
+cdef object _original_aexit(primitive, ObjectState state, exc_type, exc, tb):
+    return state.profile.original.__aexit__(primitive, exc_type, exc, tb)
+
+
+lp_type_set_step(<PyTypeObject*>_Step, <void*>_step_send, _STEP_DONE)
+collections.abc.Coroutine.register(_Step)

@@ -139,6 +139,11 @@ cdef extern from "_lockcore.h":
     PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
 
 
+cdef extern from "_await.h":
+    int lp_send(object iter, object arg, PyObject** result) except -1
+    void lp_type_set_step(PyTypeObject* type, void* step, object done) noexcept
+
+
 cdef extern from "_naming.h":
     enum:
         LP_OP_OTHER

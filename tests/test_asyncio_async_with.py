@@ -1,0 +1,187 @@
+"""What __aenter__() and __aexit__() of a profiled asyncio Lock, Semaphore and BoundedSemaphore
+return (_asyncio_primitives.pxi _Step) against the standard coroutines: what asyncio and inspect
+see, the warning when one is never awaited, reuse, sends and throws, tasks, waiting, FIFO
+hand-over, cancellation and the errors of a release. It is not a types.CoroutineType
+(inspect.iscoroutine() is False); everything else here behaves as the native coroutine does."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import inspect
+import warnings
+
+import pytest
+
+from lockprof import LockCollector
+
+KINDS = ("Lock", "Semaphore", "BoundedSemaphore")
+ORIGINAL = {name: getattr(asyncio, name) for name in KINDS}
+
+
+def _both(kind, body, *args):
+    """body(primitive) for a native primitive, then for a profiled one: both results."""
+    async def run(cls, profiled):
+        primitive = cls(*args)  # made in the loop: 3.9's bind the running one
+        assert hasattr(primitive, "_lp_state") == profiled
+        return await body(primitive)
+
+    native = asyncio.run(run(ORIGINAL[kind], False))
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    try:
+        ours = asyncio.run(run(getattr(asyncio, kind), True))
+    finally:
+        collector.stop()
+    return native, ours
+
+
+def _warnings_of(make):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make()
+        gc.collect()
+    return [(w.category, str(w.message)) for w in caught]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_what_asyncio_and_inspect_see(kind):
+    async def body(primitive):
+        seen = []
+        for coro in (primitive.__aenter__(), primitive.__aexit__(None, None, None)):
+            seen.append((asyncio.iscoroutine(coro), inspect.isawaitable(coro), coro.__qualname__, coro.__name__,
+                         coro.cr_await))
+            seen.append(await coro)
+        return seen, primitive.locked()
+
+    native, ours = _both(kind, body)
+    assert ours == native
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_never_awaited_warns_as_natively(kind):
+    async def body(primitive):
+        found = _warnings_of(lambda: primitive.__aenter__())
+        found += _warnings_of(lambda: primitive.__aexit__(None, None, None))
+        closed = primitive.__aenter__()
+        closed.close()  # closed before it ran: no warning, nothing taken
+        return found, _warnings_of(lambda: closed.close()), primitive.locked()
+
+    native, ours = _both(kind, body)
+    assert ours == native and len(native[0]) == 2 and native[0][0][0] is RuntimeWarning
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_reuse_and_sends_fail_as_natively(kind):
+    async def body(primitive):
+        coro = primitive.__aenter__()
+        with pytest.raises(TypeError) as first:
+            coro.send(1)
+        coro.close()
+        done = primitive.__aenter__()
+        await done
+        with pytest.raises(RuntimeError) as again:
+            await done
+        await primitive.__aexit__(None, None, None)
+        return str(first.value), str(again.value), primitive.locked()
+
+    native, ours = _both(kind, body)
+    assert ours == native
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_stepped_by_hand(kind):
+    async def body(primitive):
+        results = []
+        for coro in (primitive.__aenter__(), primitive.__aexit__(None, None, None)):
+            with pytest.raises(StopIteration) as stopped:
+                coro.send(None)
+            results += [stopped.value.value, primitive.locked()]
+        return results
+
+    native, ours = _both(kind, body)
+    assert ours == native == [None, True, None, False]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_task_of_aenter_and_its_cancellation(kind):
+    async def body(primitive):
+        first = await asyncio.create_task(primitive.__aenter__())
+        cancelled = asyncio.create_task(primitive.__aenter__())
+        cancelled.cancel()  # before its first step: thrown into an __aenter__ that never ran
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled
+        thrown = primitive.__aexit__(None, None, None)
+        with pytest.raises(KeyError):
+            thrown.throw(KeyError("x"))  # thrown in before it ran: raised, nothing released
+        held = primitive.locked()
+        await primitive.__aexit__(None, None, None)
+        return first, held, primitive.locked()
+
+    native, ours = _both(kind, body)
+    assert ours == native == (None, True, False)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_waiting_async_with_times_out_is_cancelled_and_hands_over_in_order(kind):
+    async def body(primitive):
+        await primitive.acquire()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(primitive.__aenter__(), 0.01)
+        order = []
+
+        async def waiter(i):
+            async with primitive:
+                order.append(i)
+                await asyncio.sleep(0)
+
+        tasks = [asyncio.create_task(waiter(i)) for i in range(4)]
+        await asyncio.sleep(0)
+        tasks[1].cancel()  # a waiter cancelled while it waits: the others keep their order
+        await asyncio.sleep(0)
+        primitive.release()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return (order, [type(r).__name__ for r in results], primitive.locked(), len(primitive._waiters or ()),
+                repr(primitive).split(" at ")[0])
+
+    native, ours = _both(kind, body)
+    assert ours == native
+    assert sorted(native[0]) == [0, 2, 3]  # in that order but on 3.9, whose Semaphore may wake 3 first
+
+
+def test_a_throw_into_a_waiting_aenter_reaches_the_acquire():
+    async def body():
+        lock = asyncio.Lock()
+        await lock.acquire()
+        coro = lock.__aenter__()
+        future = coro.send(None)  # waits: yields the future it waits for
+        assert isinstance(future, asyncio.Future) and lock._waiters
+        with pytest.raises(asyncio.CancelledError):
+            coro.throw(asyncio.CancelledError())
+        assert not lock._waiters and lock.locked()
+        with pytest.raises(RuntimeError, match="cannot reuse already awaited coroutine"):
+            coro.send(None)
+        lock.release()
+        return True
+
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    try:
+        assert asyncio.run(body())
+    finally:
+        collector.stop()
+
+
+@pytest.mark.parametrize("kind, args", [("Lock", ()), ("BoundedSemaphore", (1,))])
+def test_a_release_too_many_raises_as_natively(kind, args):
+    async def body(primitive):
+        exit_ = primitive.__aexit__(None, None, None)  # raises when run, not when made
+        with pytest.raises((RuntimeError, ValueError)) as raised:
+            await exit_
+        with pytest.raises(type(raised.value)) as again:
+            async with primitive:
+                primitive.release()
+        return type(raised.value), str(raised.value), str(again.value), primitive.locked()
+
+    native, ours = _both(kind, body, *args)
+    assert ours == native
