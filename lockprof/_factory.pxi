@@ -121,10 +121,9 @@ cdef class LockFactory:
             return native
         if type(native) is not self._native_type:
             return wrap_foreign(native, self.kind, info, self._recorder)  # gevent's lock
-        # Spelled per type so that Cython calls the type's allocator directly.
         if self._native_type is NATIVE_RLOCK:
-            return ProfiledRLock.__new__(ProfiledRLock, native, info, self._recorder)
-        return ProfiledLock.__new__(ProfiledLock, native, info, self._recorder)
+            return new_wrapper(ProfiledRLock, RLOCK_TYPE, native, info, self._recorder)
+        return new_wrapper(ProfiledLock, LOCK_TYPE, native, info, self._recorder)
 
     cdef LockInfo _info_now(self):
         """The LockInfo of a lock made now, None unless profiling runs and applies there."""
@@ -210,7 +209,7 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
     Python RLock threading makes instead (once gevent has patched it)."""
     namespace = _threading_namespace()
     if namespace is None or namespace.get("_CRLock", NATIVE_RLOCK) is NATIVE_RLOCK or "_PyRLock" not in namespace:
-        return ProfiledRLock.__new__(ProfiledRLock, NATIVE_RLOCK(), info, recorder)
+        return new_wrapper(ProfiledRLock, RLOCK_TYPE, NATIVE_RLOCK(), info, recorder)
     return wrap_foreign(namespace["_PyRLock"](), RLOCK, info, recorder)
 
 
@@ -223,7 +222,7 @@ cdef object profiled_rlock(LockInfo info, Recorder recorder):
 # wrapper's lock is made by what threading's name makes natively now (gevent's factory).
 # A subclass with an __init__ of its own keeps its arguments from the native constructor, which
 # (3.15's RLock) refuses them only where __init__ is the type's own, as natively.
-# The factory and wrap_foreign() call Cython's constructors directly, never these.
+# The factory and wrap_foreign() call Cython's constructors directly (new_wrapper), never these.
 
 cdef extern from *:
     # The slots a type call goes through (Cython fills tp_vectorcall, which bypasses tp_new).
@@ -232,11 +231,6 @@ cdef extern from *:
         void* tp_init
         void* tp_vectorcall
         PyObject* tp_dict
-
-# Each wrapper type's Cython constructor, (wrapped, info, recorder), kept when it is replaced.
-cdef enum:
-    LOCK_TYPE, RLOCK_TYPE, FOREIGN_LOCK_TYPE, FOREIGN_RLOCK_TYPE
-cdef newfunc CYTHON_NEW[4]
 
 
 cdef object _lock_type_new(type cls, PyObject* args, PyObject* kwargs):
@@ -265,8 +259,7 @@ cdef object _type_call(type cls, int which, object make, str kind, PyObject* arg
     lock = make(*positional, **<dict>kwargs) if kwargs != NULL else make(*positional)
     info = factory._info_now() if factory is not None else None
     recorder = factory._recorder if info is not None else None
-    cdef tuple constructor_args = (lock, info, recorder)
-    return CYTHON_NEW[which](cls, <PyObject*>constructor_args, NULL)
+    return new_wrapper(cls, which, lock, info, recorder)
 
 
 cdef int _install_type_new(type wrapper, int which, type native, newfunc make) except -1:

@@ -128,8 +128,8 @@ cdef object wrap_foreign(object lock, str kind, LockInfo info, Recorder recorder
     lacks the methods the wrapper reads its state with."""
     if kind == LOCK:
         if callable(getattr(lock, "locked", None)):
-            return ProfiledForeignLock.__new__(ProfiledForeignLock, lock, info, recorder)
+            return new_wrapper(ProfiledForeignLock, FOREIGN_LOCK_TYPE, lock, info, recorder)
     elif (callable(getattr(lock, "_is_owned", None)) and callable(getattr(lock, "_release_save", None))
           and callable(getattr(getattr(lock, "_block", None), "locked", None))):
-        return ProfiledForeignRLock.__new__(ProfiledForeignRLock, lock, info, recorder)
+        return new_wrapper(ProfiledForeignRLock, FOREIGN_RLOCK_TYPE, lock, info, recorder)
     return lock

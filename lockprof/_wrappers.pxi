@@ -7,26 +7,6 @@
 cdef class _LockWrapper:
     """Fields and Python-level behaviour shared by ProfiledLock and ProfiledRLock."""
 
-    def __cinit__(self, wrapped, LockInfo info=None, Recorder recorder=None):
-        cdef bint is_rlock = isinstance(self, ProfiledRLock)  # or a program's subclass
-        if is_rlock or type(self) is ProfiledLock:
-            native_type = NATIVE_RLOCK if is_rlock else NATIVE_LOCK
-            if type(wrapped) is not native_type:
-                raise TypeError(
-                    f"{type(self).__name__} wraps a {native_type.__name__} object, "
-                    f"got {type(wrapped).__name__}")
-            self._ops = &RLOCK_OPS if is_rlock else &LOCK_OPS
-        else:
-            self._ops = NULL  # a foreign lock: its own Python-level methods
-        self._wrapped = wrapped
-        self._info = info
-        self._hold.entry = NULL
-        self._depth = 0
-        self._blocking.waiters = 0
-        self._blocking.since = 0
-        self._blocking.carry = 0
-        self._recorder = recorder if recorder is not None else INERT_RECORDER
-
     def __dealloc__(self):
         hold_forget(&self._hold, self._recorder)
 
@@ -55,6 +35,34 @@ cdef class _LockWrapper:
     def __reduce_ex__(self, protocol):
         # Native locks cannot be pickled or copied; fail with their own TypeError.
         return self._wrapped.__reduce_ex__(protocol)
+
+
+# Each wrapper type's Cython constructor (the bare object: C fields zero, objects None), kept
+# when _factory.pxi gives the type the native type's call.
+cdef enum:
+    LOCK_TYPE, RLOCK_TYPE, FOREIGN_LOCK_TYPE, FOREIGN_RLOCK_TYPE
+cdef newfunc CYTHON_NEW[4]
+cdef tuple NO_ARGUMENTS = ()
+
+
+cdef _LockWrapper new_wrapper(type cls, int which, object wrapped, LockInfo info, Recorder recorder):
+    """A wrapper of cls (the wrapper type `which`, or a program's subclass of it) around wrapped.
+    Every wrapper is made here, with no argument tuple to build or parse: the factories make one
+    per lock."""
+    cdef _LockWrapper self = <_LockWrapper>CYTHON_NEW[which](cls, <PyObject*>NO_ARGUMENTS, NULL)
+    cdef bint is_rlock = isinstance(self, ProfiledRLock)  # or a program's subclass
+    if is_rlock or type(self) is ProfiledLock:
+        native_type = NATIVE_RLOCK if is_rlock else NATIVE_LOCK
+        if type(wrapped) is not native_type:
+            raise TypeError(
+                f"{type(self).__name__} wraps a {native_type.__name__} object, "
+                f"got {type(wrapped).__name__}")
+        self._ops = &RLOCK_OPS if is_rlock else &LOCK_OPS
+    # else a foreign lock (_ops NULL): its own Python-level methods
+    self._wrapped = wrapped
+    self._info = info
+    self._recorder = recorder if recorder is not None else INERT_RECORDER
+    return self
 
 
 @cython.final
