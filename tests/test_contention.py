@@ -307,21 +307,28 @@ def test_condition_wait_is_not_contention_but_its_reacquire_is(default_collector
 # ------------------------------------------------------------------ sampling accuracy
 
 
-def test_wait_estimate_matches_ground_truth_within_ten_percent(default_collector):
+def test_wait_estimate_matches_ground_truth_within_ten_percent(make_collector):
     """Three threads contend on one lock with short holds, so the waits are mostly below the
-    1 ms interval: sampled with probability wait / interval, not always captured. Each thread
+    interval: sampled with probability wait / interval, not always captured. Each thread
     measures its own waits. The profile's weighted total is within 10% of that truth (its
-    standard error here is about 2%), and the exact per-lock total within 2%."""
+    standard error here is under 3%), and the exact per-lock total within 2%. The interval is
+    4 ms: on CPython 3.13.1+ with the GIL (a Lock on PyMutex) waiters wake with the GIL's switch,
+    after about a millisecond, so the default 1 ms would capture nearly every wait."""
+    interval = 4 * MS
+    collector = make_collector(wait_sample_interval=interval)
     lock = threading.Lock()
     truth = [0] * 3
-    deadline = time.monotonic() + 1.5
+    sampled = [0] * 3  # the waiting time in waits shorter than the interval
+    deadline = time.monotonic() + 3
 
     def worker(index):
         rng = random.Random(index)
         while time.monotonic() < deadline:
             start = time.perf_counter_ns()
             lock.acquire()
-            truth[index] += time.perf_counter_ns() - start
+            waited = time.perf_counter_ns() - start
+            truth[index] += waited
+            sampled[index] += waited if waited < interval else 0
             time.sleep(rng.uniform(0.00001, 0.0001))  # the hold
             lock.release()
 
@@ -330,12 +337,12 @@ def test_wait_estimate_matches_ground_truth_within_ten_percent(default_collector
         t.start()
     for t in threads:
         t.join(JOIN)
-    snap = default_collector.snapshot()
+    snap = collector.snapshot()
     true_total = sum(truth)
     estimated = sum(s.acquire_wait_ns for s in samples_of(snap, lock))
     exact = contention_of(snap, lock)
-    assert true_total > 1e9  # enough waiting for the estimate to be meaningful
-    assert exact.wait_ns / exact.contended_count < 1 * MS  # the sampled regime
+    assert true_total > 2e9  # enough waiting for the estimate to be meaningful
+    assert sum(sampled) > 0.5 * true_total  # the sampled regime
     assert abs(exact.wait_ns - true_total) <= 0.02 * true_total, (exact.wait_ns, true_total)
     assert abs(estimated - true_total) <= 0.10 * true_total, (estimated, true_total)
 
