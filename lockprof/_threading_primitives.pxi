@@ -154,8 +154,9 @@ class _ThreadingCondition(_Profiled):
         info = state.info
         if info is not None and given_lock(args, kwargs, ()) is None:
             _held_as(info, self)
-            args, kwargs = (profiled_rlock(info, state.recorder),), {}
-        state.profile.init(self, *args, **kwargs)  # its own checks and errors
+            state.profile.init(self, profiled_rlock(info, state.recorder))
+        else:
+            state.profile.init(self, *args, **kwargs)  # its own checks and errors
 
     def wait(self, timeout=None):
         cdef ObjectState state = _state(self)
