@@ -278,7 +278,7 @@ def test_condition_wait_is_not_contention_but_its_reacquire_is(default_collector
 
     def notifier():
         ready.wait(JOIN)
-        time.sleep(0.3)  # the waiter waits for the notify: not contention
+        time.sleep(0.6)  # the waiter waits for the notify: not contention
         with cond:
             cond.notify()
             time.sleep(0.2)  # the notified waiter cannot re-acquire yet: contention
@@ -299,9 +299,9 @@ def test_condition_wait_is_not_contention_but_its_reacquire_is(default_collector
         lock.release()  # every level was released
     totals = contention_of(default_collector.snapshot(), lock)
     assert totals.contended_count == 1
-    # At most the re-acquire's 200 ms (less when the waiter woke late), never the 300 ms spent
-    # waiting for the notify on top.
-    assert 0 < totals.wait_ns < 250 * MS
+    # About the re-acquire's 200 ms (less when the waiter woke late, more on a loaded machine),
+    # never with the 600 ms spent waiting for the notify on top.
+    assert 0 < totals.wait_ns < 500 * MS
 
 
 # ------------------------------------------------------------------ sampling accuracy
