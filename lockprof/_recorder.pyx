@@ -466,11 +466,13 @@ cdef class Recorder:
 
     cdef object _current_task(self):
         if self._asyncio_loop_getter is None:
+            # Not imported: no task to look for, and no critical section, which threads that
+            # capture at once would queue on.
+            asyncio = self._modules.get("asyncio")
+            if asyncio is None:
+                return None
             with cython.critical_section(self):  # written once, whichever thread comes first
                 if self._asyncio_loop_getter is None:
-                    asyncio = self._modules.get("asyncio")  # not imported: no task to look for
-                    if asyncio is None:
-                        return None
                     # All of them, or none yet: asyncio's own import creates locks before it has them.
                     namespace = PyObject_GenericGetDict(asyncio, NULL)
                     events = namespace.get("events")
