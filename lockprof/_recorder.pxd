@@ -86,7 +86,17 @@ cdef enum Count:
 
 
 cdef class Recorder:
+    # Every lock operation of every thread reads sampler and _active; other threads write the
+    # object's header (its reference count) and the fields after _hot_end. Without the GIL a
+    # cache line another core writes turns each read of it into a miss: the pads keep these
+    # two fields on a line of their own.
+    cdef char _hot_start[64]
     cdef readonly CaptureSampler sampler
+    # Checked first by every profiled lock operation (is_active(), a relaxed atomic load
+    # without the GIL; the property `active` sets it): 0 after stop(), so the locks created
+    # while profiling run at native speed without being unwrapped.
+    cdef int _active
+    cdef char _hot_end[64]
     cdef readonly int max_frames
     # A contended wait (or blocking hold) at least this long is always captured with its
     # stack; a shorter one with probability duration / interval. The configured interval is
@@ -97,10 +107,6 @@ cdef class Recorder:
     cdef int64_t _period_max_interval  # the largest interval used since the last drain
     cdef int64_t _window_start_ns
     cdef int64_t _window_captures
-    # Checked first by every profiled lock operation (is_active(), a relaxed atomic load
-    # without the GIL; the property `active` sets it): 0 after stop(), so the locks created
-    # while profiling run at native speed without being unwrapped.
-    cdef int _active
     # Without the GIL: what the contended and captured paths change (the table and its pending
     # counts, LockInfo totals and the list of them, the long waits and spans, the capture
     # budget's window, the random state, each lock's blocked waiters). Taken only around C
