@@ -52,6 +52,10 @@ cdef extern from "Python.h":
     ctypedef struct PyTypeObject:
         descrgetfunc tp_descr_get
     PyTypeObject* Py_TYPE(object obj)
+    # Called through a borrowed pointer: no write to the shared callable's reference count,
+    # which threads capturing at once would each take a cache miss on (3.13t).
+    object PyObject_CallNoArgs(PyObject* callable)
+    object PyObject_CallOneArg(PyObject* callable, object arg)
 
 # The most locks whose exact contention counters one period keeps apart; the contention of
 # further locks is summed under no name.
@@ -498,10 +502,10 @@ cdef class Recorder:
                     self._c_task_type = task_type if self._c_task_get_name is not None else None
                     self._asyncio_task_of = task_of
                     self._asyncio_loop_getter = loop_getter
-        loop = self._asyncio_loop_getter()
+        loop = PyObject_CallNoArgs(<PyObject*>self._asyncio_loop_getter)
         if loop is None:
             return None
-        return self._asyncio_task_of(loop)
+        return PyObject_CallOneArg(<PyObject*>self._asyncio_task_of, loop)
 
     def discard(self):
         """Forget what was gathered: in a fork child, whose parent reports it. A drain the
