@@ -3,16 +3,19 @@
 profiling shares between threads shows as lost parallelism), and both on one lock (contention).
 
 Written for free-threaded CPython (3.13t), where the two threads really run in parallel; it runs
-on any CPython. Every measurement is a process of its own, so that a native one never imports
-lockprof: on a free-threaded build, a lockprof whose modules need the GIL turns it on for the
-whole process at import, and the native figures must be those of the program without it. Each
-process starts two threads that run `with lock: pass` (unrolled 10x) OPS times each, between two
-barriers, once to warm up and then --repeat times; its figure is the wall time of its fastest
-run. The native and profiled processes alternate, in rotated order, for --rounds rounds; a
-cell's figure is the median over the rounds, its ratio to the native cell of the same round's
-set. The profiled process runs a LockCollector at its default settings (1% capture), and for the
-shared lock reads from it the exact number of contended acquires: the extra wall and CPU time
-(all threads) per contended acquire are the profiled run's excess over native divided by it.
+on any CPython. Each measurement of the cells is a process of its own, so that a native one
+never imports lockprof: on a free-threaded build, a lockprof whose modules need the GIL turns it
+on for the whole process at import, and the native figures must be those of the program without
+it. Each process starts two threads that run `with lock: pass` (unrolled 10x) OPS times each,
+between two barriers, once to warm up and then --repeat times; its figure is the wall time of
+its fastest run. The native and profiled processes alternate, in rotated order, for --rounds
+rounds; a cell's figure is the median over the rounds, its ratio to the native cell of the same
+round's set. The profiled process runs a LockCollector at its default settings (1% capture), and
+for the shared lock reads from it the exact number of contended acquires: the extra wall and CPU
+time (all threads) per contended acquire are the profiled run's excess over native divided by
+it. Last, private Locks in one profiled process, native and profiled alternating every round
+(measure_interleaved): the two compared under the same memory layout and machine state, without
+and with asyncio imported.
 
 Run it from outside the source tree with the interpreter whose installed lockprof you want to
 measure:  cd /tmp && python /path/to/benchmarks/bench_threads.py [--quick] [--json PATH]
@@ -20,6 +23,7 @@ measure:  cd /tmp && python /path/to/benchmarks/bench_threads.py [--quick] [--js
 
 from __future__ import annotations
 
+import _thread
 import json
 import platform
 import statistics
@@ -35,6 +39,7 @@ THREADS = 2
 VARIANTS = ("native", "lockprof")
 # (shape, kind, operations per thread per run): sized for runs of roughly 20 to 100 ms.
 CELLS = (("private", "Lock", 500_000), ("private", "RLock", 500_000), ("shared", "Lock", 100_000))
+INTERLEAVED_OPS = 200_000  # per thread per run (measure_interleaved)
 BLOCK = "\n".join(["        with lock:\n            pass"] * 10)
 LOOP = f"def loop(lock, n):\n    for _ in range(n):\n{BLOCK}\n"
 
@@ -48,11 +53,23 @@ def measure_in_process(variant: str, shape: str, kind: str, ops: int, repeat: in
         collector.start()
     factory = getattr(threading, kind)
     locks = [factory() for _ in range(THREADS)] if shape == "private" else [factory()] * THREADS
+    best = None
+    for run, (wall, cpu, contended) in enumerate(two_threads(locks, ops, repeat + 1, collector)):
+        if run and (best is None or wall < best["wall_ns"]):  # the first warms up
+            best = {"wall_ns": wall, "cpu_ns": cpu, "contended": contended}
+    if collector is not None:
+        collector.stop()
+    best["gil"] = gil_state()
+    return best
+
+
+def two_threads(locks, ops: int, runs: int, collector=None) -> list:
+    """(wall ns, CPU ns, contended acquires) of `runs` runs of two threads, one per lock in locks,
+    each doing `with lock: pass` ops times; the collector (if any) drained outside each run."""
     namespace: dict = {}
     exec(compile(LOOP, "<bench_threads loop>", "exec"), namespace)
     loop = namespace["loop"]
     barrier = threading.Barrier(THREADS + 1)
-    runs = repeat + 1  # the first warms up
 
     def thread_body(lock) -> None:
         for _ in range(runs):
@@ -63,10 +80,10 @@ def measure_in_process(variant: str, shape: str, kind: str, ops: int, repeat: in
     threads = [threading.Thread(target=thread_body, args=(lock,)) for lock in locks]
     for thread in threads:
         thread.start()
-    best = None
-    for run in range(runs):
+    figures = []
+    for _ in range(runs):
         if collector is not None:
-            collector.snapshot()  # drain, outside the timed region
+            collector.snapshot()
         barrier.wait()
         wall, cpu = time.perf_counter_ns(), time.process_time_ns()
         barrier.wait()
@@ -74,14 +91,31 @@ def measure_in_process(variant: str, shape: str, kind: str, ops: int, repeat: in
         contended = 0
         if collector is not None:
             contended = sum(t.contended_count for t in collector.snapshot().lock_totals)
-        if run and (best is None or wall < best["wall_ns"]):
-            best = {"wall_ns": wall, "cpu_ns": cpu, "contended": contended}
+        figures.append((wall, cpu, contended))
     for thread in threads:
         thread.join()
-    if collector is not None:
-        collector.stop()
-    best["gil"] = gil_state()
-    return best
+    return figures
+
+
+def measure_interleaved(with_asyncio: bool, ops: int, rounds: int) -> dict:
+    """Private Locks in one profiled process (--interleaved): each round runs two threads on
+    native locks (_thread.allocate_lock), then on profiled ones (threading.Lock()), so the
+    two compare under the same memory layout and machine state; with_asyncio: asyncio imported
+    first, as most services have it (a capture then asks it for the running task)."""
+    if with_asyncio:
+        import asyncio  # noqa: F401
+    from lockprof import LockCollector
+    collector = LockCollector()
+    collector.start()
+    native, profiled = [], []
+    for _ in range(rounds):
+        for figures, factory in ((native, _thread.allocate_lock), (profiled, threading.Lock)):
+            figures.append(two_threads([factory() for _ in range(THREADS)], ops, 2, collector)[1][0])
+    collector.stop()
+    ratios = [p / n for n, p in zip(native, profiled)]
+    return {"native_ns_per_op": statistics.median(native) / ops,
+            "lockprof_ns_per_op": statistics.median(profiled) / ops,
+            "median_ratio": statistics.median(ratios), "gil": gil_state()}
 
 
 def spawn(variant: str, shape: str, kind: str, ops: int, repeat: int) -> dict:
@@ -124,10 +158,19 @@ def main(argv=None) -> int:
     if argv[:1] == ["--child"]:
         print(json.dumps(measure_in_process(*json.loads(argv[1]))))
         return 0
+    if argv[:1] == ["--interleaved-child"]:
+        print(json.dumps(measure_interleaved(*json.loads(argv[1]))))
+        return 0
     args = parse_args(__doc__, 9, argv)
     repeat, scale = (1, 0.05) if args.quick else (3, 1.0)
     load = load_average()
     results = measure(args.rounds, repeat, scale)
+    interleaved = {}
+    for with_asyncio in (False, True):
+        command = [sys.executable, __file__, "--interleaved-child",
+                   json.dumps([with_asyncio, max(10, int(INTERLEAVED_OPS * scale)) // 10 * 10, args.rounds])]
+        done = subprocess.run(command, capture_output=True, text=True, check=True)
+        interleaved["asyncio imported" if with_asyncio else "plain"] = json.loads(done.stdout.splitlines()[-1])
     build = "a build with the GIL" if gil_state() == "n/a" else "free-threaded"
     print(f"lockprof, {THREADS} threads at once: Python {platform.python_version()} ({build}), "
           f"{cpu_model()}, load average at start {load}")
@@ -140,9 +183,14 @@ def main(argv=None) -> int:
         print(f"  {key:<24} {'/'.join(cell['gil']):>6} {cell['ns_per_op']:>8.1f} {cell['ratio']:>6.3f}x "
               f"{cell['contended']:>10.0f} {'' if extra_wall is None else f'{extra_wall:+.0f}':>14} "
               f"{'' if extra_cpu is None else f'{extra_cpu:+.0f}':>13}")
+    print(f"  in one profiled process, private Locks, native and profiled alternating for {args.rounds} rounds "
+          "(median ns/op, median of the rounds' ratios):")
+    for name, cell in interleaved.items():
+        print(f"  {'interleaved, ' + name:<31} {cell['gil']:>6} {cell['native_ns_per_op']:>8.1f} native, "
+              f"{cell['lockprof_ns_per_op']:.1f} lockprof, {cell['median_ratio']:.3f}x")
     if args.quick:
         print("  QUICK RUN: a smoke test, the numbers are not meaningful")
-    write_json(args.json, results)
+    write_json(args.json, {**results, **{f"interleaved.{name}": cell for name, cell in interleaved.items()}})
     return 0
 
 
