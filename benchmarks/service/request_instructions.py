@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Instructions per request of the service benchmark's applications, counted by callgrind,
+with profiling off and with lockprof at its defaults: what a request costs, without the noise
+of wall-clock runs on a shared machine.
+
+Each application's request is served in this process, without server or network: wsgi calls
+wsgi_app.work(), the Flask view, in the application's context (its jsonify needs one); asgi
+calls asgi_app.app() with an HTTP scope for /work, after its lifespan startup. workload.py
+starts the profiler (BENCH_SERVICE_PROFILER) exactly as in a server; upload_interval is an hour
+(DD_PROFILING_UPLOAD_INTERVAL) so no export falls inside the count. Per application and profiler,
+one process under `valgrind --tool=callgrind` (instructions.py's windows(): counts between
+os.getppid() calls, of every thread, start-up excluded):
+
+* --warm-up requests not counted (the pool's threads started, first captures and namings done),
+  then gc.collect() and gc.freeze() as instructions.py does;
+* window 1: the pool settles (the main thread sleeps SETTLE seconds: its workers finish and
+  block on their queue), no request; window 2: --requests requests, then the same settle;
+* instructions per request = (window 2 - window 1) / requests, so the pool workers' share of
+  every request is counted and the settle cancels out.
+
+    python benchmarks/service/request_instructions.py [--python PATH] [--apps wsgi,asgi] [--requests 300]
+        [--keep DIR]
+
+--keep writes the callgrind files to DIR, for callgrind_annotate --inclusive=yes DIR/callgrind.*.2.
+Needs valgrind and, for wsgi, flask in the measured interpreter (benchmarks/requirements.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Dict, List
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from instructions import describe, windows  # noqa: E402  (benchmarks/instructions.py)
+
+APPS = ("wsgi", "asgi")
+PROFILERS = ("none", "lockprof")
+SETTLE = 0.5  # seconds the main thread sleeps for the pool's threads to go idle (under callgrind)
+
+
+def settle() -> None:
+    time.sleep(SETTLE)
+    os.getppid()  # callgrind: the window ends here
+
+
+class Server:
+    """Serves one application's GET /work in this process."""
+
+    def __init__(self, app: str) -> None:
+        sys.path.insert(0, HERE)
+        if app == "wsgi":
+            import wsgi_app
+
+            self._wsgi = wsgi_app
+        else:
+            import asgi_app
+
+            self._asgi = asgi_app
+            self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
+            self._shutdown = self._loop.create_future()
+            self._lifespan = self._loop.create_task(asgi_app.app({"type": "lifespan"}, self._lifespan_receive,
+                                                                 self._discard))
+            self._loop.run_until_complete(self._started())
+        self.app = app
+
+    async def _lifespan_receive(self) -> Dict[str, Any]:
+        if self._asgi.Shared.backend_slots is None:
+            return {"type": "lifespan.startup"}
+        return await self._shutdown
+
+    async def _started(self) -> None:
+        while self._asgi.Shared.backend_slots is None:
+            await asyncio.sleep(0)
+
+    async def _discard(self, message: Dict[str, Any]) -> None:
+        pass
+
+    async def _no_body(self) -> Dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def _serve_asgi(self, requests: int) -> None:
+        scope = {"type": "http", "method": "GET", "path": "/work"}
+        for _ in range(requests):
+            await self._asgi.app(scope, self._no_body, self._discard)
+
+    def serve(self, requests: int) -> None:
+        if self.app == "wsgi":
+            with self._wsgi.app.app_context():
+                for _ in range(requests):
+                    self._wsgi.work()
+        else:
+            self._loop.run_until_complete(self._serve_asgi(requests))
+
+    def close(self) -> None:
+        if self.app == "asgi":
+            self._shutdown.set_result({"type": "lifespan.shutdown"})
+            self._loop.run_until_complete(self._lifespan)
+        else:
+            self._wsgi.pool.shutdown()
+            self._wsgi.workload.stop_profiler()
+
+
+def child(app: str, requests: int, warm_up: int) -> None:
+    """The measured program (run under callgrind)."""
+    server = Server(app)
+    server.serve(warm_up)
+    gc.collect()
+    gc.freeze()
+    settle()
+    settle()
+    server.serve(requests)
+    settle()
+    server.close()
+
+
+def count(python: str, app: str, profiler: str, requests: int, warm_up: int, work: str) -> float:
+    env = dict(os.environ, BENCH_SERVICE_PROFILER=profiler, BENCH_SERVICE_PROFILE_DIR=os.path.join(work, "profiles"),
+               DD_PROFILING_UPLOAD_INTERVAL="3600")
+    program = (f"import sys; sys.path.insert(0, {HERE!r}); import request_instructions; "
+               f"request_instructions.child({app!r}, {requests}, {warm_up})")
+    idle, served = windows(python, program, 2, f"{app}-{profiler}", work, env)
+    return (served - idle) / requests
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--python", default=sys.executable, help="the interpreter measured (default: this one)")
+    parser.add_argument("--apps", default=",".join(APPS), help="comma-separated: wsgi, asgi (default both)")
+    parser.add_argument("--requests", type=int, default=300, help="requests counted per run (default 300)")
+    parser.add_argument("--warm-up", type=int, default=100, help="requests before the count (default 100)")
+    parser.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR")
+    args = parser.parse_args(argv)
+    args.apps = [name.strip() for name in args.apps.split(",") if name.strip()]
+    if not args.apps or any(name not in APPS for name in args.apps):
+        parser.error(f"--apps: a comma-separated list from {', '.join(APPS)}")
+    if args.requests <= 0 or args.warm_up < 0:
+        parser.error("--requests must be positive and --warm-up not negative")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if shutil.which("valgrind") is None:
+        print("service/request_instructions.py: valgrind is not installed", file=sys.stderr)
+        return 1
+    with tempfile.TemporaryDirectory(prefix="lockprof-service-instructions-") as scratch:
+        work = args.keep or scratch
+        os.makedirs(work, exist_ok=True)
+        interpreter = describe(args.python, work)
+        results: Dict[str, List[float]] = {}
+        for app in args.apps:
+            results[app] = [count(args.python, app, profiler, args.requests, args.warm_up, work)
+                            for profiler in PROFILERS]
+    print(f"instructions per request (callgrind, all threads), {args.requests} requests after {args.warm_up}: "
+          f"{interpreter}")
+    print(f"  {'app':<5} {'none':>11} {'lockprof':>11} {'ratio':>7}")
+    for app, (none, ours) in results.items():
+        print(f"  {app:<5} {none:>11,.0f} {ours:>11,.0f} {ours / none:>6.3f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
