@@ -155,17 +155,28 @@ def windows(python: str, program: str, expected: int, tag: str, work: str,
     out = os.path.join(work, f"callgrind.{tag}")
     # A fixed hash seed: the same dictionary layouts in every run.
     env = dict(os.environ if env is None else env, PYTHONHASHSEED="0")
-    # Names uncompressed: each dump can be read by callgrind_annotate on its own.
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={MARKER}",
-               "--compress-strings=no", python, "-c", program]
-    done = subprocess.run(command, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(callgrind(out) + [python, "-c", program], env=env, cwd=work, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the {tag} run failed ({done.returncode}):\n{done.stdout[-3000:]}")
-    # out.1 is start-up; out.2 ... are the windows, in order.
+    return dumped(out, expected)
+
+
+def callgrind(out: str, marker: str = MARKER) -> List[str]:
+    """The valgrind command that runs a program under callgrind, writing to out.1, out.2, ... the
+    instructions counted before each call of the C function marker, and to out those after the
+    last (%p in out: the process id, for a program that forks). Names are not compressed, so
+    that callgrind_annotate reads each dump on its own."""
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={marker}",
+            "--compress-strings=no"]
+
+
+def dumped(out: str, expected: int, marker: str = MARKER) -> List[int]:
+    """The instructions of the `expected` windows callgrind wrote to out.2 ... (out.1 is start-up)."""
     parts = sorted(glob.glob(out + ".*"), key=lambda path: int(path.rsplit(".", 1)[1]))
     if len(parts) != expected + 1:
         raise RuntimeError(f"callgrind wrote {len(parts)} dumps for {expected} windows: "
-                           f"is {MARKER}() in this Python's C library, and called only by os.getppid()?")
+                           f"is {marker}() in this Python's C library, and called only where marked?")
     return [totals(path) for path in parts[1:]]
 
 

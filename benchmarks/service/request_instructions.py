@@ -30,16 +30,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import http.client
+import itertools
 import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from instructions import describe, windows  # noqa: E402  (benchmarks/instructions.py)
+from instructions import callgrind, describe, dumped, windows  # noqa: E402  (benchmarks/instructions.py)
 
 APPS = ("wsgi", "asgi")
 PROFILERS = ("none", "lockprof")
@@ -131,6 +134,62 @@ def count(python: str, app: str, profiler: str, requests: int, warm_up: int, wor
     return (served - idle) / requests
 
 
+SERVER_MARKER = "getpgrp"  # counted.py's; gunicorn's worker calls os.getppid() in its loop
+
+
+def count_served(app: str, profiler: str, args: argparse.Namespace, work: str) -> float:
+    """Instructions per request of the process serving app (gunicorn's worker, or uvicorn) under
+    run.py's server command, loaded by --connections clients: the window from the --warm-up-th
+    answer to the (--warm-up + --requests)-th, counted.py marking both."""
+    import run  # benchmarks/service/run.py (not in the measured child: it imports more than a server does)
+
+    tag = f"server-{app}-{profiler}"
+    out = os.path.join(work, f"callgrind.{tag}.%p")
+    end = args.warm_up + args.requests
+    env = {"BENCH_SERVICE_WINDOW_START": str(args.warm_up), "BENCH_SERVICE_WINDOW_END": str(end),
+           "DD_PROFILING_UPLOAD_INTERVAL": "3600", "PYTHONHASHSEED": "0"}
+    server = run.Server(app, profiler, os.path.join(work, "profiles"), args.threads, os.path.join(work, f"{tag}.log"),
+                        None, prefix=callgrind(out, SERVER_MARKER), target=f"counted:{app}", env=env)
+    try:
+        pid = server.wait_ready(timeout=600)["pid"]
+        # Past the window's end by one request a connection, so that it ends under the same load.
+        load(server.port, end + args.connections, args.connections, args.delay_ms / 1e3)
+    finally:
+        server.stop(timeout=600)
+    (window,) = dumped(out.replace("%p", str(pid)), 1, SERVER_MARKER)
+    return window / args.requests
+
+
+def load(port: int, total: int, connections: int, delay: float) -> None:
+    """total GET /work over `connections` keep-alive connections, each waiting `delay` seconds
+    between its requests (as run.py's wrk script does)."""
+    sent = itertools.count()
+    failures: List[str] = []
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+        try:
+            while next(sent) < total:
+                connection.request("GET", "/work")
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    failures.append(f"status {response.status}")
+                time.sleep(delay)
+        except OSError as error:
+            failures.append(repr(error))
+        finally:
+            connection.close()
+
+    clients = [threading.Thread(target=client) for _ in range(connections)]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} requests failed, the first: {failures[0]}")
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python", default=sys.executable, help="the interpreter measured (default: this one)")
@@ -138,12 +197,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--requests", type=int, default=300, help="requests counted per run (default 300)")
     parser.add_argument("--warm-up", type=int, default=100, help="requests before the count (default 100)")
     parser.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR")
+    parser.add_argument("--server", action="store_true",
+                        help="serve the applications with run.py's servers (gunicorn, uvicorn) over loopback "
+                             "instead of in process; measures this interpreter")
+    parser.add_argument("--connections", type=int, default=16, help="--server: client connections (default 16)")
+    parser.add_argument("--threads", type=int, default=8, help="--server: gunicorn request threads (default 8)")
+    parser.add_argument("--delay-ms", type=float, default=1000.0,
+                        help="--server: each connection's pause between requests (default 1000: run.py's 20 ms "
+                             "scaled by callgrind's slowdown, so the server is about as busy)")
     args = parser.parse_args(argv)
     args.apps = [name.strip() for name in args.apps.split(",") if name.strip()]
     if not args.apps or any(name not in APPS for name in args.apps):
         parser.error(f"--apps: a comma-separated list from {', '.join(APPS)}")
     if args.requests <= 0 or args.warm_up < 0:
         parser.error("--requests must be positive and --warm-up not negative")
+    if args.server and (args.warm_up < 1 or min(args.connections, args.threads) < 1 or args.delay_ms < 0):
+        parser.error("--server needs --warm-up, --connections and --threads of at least 1")
+    if args.server and os.path.realpath(shutil.which(args.python) or "") != os.path.realpath(sys.executable):
+        parser.error("--server measures the interpreter that runs it: run it with the --python one")
     return args
 
 
@@ -158,10 +229,13 @@ def main(argv=None) -> int:
         interpreter = describe(args.python, work)
         results: Dict[str, List[float]] = {}
         for app in args.apps:
-            results[app] = [count(args.python, app, profiler, args.requests, args.warm_up, work)
+            results[app] = [count_served(app, profiler, args, work) if args.server
+                            else count(args.python, app, profiler, args.requests, args.warm_up, work)
                             for profiler in PROFILERS]
-    print(f"instructions per request (callgrind, all threads), {args.requests} requests after {args.warm_up}: "
-          f"{interpreter}")
+    where = (f"served by gunicorn/uvicorn, {args.connections} connections, {args.delay_ms:g} ms apart"
+             if args.server else "in process")
+    print(f"instructions per request (callgrind, all threads), {args.requests} requests after {args.warm_up}, "
+          f"{where}: {interpreter}")
     print(f"  {'app':<5} {'none':>11} {'lockprof':>11} {'ratio':>7}")
     for app, (none, ours) in results.items():
         print(f"  {app:<5} {none:>11,.0f} {ours:>11,.0f} {ours / none:>6.3f}x")
