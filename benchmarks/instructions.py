@@ -233,10 +233,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def no_valgrind(program: str) -> bool:
+    """True, having said so, when valgrind is not installed."""
+    if shutil.which("valgrind") is None:
+        print(f"{program}: valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return True
+    return False
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if shutil.which("valgrind") is None:
-        print("instructions.py: valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+    if no_valgrind("instructions.py"):
         return 1
     # The children run in an empty directory: a lockprof/ in the current one would shadow the package.
     with tempfile.TemporaryDirectory(prefix="lockprof-instructions-") as work:

@@ -42,7 +42,7 @@ from typing import Any, Dict, List
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from instructions import callgrind, describe, dumped, windows  # noqa: E402  (benchmarks/instructions.py)
+from instructions import callgrind, describe, dumped, no_valgrind, windows  # noqa: E402  (benchmarks/instructions.py)
 
 APPS = ("wsgi", "asgi")
 PROFILERS = ("none", "lockprof")
@@ -213,15 +213,16 @@ def parse_args(argv=None) -> argparse.Namespace:
         parser.error("--requests must be positive and --warm-up not negative")
     if args.server and (args.warm_up < 1 or min(args.connections, args.threads) < 1 or args.delay_ms < 0):
         parser.error("--server needs --warm-up, --connections and --threads of at least 1")
-    if args.server and os.path.realpath(shutil.which(args.python) or "") != os.path.realpath(sys.executable):
+    if shutil.which(args.python) is None:
+        parser.error(f"--python {args.python!r} is not an executable")
+    if args.server and os.path.realpath(shutil.which(args.python)) != os.path.realpath(sys.executable):
         parser.error("--server measures the interpreter that runs it: run it with the --python one")
     return args
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if shutil.which("valgrind") is None:
-        print("service/request_instructions.py: valgrind is not installed", file=sys.stderr)
+    if no_valgrind("service/request_instructions.py"):
         return 1
     with tempfile.TemporaryDirectory(prefix="lockprof-service-instructions-") as scratch:
         work = args.keep or scratch

@@ -134,7 +134,8 @@ class Server:
     """One application served under one profiler."""
 
     def __init__(self, app: str, profiler: str, profile_dir: str, threads: int, log_path: str, preexec,
-                 prefix: Sequence[str] = (), target: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> None:
+                 prefix: Sequence[str] = (), target: Optional[str] = None,
+                 env: Optional[Dict[str, str]] = None) -> None:
         """prefix: a command the server runs under (valgrind's); target: its application, as
         server_command takes it; env: more environment variables."""
         self.port = free_port()
