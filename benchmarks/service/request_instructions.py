@@ -3,13 +3,13 @@
 with profiling off and with lockprof at its defaults: what a request costs, without the noise
 of wall-clock runs on a shared machine.
 
-Each application's request is served in this process, without server or network: wsgi calls
-wsgi_app.work(), the Flask view, in the application's context (its jsonify needs one); asgi
-calls asgi_app.app() with an HTTP scope for /work, after its lifespan startup. workload.py
-starts the profiler (BENCH_SERVICE_PROFILER) exactly as in a server; upload_interval is an hour
-(DD_PROFILING_UPLOAD_INTERVAL) so no export falls inside the count. Per application and profiler,
-one process under `valgrind --tool=callgrind` (instructions.py's windows(): counts between
-os.getppid() calls, of every thread, start-up excluded):
+In process (the default), without server or network: wsgi calls wsgi_app.work(), the Flask
+view, in the application's context (its jsonify needs one); asgi calls asgi_app.app() with an
+HTTP scope for /work, after its lifespan startup. workload.py starts the profiler
+(BENCH_SERVICE_PROFILER) exactly as in a server; upload_interval is an hour
+(DD_PROFILING_UPLOAD_INTERVAL) so no export falls inside the count. Per application and
+profiler, one process under `valgrind --tool=callgrind` (instructions.py's windows(): counts
+between os.getppid() calls, of every thread, start-up excluded):
 
 * --warm-up requests not counted (the pool's threads started, first captures and namings done),
   then gc.collect() and gc.freeze() as instructions.py does;
@@ -18,11 +18,19 @@ os.getppid() calls, of every thread, start-up excluded):
 * instructions per request = (window 2 - window 1) / requests, so the pool workers' share of
   every request is counted and the settle cancels out.
 
-    python benchmarks/service/request_instructions.py [--python PATH] [--apps wsgi,asgi] [--requests 300]
-        [--keep DIR]
+--server: run.py's server command (gunicorn's gthread worker or uvicorn) runs under callgrind,
+serving counted.py's wrapper of the application, loaded over loopback by --connections
+keep-alive clients, each pausing --delay-ms between requests; counted.py marks the answers of
+request --warm-up and --warm-up + --requests, and the instructions of the serving process in
+between (every thread, the server's own work included), divided by --requests, are the count.
+It measures the interpreter that runs it.
 
---keep writes the callgrind files to DIR, for callgrind_annotate --inclusive=yes DIR/callgrind.*.2.
-Needs valgrind and, for wsgi, flask in the measured interpreter (benchmarks/requirements.txt).
+    python benchmarks/service/request_instructions.py [--python PATH] [--apps wsgi,asgi] [--requests 300]
+        [--warm-up 100] [--keep DIR] [--server [--connections 16] [--threads 8] [--delay-ms 1000]]
+
+--keep writes the callgrind files to DIR, for callgrind_annotate DIR/callgrind.<app>-<profiler>.3
+(in process) or DIR/callgrind.server-<app>-<profiler>.<pid>.2. Needs valgrind and
+benchmarks/requirements.txt's flask (wsgi), gunicorn and uvicorn (--server).
 """
 
 from __future__ import annotations
@@ -118,8 +126,8 @@ def child(app: str, requests: int, warm_up: int) -> None:
     server.serve(warm_up)
     gc.collect()
     gc.freeze()
-    settle()
-    settle()
+    settle()  # the end of start-up and warm-up (callgrind's first dump)
+    settle()  # window 1
     server.serve(requests)
     settle()
     server.close()
