@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any, Callable, Dict, List, NamedTuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional
 
 from benchutil import cpu_model, write_json
 
@@ -81,6 +81,7 @@ def creation_rows() -> List[Row]:
             Row("threading.Semaphore()", lambda: threading.Semaphore, "o()"),
             Row("asyncio.Lock()", lambda: asyncio.Lock, "o()", True),
             Row("concurrent.futures.Future()", lambda: concurrent.futures.Future, "o()"),
+            Row("queue.Queue()", lambda: queue.Queue, "o()"),
             Row("queue.Queue: put(); get()", lambda: queue.Queue(), "o.put(1); o.get()")]
 
 
@@ -141,22 +142,41 @@ def run_loops(event_loop, prepared, iterations: int, mark: bool) -> None:
 def count(python: str, names: List[str], profiled: bool, operations: int, work: str) -> List[int]:
     """Instructions counted in each row's loop, in the order of names."""
     tag = f"{'profiled' if profiled else 'native'}-{operations}"
-    out = os.path.join(work, f"callgrind.{tag}")
     output = os.path.join(work, "profiles") if profiled else ""
     program = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
                f"import instructions; instructions.child({names!r}, {output!r}, {operations // UNROLL})")
+    return windows(python, program, len(names), tag, work)
+
+
+def windows(python: str, program: str, expected: int, tag: str, work: str,
+            env: Optional[Dict[str, str]] = None) -> List[int]:
+    """Run `python -c program` under callgrind in work and return the instructions (all threads)
+    counted between its successive os.getppid() calls: `expected` windows, start-up excluded."""
+    out = os.path.join(work, f"callgrind.{tag}")
     # A fixed hash seed: the same dictionary layouts in every run.
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    command = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={MARKER}",
-               python, "-c", program]
-    done = subprocess.run(command, env=env, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(os.environ if env is None else env, PYTHONHASHSEED="0")
+    done = subprocess.run(callgrind(out) + [python, "-c", program], env=env, cwd=work, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the {tag} run failed ({done.returncode}):\n{done.stdout[-3000:]}")
-    # out.1 is start-up; out.2 ... are the loops, in order.
+    return dumped(out, expected)
+
+
+def callgrind(out: str, marker: str = MARKER) -> List[str]:
+    """The valgrind command that runs a program under callgrind, writing to out.1, out.2, ... the
+    instructions counted before each call of the C function marker, and to out those after the
+    last (%p in out: the process id, for a program that forks). Names are not compressed, so
+    that callgrind_annotate reads each dump on its own."""
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={marker}",
+            "--compress-strings=no"]
+
+
+def dumped(out: str, expected: int, marker: str = MARKER) -> List[int]:
+    """The instructions of the `expected` windows callgrind wrote to out.2 ... (out.1 is start-up)."""
     parts = sorted(glob.glob(out + ".*"), key=lambda path: int(path.rsplit(".", 1)[1]))
-    if len(parts) != len(names) + 1:
-        raise RuntimeError(f"callgrind wrote {len(parts)} dumps for {len(names)} rows: "
-                           f"is {MARKER}() in this Python's C library, and called only by os.getppid()?")
+    if len(parts) != expected + 1:
+        raise RuntimeError(f"callgrind wrote {len(parts)} dumps for {expected} windows: "
+                           f"is {marker}() in this Python's C library, and called only where marked?")
     return [totals(path) for path in parts[1:]]
 
 
@@ -213,10 +233,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def no_valgrind(program: str) -> bool:
+    """True, having said so, when valgrind is not installed."""
+    if shutil.which("valgrind") is None:
+        print(f"{program}: valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+        return True
+    return False
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if shutil.which("valgrind") is None:
-        print("instructions.py: valgrind is not installed (Debian: apt-get install valgrind)", file=sys.stderr)
+    if no_valgrind("instructions.py"):
         return 1
     # The children run in an empty directory: a lockprof/ in the current one would shadow the package.
     with tempfile.TemporaryDirectory(prefix="lockprof-instructions-") as work:

@@ -155,6 +155,9 @@ class _ThreadingCondition(_Profiled):
         if info is not None and given_lock(args, kwargs, ()) is None:
             _held_as(info, self)
             state.profile.init(self, profiled_rlock(info, state.recorder))
+        elif len(args) == 1 and not kwargs:
+            # Condition(lock), three per queue.Queue(): a call with no star-arguments' tuple and dict
+            state.profile.init(self, args[0])
         else:
             state.profile.init(self, *args, **kwargs)  # its own checks and errors
 

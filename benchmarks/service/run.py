@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -117,27 +117,31 @@ def placed(cpu: int, nice: int):
     return preexec
 
 
-def server_command(app: str, port: int, threads: int) -> List[str]:
-    """One server process serving `app`: gunicorn's one threaded worker (its master idles), or
-    uvicorn on asyncio's own loop and its pure-Python HTTP parser (the same with or without
-    uvloop and httptools installed)."""
+def server_command(app: str, port: int, threads: int, target: Optional[str] = None) -> List[str]:
+    """One server process serving `app` (or the application named target, module:name):
+    gunicorn's one threaded worker (its master idles), or uvicorn on asyncio's own loop and its
+    pure-Python HTTP parser (the same with or without uvloop and httptools installed)."""
     if app == "wsgi":
         return [sys.executable, "-m", "gunicorn", "--chdir", HERE, "--bind", f"127.0.0.1:{port}",
                 "--workers", "1", "--worker-class", "gthread", "--threads", str(threads),
-                "--backlog", "256", "--log-level", "warning", "wsgi_app:app"]
+                "--backlog", "256", "--log-level", "warning", target or "wsgi_app:app"]
     return [sys.executable, "-m", "uvicorn", "--app-dir", HERE, "--host", "127.0.0.1", "--port", str(port),
             "--loop", "asyncio", "--http", "h11", "--lifespan", "on", "--backlog", "256",
-            "--log-level", "warning", "--no-access-log", "asgi_app:app"]
+            "--log-level", "warning", "--no-access-log", target or "asgi_app:app"]
 
 
 class Server:
     """One application served under one profiler."""
 
-    def __init__(self, app: str, profiler: str, profile_dir: str, threads: int, log_path: str, preexec) -> None:
+    def __init__(self, app: str, profiler: str, profile_dir: str, threads: int, log_path: str, preexec,
+                 prefix: Sequence[str] = (), target: Optional[str] = None,
+                 env: Optional[Dict[str, str]] = None) -> None:
+        """prefix: a command the server runs under (valgrind's); target: its application, as
+        server_command takes it; env: more environment variables."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = dict(os.environ, BENCH_SERVICE_PROFILER=profiler, BENCH_SERVICE_PROFILE_DIR=profile_dir)
-        command = server_command(app, self.port, threads)
+        env = dict(os.environ, BENCH_SERVICE_PROFILER=profiler, BENCH_SERVICE_PROFILE_DIR=profile_dir, **(env or {}))
+        command = list(prefix) + server_command(app, self.port, threads, target)
         self.log = open(log_path, "w", encoding="utf-8")
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         preexec_fn=preexec)
