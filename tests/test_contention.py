@@ -457,7 +457,7 @@ def test_one_stall_among_a_million_acquires_is_in_the_profile(tmp_path, run):
         for _ in range(500_000):
             with lock:
                 pass
-    profile = pprof.decode(open(profiler.last_path, "rb").read())
+    profile = pprof.read_profile(profiler.last_path)
     waits = [s for s in profile.samples if s.acquire_wait_ns >= 190 * MS]
     holds = [s for s in profile.samples if s.blocking_hold_ns >= 190 * MS]
     assert len(waits) == 1 and waits[0].frames[0].name.endswith("stalled_waiter")

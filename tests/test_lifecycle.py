@@ -5,6 +5,7 @@ from __future__ import annotations
 import _thread
 import glob
 import os
+import pathlib
 import random
 import shutil
 import subprocess
@@ -417,7 +418,7 @@ def test_profiler_lock_disabled_patches_nothing(tmp_path):
         assert type(threading.Lock()) is NATIVE_LOCK_TYPE
     finally:
         path = p.stop()
-    profile = pprof.decode(open(path, "rb").read())
+    profile = pprof.read_profile(path)
     assert profile.samples == []
 
 
@@ -443,9 +444,9 @@ def test_profiler_stop_writes_profile(tmp_path):
     assert os.path.isfile(path)
     assert p.last_path == path
     assert threading.Lock is ORIGINAL_LOCK
-    profile = pprof.decode(open(path, "rb").read())
+    profile = pprof.read_profile(path)
     assert [(t.type, t.unit) for t in profile.sample_types] == [(t.type, t.unit) for t in SAMPLE_TYPES]
-    assert pprof.parse(open(path, "rb").read()).default_sample_type == "lock-acquire-wait"
+    assert pprof.parse(pathlib.Path(path).read_bytes()).default_sample_type == "lock-acquire-wait"
     (sample,) = [s for s in profile.samples if s.lock_name == lock.lock_info.display_name]
     assert sample.lock_name.endswith(":work_lock")
     assert sample.lock_kind == "lock"
@@ -472,8 +473,8 @@ def test_profiler_second_export_gets_next_sequence(tmp_path):
         second = p.stop()
     assert first == str(tmp_path / f"p.{os.getpid()}.0.pprof")
     assert second == str(tmp_path / f"p.{os.getpid()}.1.pprof")
-    names_first = {s.lock_name for s in pprof.decode(open(first, "rb").read()).samples}
-    names_second = {s.lock_name for s in pprof.decode(open(second, "rb").read()).samples}
+    names_first = {s.lock_name for s in pprof.read_profile(first).samples}
+    names_second = {s.lock_name for s in pprof.read_profile(second).samples}
     assert names_first == {first_lock.lock_info.display_name}
     assert names_second == {second_lock.lock_info.display_name}  # a new period
 
@@ -501,7 +502,7 @@ def test_profiler_export_failure_warns_once_then_recovers(tmp_path):
     finally:
         p.stop(flush=False)
     assert path == str(blocker / f"p.{os.getpid()}.0.pprof")
-    profile = pprof.decode(open(path, "rb").read())
+    profile = pprof.read_profile(path)
     assert lock.lock_info.display_name in {s.lock_name for s in profile.samples}
 
 
@@ -519,7 +520,7 @@ def test_profiler_periodic_export(tmp_path):
         p.stop(flush=False)
     assert len(files) >= 2
     for f in files:
-        pprof.decode(open(f, "rb").read())
+        pprof.read_profile(f)
     assert not [t for t in threading.enumerate() if t.name == "lockprof-exporter"]
 
 
@@ -562,7 +563,7 @@ def test_interpreter_exit_flushes(tmp_path):
     assert "Warning" not in result.stderr and "Traceback" not in result.stderr, result.stderr
     files = glob.glob(str(tmp_path / "exit.*.0.pprof"))
     assert len(files) == 1
-    profile = pprof.decode(open(files[0], "rb").read())
+    profile = pprof.read_profile(files[0])
     (sample,) = [s for s in profile.samples if s.lock_name.endswith(":exit_lock")]
     assert sample.acquire_count == 1
     assert sample.release_count == 1
@@ -636,7 +637,7 @@ def test_profiler_concurrent_exports_get_distinct_sequence_numbers(tmp_path):
     assert len(set(paths)) == 20
     assert last == str(tmp_path / f"c.{os.getpid()}.20.pprof")
     for path in paths:
-        pprof.decode(open(path, "rb").read())
+        pprof.read_profile(path)
 
 
 def test_collectors_stopped_out_of_order_restore_native():
