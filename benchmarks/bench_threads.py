@@ -98,7 +98,7 @@ def two_threads(locks, ops: int, runs: int, collector=None) -> list:
 
 
 def measure_interleaved(with_asyncio: bool, ops: int, rounds: int) -> dict:
-    """Private Locks in one profiled process (--interleaved): each round runs two threads on
+    """Private Locks in one profiled process (the last cells): each round runs two threads on
     native locks (_thread.allocate_lock), then on profiled ones (threading.Lock()), so the
     two compare under the same memory layout and machine state; with_asyncio: asyncio imported
     first, as most services have it (a capture then asks it for the running task)."""
@@ -118,8 +118,9 @@ def measure_interleaved(with_asyncio: bool, ops: int, rounds: int) -> dict:
             "median_ratio": statistics.median(ratios), "gil": gil_state()}
 
 
-def spawn(variant: str, shape: str, kind: str, ops: int, repeat: int) -> dict:
-    command = [sys.executable, __file__, "--child", json.dumps([variant, shape, kind, ops, repeat])]
+def spawn(measure, *arguments) -> dict:
+    """measure(*arguments) (a function of CHILDREN) run in a process of its own."""
+    command = [sys.executable, __file__, "--child", measure.__name__, json.dumps(arguments)]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.splitlines()[-1])
 
@@ -131,7 +132,7 @@ def measure(rounds: int, repeat: int, scale: float) -> dict:
         figures = {variant: [] for variant in VARIANTS}
         for r in range(rounds):
             for variant in rotated(VARIANTS, r):
-                figures[variant].append(spawn(variant, shape, kind, ops, repeat))
+                figures[variant].append(spawn(measure_in_process, variant, shape, kind, ops, repeat))
         native_wall = statistics.median(f["wall_ns"] for f in figures["native"])
         native_cpu = statistics.median(f["cpu_ns"] for f in figures["native"])
         for variant, runs in figures.items():
@@ -153,24 +154,22 @@ def measure(rounds: int, repeat: int, scale: float) -> dict:
     return results
 
 
+CHILDREN = {measure.__name__: measure for measure in (measure_in_process, measure_interleaved)}
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--child"]:
-        print(json.dumps(measure_in_process(*json.loads(argv[1]))))
-        return 0
-    if argv[:1] == ["--interleaved-child"]:
-        print(json.dumps(measure_interleaved(*json.loads(argv[1]))))
+        print(json.dumps(CHILDREN[argv[1]](*json.loads(argv[2]))))
         return 0
     args = parse_args(__doc__, 9, argv)
     repeat, scale = (1, 0.05) if args.quick else (3, 1.0)
     load = load_average()
     results = measure(args.rounds, repeat, scale)
-    interleaved = {}
-    for with_asyncio in (False, True):
-        command = [sys.executable, __file__, "--interleaved-child",
-                   json.dumps([with_asyncio, max(10, int(INTERLEAVED_OPS * scale)) // 10 * 10, args.rounds])]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        interleaved["asyncio imported" if with_asyncio else "plain"] = json.loads(done.stdout.splitlines()[-1])
+    interleaved = {"asyncio imported" if with_asyncio else "plain":
+                   spawn(measure_interleaved, with_asyncio, max(10, int(INTERLEAVED_OPS * scale)) // 10 * 10,
+                         args.rounds)
+                   for with_asyncio in (False, True)}
     build = "a build with the GIL" if gil_state() == "n/a" else "free-threaded"
     print(f"lockprof, {THREADS} threads at once: Python {platform.python_version()} ({build}), "
           f"{cpu_model()}, load average at start {load}")
