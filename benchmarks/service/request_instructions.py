@@ -55,6 +55,7 @@ from instructions import callgrind, describe, dumped, no_valgrind, windows  # no
 APPS = ("wsgi", "asgi")
 PROFILERS = ("none", "lockprof")
 SETTLE = 0.5  # seconds the main thread sleeps for the pool's threads to go idle (under callgrind)
+NO_EXPORT = {"DD_PROFILING_UPLOAD_INTERVAL": "3600"}  # an hour: no export inside a count
 
 
 def settle() -> None:
@@ -135,7 +136,7 @@ def child(app: str, requests: int, warm_up: int) -> None:
 
 def count(python: str, app: str, profiler: str, requests: int, warm_up: int, work: str) -> float:
     env = dict(os.environ, BENCH_SERVICE_PROFILER=profiler, BENCH_SERVICE_PROFILE_DIR=os.path.join(work, "profiles"),
-               DD_PROFILING_UPLOAD_INTERVAL="3600")
+               **NO_EXPORT)
     program = (f"import sys; sys.path.insert(0, {HERE!r}); import request_instructions; "
                f"request_instructions.child({app!r}, {requests}, {warm_up})")
     idle, served = windows(python, program, 2, f"{app}-{profiler}", work, env)
@@ -155,7 +156,7 @@ def count_served(app: str, profiler: str, args: argparse.Namespace, work: str) -
     out = os.path.join(work, f"callgrind.{tag}.%p")
     end = args.warm_up + args.requests
     env = {"BENCH_SERVICE_WINDOW_START": str(args.warm_up), "BENCH_SERVICE_WINDOW_END": str(end),
-           "DD_PROFILING_UPLOAD_INTERVAL": "3600", "PYTHONHASHSEED": "0"}
+           "PYTHONHASHSEED": "0", **NO_EXPORT}
     server = run.Server(app, profiler, os.path.join(work, "profiles"), args.threads, os.path.join(work, f"{tag}.log"),
                         None, prefix=callgrind(out, SERVER_MARKER), target=f"counted:{app}", env=env)
     try:
