@@ -122,7 +122,7 @@ cdef void _note_thread(Recorder recorder, unsigned long thread_id) noexcept:
     if lp_load_ulong(&recorder._seen_threads[slot]) == thread_id:
         return
     lp_store_ulong(&recorder._seen_threads[slot], thread_id)
-    # Plain dict reads only: no attribute protocol, so no property or __getattr__ of a
+    # Plain storage reads only: no attribute protocol, so no property or __getattr__ of a
     # Thread subclass runs inside the user's lock operation.
     threading = recorder._modules.get("threading")
     active = PyObject_GenericGetDict(threading, NULL).get("_active") if threading is not None else None
@@ -130,10 +130,9 @@ cdef void _note_thread(Recorder recorder, unsigned long thread_id) noexcept:
     if thread is None:
         return
     try:
-        attributes = PyObject_GenericGetDict(thread, NULL)
+        name = instance_attribute(thread, "_name")
     except Exception:
         return
-    name = (<dict>attributes).get("_name") if type(attributes) is dict else None
     if type(name) is str:
         with cython.critical_section(recorder):  # drain swaps the dict
             recorder._thread_names[thread_id] = name

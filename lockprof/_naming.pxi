@@ -129,9 +129,7 @@ cdef object _key_of(dict mapping, object value):
 
 cdef object _attribute_holding(object owner, object lock, tuple names):
     """The attribute of owner holding lock: a __slots__ entry, or one of `names` (the
-    attribute names the releasing code uses) stored on the instance. The instance's storage is
-    read in place: asking for its __dict__ would, on 3.11+, turn its inline attribute values
-    into a dict for good and slow every later attribute access of the object."""
+    attribute names the releasing code uses) stored on the instance (instance_attribute())."""
     mro = type(owner).__mro__
     for klass in mro:
         klass_dict = vars(klass)
@@ -153,15 +151,23 @@ cdef object _attribute_holding(object owner, object lock, tuple names):
                 if value is lock:
                     return slot
     for name in names:
-        if type(name) is not str or any(name in vars(klass) for klass in mro):
-            continue  # a class attribute, property or descriptor: never run
-        try:
-            value = PyObject_GenericGetAttr(owner, name)  # the instance's own storage only
-        except AttributeError:
-            continue
-        if value is lock:
+        if type(name) is str and instance_attribute(owner, name) is lock:
             return name
     return None
+
+
+cdef object instance_attribute(object obj, str name):
+    """What obj itself stores under `name`, None if nothing or if a class of its MRO defines
+    `name` (a property or other descriptor is never run). Read in place: asking for the
+    object's __dict__ would, on 3.11+, turn its inline attribute values into a dict for good
+    and slow every later attribute access of the object."""
+    for klass in type(obj).__mro__:
+        if name in vars(klass):
+            return None
+    try:
+        return PyObject_GenericGetAttr(obj, name)  # no class attribute: the instance's storage
+    except AttributeError:
+        return None
 
 
 cdef str _mangled(type klass, str name):

@@ -588,3 +588,29 @@ def test_naming_a_lock_leaves_its_owners_attribute_storage_alone(collector):
     names = {s.lock_name for s in collector.snapshot().samples}
     assert any(name.endswith(":_lock") for name in names), names
     assert any(type(r) is dict for r in gc.get_referents(box)) == before
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="inline attribute values exist from 3.11")
+def test_naming_a_thread_leaves_its_attribute_storage_alone(collector):
+    # The thread's name is read in place too: a Thread whose __dict__ was asked for would read
+    # every attribute through a dict from then on (logging reads current_thread().name).
+    import gc
+
+    lock = threading.Lock()
+    seen = {}
+
+    def work():
+        me = threading.current_thread()
+        # Inline values are referents one by one; a materialized dict is one referent.
+        seen["before"] = [type(r) for r in gc.get_referents(me)]
+        for _ in range(5):
+            with lock:
+                pass
+        seen["after"] = [type(r) for r in gc.get_referents(me)]
+
+    worker = threading.Thread(target=work, name="lockprof-storage-worker")
+    worker.start()
+    worker.join()
+    names = {s.thread_name for s in collector.snapshot().samples}
+    assert "lockprof-storage-worker" in names, names
+    assert seen["after"] == seen["before"]
