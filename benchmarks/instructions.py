@@ -145,47 +145,59 @@ def count(python: str, names: List[str], profiled: bool, operations: int, work: 
     output = os.path.join(work, "profiles") if profiled else ""
     program = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.abspath(__file__))!r}); "
                f"import instructions; instructions.child({names!r}, {output!r}, {operations // UNROLL})")
-    return windows(python, program, len(names), tag, work)
+    return [window["Ir"] for window in windows(python, program, len(names), tag, work)]
 
 
 def windows(python: str, program: str, expected: int, tag: str, work: str,
-            env: Optional[Dict[str, str]] = None) -> List[int]:
-    """Run `python -c program` under callgrind in work and return the instructions (all threads)
-    counted between its successive os.getppid() calls: `expected` windows, start-up excluded."""
+            env: Optional[Dict[str, str]] = None, cache: bool = False) -> List[Dict[str, int]]:
+    """Run `python -c program` under callgrind in work and return what was counted (all threads)
+    between its successive os.getppid() calls: `expected` windows, start-up excluded, each as
+    callgrind's totals by event (Ir: instructions; with cache, also the cache misses)."""
     out = os.path.join(work, f"callgrind.{tag}")
     # A fixed hash seed: the same dictionary layouts in every run.
     env = dict(os.environ if env is None else env, PYTHONHASHSEED="0")
-    done = subprocess.run(callgrind(out) + [python, "-c", program], env=env, cwd=work, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+    done = subprocess.run(callgrind(out, cache=cache) + [python, "-c", program], env=env, cwd=work,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"the {tag} run failed ({done.returncode}):\n{done.stdout[-3000:]}")
     return dumped(out, expected)
 
 
-def callgrind(out: str, marker: str = MARKER) -> List[str]:
+def callgrind(out: str, marker: str = MARKER, cache: bool = False) -> List[str]:
     """The valgrind command that runs a program under callgrind, writing to out.1, out.2, ... the
     instructions counted before each call of the C function marker, and to out those after the
     last (%p in out: the process id, for a program that forks). Names are not compressed, so
-    that callgrind_annotate reads each dump on its own."""
-    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={marker}",
-            "--compress-strings=no"]
+    that callgrind_annotate reads each dump on its own. cache: simulate the caches too, counting
+    first-level instruction and data misses (I1mr, D1mr, D1mw), which instructions alone hide."""
+    return (["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--dump-before={marker}",
+             "--compress-strings=no"] + (["--cache-sim=yes"] if cache else []))
 
 
-def dumped(out: str, expected: int, marker: str = MARKER) -> List[int]:
-    """The instructions of the `expected` windows callgrind wrote to out.2 ... (out.1 is start-up)."""
+def dumped(out: str, expected: int, marker: str = MARKER) -> List[Dict[str, int]]:
+    """The totals by event of the `expected` windows callgrind wrote to out.2 ... (out.1 is
+    start-up)."""
     parts = sorted(glob.glob(out + ".*"), key=lambda path: int(path.rsplit(".", 1)[1]))
     if len(parts) != expected + 1:
         raise RuntimeError(f"callgrind wrote {len(parts)} dumps for {expected} windows: "
                            f"is {marker}() in this Python's C library, and called only where marked?")
-    return [totals(path) for path in parts[1:]]
+    return [events(path) for path in parts[1:]]
+
+
+def events(path: str) -> Dict[str, int]:
+    """A callgrind file's totals by event name (its events: and totals: lines)."""
+    names: List[str] = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("events:"):
+                names = line.split()[1:]
+            elif line.startswith("totals:"):
+                return dict(zip(names, (int(value) for value in line.split()[1:])))
+    raise RuntimeError(f"{path} has no totals: line")
 
 
 def totals(path: str) -> int:
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("totals:"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{path} has no totals: line")
+    """A callgrind file's instructions."""
+    return events(path)["Ir"]
 
 
 def describe(python: str, work: str) -> str:

@@ -26,11 +26,14 @@ between (every thread, the server's own work included), divided by --requests, a
 It measures the interpreter that runs it.
 
     python benchmarks/service/request_instructions.py [--python PATH] [--apps wsgi,asgi] [--requests 300]
-        [--warm-up 100] [--keep DIR] [--server [--connections 16] [--threads 8] [--delay-ms 1000]]
+        [--warm-up 100] [--cache-sim] [--keep DIR] [--server [--connections 16] [--threads 8] [--delay-ms 1000]]
 
---keep writes the callgrind files to DIR, for callgrind_annotate DIR/callgrind.<app>-<profiler>.3
-(in process) or DIR/callgrind.server-<app>-<profiler>.<pid>.2. Needs valgrind and
-benchmarks/requirements.txt's flask (wsgi), gunicorn and uvicorn (--server).
+--cache-sim also simulates the caches and reports, per request, the first-level instruction and
+data cache misses (I1mr, D1mr, D1mw): lockprof's cost in a served request that its instructions
+do not show (docs/overhead.md, "The service"). --keep writes the callgrind files to DIR, for
+callgrind_annotate DIR/callgrind.<app>-<profiler>.3 (in process) or
+DIR/callgrind.server-<app>-<profiler>.<pid>.2. Needs valgrind and benchmarks/requirements.txt's
+flask (wsgi), gunicorn and uvicorn (--server).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ APPS = ("wsgi", "asgi")
 PROFILERS = ("none", "lockprof")
 SETTLE = 0.5  # seconds the main thread sleeps for the pool's threads to go idle (under callgrind)
 NO_EXPORT = {"DD_PROFILING_UPLOAD_INTERVAL": "3600"}  # an hour: no export inside a count
+CACHE_EVENTS = ("I1mr", "D1mr", "D1mw")  # --cache-sim: first-level misses, instruction and data
 
 
 def settle() -> None:
@@ -134,19 +138,20 @@ def child(app: str, requests: int, warm_up: int) -> None:
     server.close()
 
 
-def count(python: str, app: str, profiler: str, requests: int, warm_up: int, work: str) -> float:
+def count(python: str, app: str, profiler: str, args: argparse.Namespace, work: str) -> Dict[str, float]:
+    """Per request, by callgrind event: Ir (instructions), and with --cache-sim CACHE_EVENTS."""
     env = dict(os.environ, BENCH_SERVICE_PROFILER=profiler, BENCH_SERVICE_PROFILE_DIR=os.path.join(work, "profiles"),
                **NO_EXPORT)
     program = (f"import sys; sys.path.insert(0, {HERE!r}); import request_instructions; "
-               f"request_instructions.child({app!r}, {requests}, {warm_up})")
-    idle, served = windows(python, program, 2, f"{app}-{profiler}", work, env)
-    return (served - idle) / requests
+               f"request_instructions.child({app!r}, {args.requests}, {args.warm_up})")
+    idle, served = windows(python, program, 2, f"{app}-{profiler}", work, env, cache=args.cache_sim)
+    return {event: (served[event] - idle[event]) / args.requests for event in served}
 
 
 SERVER_MARKER = "getpgrp"  # counted.py's; gunicorn's worker calls os.getppid() in its loop
 
 
-def count_served(app: str, profiler: str, args: argparse.Namespace, work: str) -> float:
+def count_served(app: str, profiler: str, args: argparse.Namespace, work: str) -> Dict[str, float]:
     """Instructions per request of the process serving app (gunicorn's worker, or uvicorn) under
     run.py's server command, loaded by --connections clients: the window from the --warm-up-th
     answer to the (--warm-up + --requests)-th, counted.py marking both."""
@@ -158,7 +163,8 @@ def count_served(app: str, profiler: str, args: argparse.Namespace, work: str) -
     env = {"BENCH_SERVICE_WINDOW_START": str(args.warm_up), "BENCH_SERVICE_WINDOW_END": str(end),
            "PYTHONHASHSEED": "0", **NO_EXPORT}
     server = run.Server(app, profiler, os.path.join(work, "profiles"), args.threads, os.path.join(work, f"{tag}.log"),
-                        None, prefix=callgrind(out, SERVER_MARKER), target=f"counted:{app}", env=env)
+                        None, prefix=callgrind(out, SERVER_MARKER, cache=args.cache_sim), target=f"counted:{app}",
+                        env=env)
     try:
         pid = server.wait_ready(timeout=600)["pid"]
         # Past the window's end by one request a connection, so that it ends under the same load.
@@ -166,7 +172,7 @@ def count_served(app: str, profiler: str, args: argparse.Namespace, work: str) -
     finally:
         server.stop(timeout=600)
     (window,) = dumped(out.replace("%p", str(pid)), 1, SERVER_MARKER)
-    return window / args.requests
+    return {event: value / args.requests for event, value in window.items()}
 
 
 def load(port: int, total: int, connections: int, delay: float) -> None:
@@ -205,6 +211,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--apps", default=",".join(APPS), help="comma-separated: wsgi, asgi (default both)")
     parser.add_argument("--requests", type=int, default=300, help="requests counted per run (default 300)")
     parser.add_argument("--warm-up", type=int, default=100, help="requests before the count (default 100)")
+    parser.add_argument("--cache-sim", action="store_true",
+                        help="simulate the caches: also report first-level cache misses per request")
     parser.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR")
     parser.add_argument("--server", action="store_true",
                         help="serve the applications with run.py's servers (gunicorn, uvicorn) over loopback "
@@ -237,18 +245,20 @@ def main(argv=None) -> int:
         work = args.keep or scratch
         os.makedirs(work, exist_ok=True)
         interpreter = describe(args.python, work)
-        results: Dict[str, List[float]] = {}
+        results: Dict[str, List[Dict[str, float]]] = {}
         for app in args.apps:
             results[app] = [count_served(app, profiler, args, work) if args.server
-                            else count(args.python, app, profiler, args.requests, args.warm_up, work)
+                            else count(args.python, app, profiler, args, work)
                             for profiler in PROFILERS]
     where = (f"served by gunicorn/uvicorn, {args.connections} connections, {args.delay_ms:g} ms apart"
              if args.server else "in process")
-    print(f"instructions per request (callgrind, all threads), {args.requests} requests after {args.warm_up}, "
+    print(f"per request (callgrind, all threads), {args.requests} requests after {args.warm_up}, "
           f"{where}: {interpreter}")
-    print(f"  {'app':<5} {'none':>11} {'lockprof':>11} {'ratio':>7}")
+    print(f"  {'app':<5} {'event':<19} {'none':>11} {'lockprof':>11} {'ratio':>7}")
     for app, (none, ours) in results.items():
-        print(f"  {app:<5} {none:>11,.0f} {ours:>11,.0f} {ours / none:>6.3f}x")
+        for event in ("Ir",) + (CACHE_EVENTS if args.cache_sim else ()):
+            label = "instructions" if event == "Ir" else f"{event} (L1 misses)"
+            print(f"  {app:<5} {label:<19} {none[event]:>11,.0f} {ours[event]:>11,.0f} {ours[event] / none[event]:>6.3f}x")
     return 0
 
 
