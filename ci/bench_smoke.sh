@@ -30,3 +30,6 @@ echo "-- instructions.py --quick"
 "$bin/python" "$root/benchmarks/instructions.py" --quick --json "$work/instructions.json"
 echo "-- service/run.py, both applications (gunicorn, uvicorn), one short round per profiler"
 "$bin/python" "$root/benchmarks/service/run.py" "$work/service" --apps wsgi,asgi --duration 2 --warmup 1 --rounds 1
+echo "-- service/run.py --interleave, the threaded application, two short rounds"
+"$bin/python" "$root/benchmarks/service/run.py" "$work/service-interleaved" --apps wsgi --profilers none,lockprof \
+    --interleave --duration 1 --warmup 1 --rounds 2
