@@ -108,4 +108,18 @@ static inline int lp_assigned_name(PyObject *code, int offset, const unsigned ch
     return *name != NULL ? LP_NAME_LOCAL : LP_NAME_NONE;
 }
 
+/* A class's own namespace (new reference), without the mappingproxy that cls.__dict__ makes: an
+ * allocation, which may run the garbage collector, and a finaliser that takes the very lock
+ * being acquired, inside the user's lock operation. */
+static inline PyObject *lp_class_dict(PyObject *klass)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyType_GetDict((PyTypeObject *)klass);
+#else
+    PyObject *dict = ((PyTypeObject *)klass)->tp_dict;
+    Py_XINCREF(dict);
+    return dict;
+#endif
+}
+
 #endif /* LOCKPROF_NAMING_H */

@@ -160,9 +160,10 @@ cdef object instance_attribute(object obj, str name):
     """What obj itself stores under `name`, None if nothing or if a class of its MRO defines
     `name` (a property or other descriptor is never run). Read in place: asking for the
     object's __dict__ would, on 3.11+, turn its inline attribute values into a dict for good
-    and slow every later attribute access of the object."""
-    for klass in type(obj).__mro__:
-        if name in vars(klass):
+    and slow every later attribute access of the object. Allocates nothing when obj stores
+    the name (a capture reads a thread's name while the user's lock is held)."""
+    for klass in (<type>type(obj)).__mro__:
+        if name in lp_class_dict(klass):
             return None
     try:
         return PyObject_GenericGetAttr(obj, name)  # no class attribute: the instance's storage

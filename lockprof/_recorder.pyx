@@ -36,7 +36,7 @@ from lockprof._lockcore cimport (
     lp_load_ulong, lp_lock, lp_mutex_reset, lp_store_int, lp_store_ulong, lp_unlock,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_module_init, lp_table_evict_idle, lp_table_init, lp_table_upsert,
-    lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_current_frame, lp_frame_local_name,
+    lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_class_dict, lp_current_frame, lp_frame_local_name,
     LP_OP_OTHER, LP_OP_CACHE, LP_OP_EXTENDED_ARG, LP_OP_LOAD, LP_OP_STORE_NAME, LP_OP_STORE_ATTR,
     LP_OP_STORE_FAST, LP_OP_STORE_FAST_PAIR, LP_OP_STORE_DEREF, LP_OP_JUMP_FORWARD,
     LP_OP_JUMP_ABSOLUTE, LP_NAME_SITE,
