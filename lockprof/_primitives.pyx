@@ -205,21 +205,23 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
         "_lp_original": base,
         "_lp_recorder": recorder,
         "_lp_profile": profile,
+        # Bound to the profile: making an object reads no class attribute (through the metaclass).
+        "__new__": staticmethod(PyCFunction_NewEx(&NEW, <PyObject*>profile, NULL)),
     }
     cls = ProfiledClass(base.__name__, (_MIXINS[_kinds.PROFILED_AS[kind]], base), namespace)
     profile.cls = cls
     return cls
 
 
-cdef object _new(PyObject* unused, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
-    """__new__(cls, *args, **kwargs) of every profiled class: an object of the original class
-    where profiling does not apply (stopped, or made in an excluded module) unless cls is a
-    user's subclass. A C function of the vectorcall convention (NEW): no argument tuple or dict
-    is built."""
+cdef object _new(PyObject* bound, PyObject** args, Py_ssize_t nargs, PyObject* kwnames):
+    """__new__(cls, *args, **kwargs) of a profiled class, bound to its ClassProfile (a user's
+    subclass inherits it): an object of the original class where profiling does not apply
+    (stopped, or made in an excluded module) unless cls is a user's subclass. A C function of
+    the vectorcall convention (NEW): no argument tuple or dict is built."""
     if nargs < 1:
         raise TypeError("object.__new__(): not enough arguments")
     cls = <object>args[0]
-    cdef ClassProfile profile = cls._lp_profile
+    cdef ClassProfile profile = <ClassProfile>bound
     info = profile.sites.lock_info() if profile.recorder.is_active() else None
     if info is None and cls is profile.cls:
         native = _object_new(profile, profile.original)
@@ -369,9 +371,8 @@ cdef object _acquirer():
 
 
 class _Profiled:
-    """What every profiled class shares: how its objects are made, pickled and copied."""
-
-    __new__ = staticmethod(PyCFunction_NewEx(&NEW, NULL, NULL))
+    """What every profiled class shares: how its objects are pickled and copied (each class has
+    its own __new__, bound to its ClassProfile: profiled_class())."""
 
     __reduce_ex__ = _reduce_ex
     __getstate__ = _getstate
