@@ -157,7 +157,7 @@ cdef object _current_greenlet(Recorder recorder):
     namespace = PyObject_GenericGetDict(greenlet, NULL)
     current = namespace["getcurrent"]()
     # greenlet's own C getter: a subclass's parent property or __getattribute__ never runs.
-    parent = vars(namespace["greenlet"])["parent"].__get__(current)
+    parent = lp_class_dict(namespace["greenlet"])["parent"].__get__(current)
     return current if parent is not None else None
 
 
@@ -168,9 +168,9 @@ cdef object _greenlet_name(Recorder recorder, object current):
     gevent_greenlet = PyObject_GenericGetDict(recorder._modules["gevent"], NULL).get("Greenlet")
     if type(gevent_greenlet) is not type or not isinstance(current, gevent_greenlet):
         return None  # gevent's hub, or a plain greenlet
-    default = vars(gevent_greenlet).get("name")
+    default = lp_class_dict(gevent_greenlet).get("name")
     for klass in type(current).__mro__:
-        found = vars(klass).get("name")
+        found = lp_class_dict(klass).get("name")
         if found is not None:
             if found is not default:
                 return None

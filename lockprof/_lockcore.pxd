@@ -162,7 +162,7 @@ cdef extern from "_naming.h":
         LP_NAME_SITE
         LP_NAME_LOCAL
     int lp_assigned_name(object code, int offset, const unsigned char* classes, PyObject** name) except -1
-    dict lp_class_dict(object klass)
+    dict lp_class_dict(type klass)
 
 
 cdef extern from "_table.h":

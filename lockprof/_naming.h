@@ -110,7 +110,8 @@ static inline int lp_assigned_name(PyObject *code, int offset, const unsigned ch
 
 /* A class's own namespace (new reference), without the mappingproxy that cls.__dict__ makes: an
  * allocation, which may run the garbage collector, and a finaliser that takes the very lock
- * being acquired, inside the user's lock operation. */
+ * being acquired, inside the user's lock operation. The one read of a class's namespace for
+ * code that runs there (a capture's thread and greenlet names, lock naming). */
 static inline PyObject *lp_class_dict(PyObject *klass)
 {
 #if PY_VERSION_HEX >= 0x030C0000

@@ -130,9 +130,8 @@ cdef object _key_of(dict mapping, object value):
 cdef object _attribute_holding(object owner, object lock, tuple names):
     """The attribute of owner holding lock: a __slots__ entry, or one of `names` (the
     attribute names the releasing code uses) stored on the instance (instance_attribute())."""
-    mro = type(owner).__mro__
-    for klass in mro:
-        klass_dict = vars(klass)
+    for klass in type(owner).__mro__:
+        klass_dict = lp_class_dict(klass)
         slots = klass_dict.get("__slots__", ())
         if isinstance(slots, str):
             slots = (slots,)
