@@ -117,21 +117,22 @@ cdef int _choose_try(NativeOps* ops, type native, int lock_kind) except -1:
 
 cdef int take_native_lock(object lock) noexcept:
     """1: `lock`, a native threading.Lock, taken without waiting (no Python code runs: the
-    attempt of this core); 0: it is held (by any thread); -1: not a native lock."""
+    attempt of this core); 0: it is held (by any thread); -1: not a native lock, or the attempt
+    failed (its error dropped: the caller's standard call then decides)."""
     if type(lock) is not NATIVE_LOCK:
         return -1
-    try:
-        return lp_try_acquire(&LOCK_OPS.acquire, LOCK_OPS.try_kind, <PyObject*>lock)
-    except Exception:
-        return -1
+    cdef int taken = lp_try_acquire_unchecked(&LOCK_OPS.acquire, LOCK_OPS.try_kind, <PyObject*>lock)
+    if taken < 0:
+        PyErr_Clear()
+    return taken
 
 
 cdef void release_native_lock(object lock) noexcept:
     """Release a lock take_native_lock() took."""
-    try:
-        lp_lock_release_taken(&LOCK_OPS.release, LOCK_OPS.try_kind, <PyObject*>lock)
-    except Exception:
-        pass  # the native release of a lock this thread just took does not fail
+    cdef PyObject* result = lp_lock_release_taken_unchecked(&LOCK_OPS.release, LOCK_OPS.try_kind, <PyObject*>lock)
+    if result == NULL:
+        PyErr_Clear()  # the native release of a lock this thread just took does not fail
+    Py_XDECREF(result)
 
 
 def direct_try_kinds():

@@ -24,8 +24,10 @@ import operator
 import sys
 
 cimport cython
+from cpython.exc cimport PyErr_Clear
 from cpython.module cimport PyModule_CheckExact, PyModule_GetDict
 from cpython.object cimport PyObject, PyTypeObject, newfunc
+from cpython.ref cimport Py_XDECREF
 from cpython.type cimport PyType_Modified
 from libc.stdint cimport int64_t
 
@@ -35,10 +37,12 @@ from lockprof._lockcore cimport (
     METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_blocking_pending, lp_call, lp_call0,
     lp_call0_then_store, lp_call_noargs, lp_call_vector, lp_caller_site, lp_classify_acquire,
     lp_classify_acquire_call, lp_current_frame, lp_descr_doc, lp_frame_lasti, lp_frame_ref,
-    lp_globals_name, lp_load_long, lp_lock_release_taken, lp_module_init, lp_monotonic_ns,
+    lp_globals_name, lp_load_long, lp_lock_release_taken, lp_lock_release_taken_unchecked, lp_module_init,
+    lp_monotonic_ns,
     lp_native_layout, lp_native_method, lp_native_method_resolve, lp_rlock_nest, lp_rlock_owned,
     lp_rlock_unnest, lp_sites_clear, lp_sites_get, lp_sites_put, lp_store_long, lp_thread_ident,
-    lp_try_acquire, lp_type_set_method, lp_type_set_vectorcall, lp_vectorcall, lp_vectorcall_nargs,
+    lp_try_acquire, lp_try_acquire_unchecked, lp_type_set_method, lp_type_set_vectorcall, lp_vectorcall,
+    lp_vectorcall_nargs,
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, name_lock, waiter_init
 from lockprof._wait cimport (

@@ -131,6 +131,11 @@ cdef extern from "_lockcore.h":
     int lp_native_layout(PyTypeObject* type, int lock_kind)
     int lp_try_acquire(const lp_native_method* acquire, int try_kind, PyObject* self) except -1
     object lp_lock_release_taken(const lp_native_method* release, int try_kind, PyObject* lock)
+    # The same two, for a caller that handles their error itself (-1, NULL: PyErr_Clear()) rather
+    # than in a try statement, which saves and restores the exception state at every call.
+    int lp_try_acquire_unchecked "lp_try_acquire"(const lp_native_method* acquire, int try_kind, PyObject* self) noexcept
+    PyObject* lp_lock_release_taken_unchecked "lp_lock_release_taken"(const lp_native_method* release, int try_kind,
+                                                                       PyObject* lock) noexcept
     int lp_rlock_owned(const lp_native_method* is_owned, int try_kind, PyObject* rlock) except -1
     int lp_rlock_nest(int try_kind, PyObject* rlock) except -1
     bint lp_rlock_unnest(int try_kind, PyObject* rlock) noexcept

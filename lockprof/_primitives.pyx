@@ -247,21 +247,23 @@ NEW.ml_flags = METH_FASTCALL | METH_KEYWORDS
 NEW.ml_doc = "Create and return a new object.  See help(type) for accurate signature."
 
 
-cdef void _held_as(LockInfo info, obj) except *:
+cdef int _held_as(LockInfo info, obj) except -1:
     """The program holds info's lock as obj (a Condition its own lock): name it after obj, unless
     its creation site named it already."""
     if not info.site_named:
         with cython.critical_section(info):  # a site's LockInfo is shared by its threads
             if info.name is None or info.local_named:
                 info.owner = weakref.ref(obj)
+    return 0
 
 
-cdef void _init_state(obj, ClassProfile profile, LockInfo info) except *:
+cdef int _init_state(obj, ClassProfile profile, LockInfo info) except -1:
     cdef ObjectState state = ObjectState.__new__(ObjectState)
     state.profile = profile
     state.recorder = profile.recorder
     state.info = info
     obj._lp_state = state
+    return 0
 
 
 cdef inline ObjectState _state(obj):
@@ -314,47 +316,50 @@ cdef object _holder(ObjectState state, bint by_task):
     return _acquirer() if key is None else key
 
 
-cdef void _open_hold(ObjectState state, bint by_task, object hold) except *:
+cdef int _open_hold(ObjectState state, bint by_task, object hold) except -1:
     """Note an acquire: its captured hold, or None. Uncaptured acquires are noted only while
     the holder has captured ones open, so that releases pair with acquires last-in first-out
     and never end another acquire's hold; the holder is looked up only then. The holds of all
     the acquirers are changed under the state's critical section (no GIL)."""
     if hold is None and not state.holds:
-        return
+        return 0
     key = _holder(state, by_task)
     with cython.critical_section(state):
         holds = state.holds
         if hold is None and (not holds or key not in holds):
-            return
+            return 0
         if holds is None:
             holds = state.holds = {}
         elif key not in holds and len(holds) >= MAX_OPEN_HOLDS:
             del holds[next(iter(holds))]  # the oldest acquirer's holds: dropped, never ended
         holds.setdefault(key, []).append(hold)
+    return 0
 
 
-cdef void _close_hold(obj, ObjectState state, bint by_task) except *:
+cdef int _close_hold(obj, ObjectState state, bint by_task) except -1:
     if not state.holds:
-        return
+        return 0
     key = _holder(state, by_task)
     with cython.critical_section(state):
         holds = state.holds
         stack = holds.get(key)
         if not stack:
-            return
+            return 0
         hold = stack.pop()
         if not stack or all(open_hold is None for open_hold in stack):
             del holds[key]
     if hold is not None:
         (<Hold>hold).end(lp_monotonic_ns())
         name_lock(obj, state.info)
+    return 0
 
 
-cdef void _waited(ObjectState state, bint by_task, TimedWait* wait, bint acquired) except *:
+cdef int _waited(ObjectState state, bint by_task, TimedWait* wait, bint acquired) except -1:
     """A semaphore's timed wait recorded; one that got a permit opens a hold."""
     cdef WaitOutcome outcome = wait_record(wait, state.recorder, state.info, acquired)
     if outcome != WAIT_UNRECORDED and acquired:
         _open_hold(state, by_task, _hold(state.recorder, wait.entry, wait.end) if outcome == WAIT_CAPTURED else None)
+    return 0
 
 
 cdef dict _MODULES = sys.modules

@@ -83,6 +83,7 @@ cdef enum InPlace:
     IN_PLACE_DONE
     IN_PLACE_NO_PERMIT   # acquire: none is free, the caller must wait
     IN_PLACE_UNDECIDED   # the standard method must decide
+    IN_PLACE_ERROR       # raised (a value that needs no PyErr_Occurred() call after each call)
 
 
 cdef object _standard_condition(semaphore, ClassProfile profile):
@@ -96,7 +97,7 @@ cdef object _standard_condition(semaphore, ClassProfile profile):
     return condition if type(condition) is _STANDARD_CONDITION else None
 
 
-cdef InPlace _take_permit(semaphore, ClassProfile profile) except *:
+cdef InPlace _take_permit(semaphore, ClassProfile profile) except IN_PLACE_ERROR:
     """What the standard acquire does when a permit is free, done here: with its Condition's
     lock taken (and the GIL held, no Python code run), the counter is read and decremented.
     Where that lock is held or cannot be taken here, the standard method decides."""
