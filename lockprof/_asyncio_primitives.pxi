@@ -221,12 +221,14 @@ class _AsyncioCondition(_Profiled):
         return result
 
 
-# ------------------------------------------------------------------ async with
+# ------------------------------------------------------------------ acquire() and async with
 
 cdef enum StepOp:
-    ENTER_LOCK
-    EXIT_LOCK
+    ACQUIRE_LOCK  # acquire(): returns True
+    ACQUIRE_SEMAPHORE
+    ENTER_LOCK  # __aenter__(): returns None
     ENTER_SEMAPHORE
+    EXIT_LOCK  # __aexit__(): returns None
     EXIT_SEMAPHORE
 
 cdef enum StepStage:
@@ -234,19 +236,17 @@ cdef enum StepStage:
     STEP_WAITING  # an acquire that suspends: handing on to `waiting`
     STEP_DONE
 
-cdef object _STEP_DONE = object()  # what _step_send() returns for "returned None"
-
 
 @cython.final
 @cython.freelist(8)
 cdef class _Step:
-    """What __aenter__ and __aexit__ of a profiled asyncio Lock, Semaphore or BoundedSemaphore
-    (an object of the profiled class itself) return in place of the standard coroutines
-    (`await self.acquire()`; `self.release()`): awaitable, a collections.abc.Coroutine, run at
-    its first send() as they are. An acquire or release that need not wait is done then, and
-    returns None; an acquire that waits hands every send(), throw() and close() on to the
-    profiled acquire()'s coroutine. `await` steps it through its C slots (_await.h): no
-    coroutine, frame or StopIteration is made, which cost more than the work itself."""
+    """What acquire(), __aenter__ and __aexit__ of a profiled asyncio Lock, Semaphore or
+    BoundedSemaphore return in place of the standard coroutines (acquire(); `await
+    self.acquire()`; `self.release()`): awaitable, a collections.abc.Coroutine, run at its first
+    send() as they are. An acquire or release that need not wait is done then; an acquire that
+    waits hands every send(), throw() and close() on to the profiled acquire()'s coroutine.
+    `await` steps it through its C slots (_await.h): no coroutine, frame or (but for a value
+    returned on 3.9 and 3.12+) StopIteration is made, which cost more than the work itself."""
     cdef object primitive
     cdef ObjectState state
     cdef object waiting
@@ -269,13 +269,13 @@ cdef class _Step:
             return _original(self).throw(*args)
         try:
             return self.waiting.throw(*args)
-        except StopIteration:
-            pass  # the acquire returned: so does __aenter__, with None
+        except StopIteration as stopped:
+            returned = stopped.value  # the acquire returned
         except BaseException:
             self._finish()
             raise
         self._finish()
-        raise StopIteration
+        _stop(returned if _acquiring(self.op) else None)
 
     def close(self):
         waiting = self.waiting
@@ -302,6 +302,8 @@ cdef class _Step:
     cdef object _standard(self):
         """The standard method this replaces."""
         original = self.state.profile.original
+        if _acquiring(self.op):
+            return original.acquire
         return original.__aenter__ if self.op == ENTER_LOCK or self.op == ENTER_SEMAPHORE else original.__aexit__
 
     cdef void _finish(self) noexcept:
@@ -311,6 +313,10 @@ cdef class _Step:
     def __dealloc__(self):
         if self.stage == STEP_CREATED and self.state is not None:
             _never_awaited(self)
+
+
+cdef inline bint _acquiring(StepOp op) noexcept:
+    return op == ACQUIRE_LOCK or op == ACQUIRE_SEMAPHORE
 
 
 cdef void _never_awaited(_Step step) noexcept:
@@ -330,6 +336,24 @@ cdef object _async_with(primitive, StepOp op, exc_type, exc, tb):
     return _original_aexit(primitive, state, exc_type, exc, tb)
 
 
+cdef object _acquire_step(function, primitive, StepOp op):
+    """acquire(primitive) (lp_make_step_fn, _await.h): a _Step for an object with profiling
+    state, which every object a profiled class makes has (a subclass's too, which the step's
+    acquire serves as the coroutine would); else function's coroutine."""
+    state = getattr(primitive, "_lp_state", None)
+    if type(state) is not ObjectState:
+        return function(primitive)
+    return _step(primitive, <ObjectState>state, op)
+
+
+cdef object _lock_acquire_step(function, primitive):
+    return _acquire_step(function, primitive, ACQUIRE_LOCK)
+
+
+cdef object _semaphore_acquire_step(function, primitive):
+    return _acquire_step(function, primitive, ACQUIRE_SEMAPHORE)
+
+
 cdef _Step _step(primitive, ObjectState state, StepOp op):
     cdef _Step step = _Step.__new__(_Step)
     step.primitive = primitive
@@ -338,11 +362,10 @@ cdef _Step _step(primitive, ObjectState state, StepOp op):
     return step
 
 
-cdef object _step_send(object obj, object value):
-    """One step of a _Step (lp_step_fn, _await.h): the value the acquire it hands on to yields,
-    or _STEP_DONE when it returned None."""
+cdef int _step_send(object obj, object value, PyObject** out) except -1:
+    """One step of a _Step (lp_step_fn, _await.h): 1 with *out the value the acquire it hands on
+    to yields, 0 with *out the value returned (new references)."""
     cdef _Step self = <_Step>obj
-    cdef PyObject* out = NULL
     if self.stage == STEP_CREATED:
         if value is not None:
             raise TypeError("can't send non-None value to a just-started coroutine")
@@ -350,40 +373,60 @@ cdef object _step_send(object obj, object value):
         primitive, state, op = self.primitive, self.state, self.op
         if op == EXIT_LOCK:
             _lock_release(primitive, state)
-            return _STEP_DONE
+            return _returned(out, None)
         if op == EXIT_SEMAPHORE:
             _semaphore_release(primitive, state)
-            return _STEP_DONE
-        if state.profiling() and (_lock_taken_now(primitive, state) if op == ENTER_LOCK
+            return _returned(out, None)
+        is_lock = op == ACQUIRE_LOCK or op == ENTER_LOCK
+        if state.profiling() and (_lock_taken_now(primitive, state) if is_lock
                                   else _semaphore_taken_now(primitive, state)):
-            return _STEP_DONE
-        self.waiting = (_AsyncioLock if op == ENTER_LOCK else _AsyncioSemaphore).acquire(primitive)
+            return _returned(out, True if _acquiring(op) else None)
+        self.waiting = (_LOCK_ACQUIRE if is_lock else _SEMAPHORE_ACQUIRE)(primitive)
         self.stage = STEP_WAITING
     elif self.stage == STEP_DONE:
         raise RuntimeError("cannot reuse already awaited coroutine")
+    cdef int sent
     try:
-        yielded = lp_send(self.waiting, value, &out)
+        sent = lp_send(self.waiting, value, out)
     except BaseException:
         self._finish()
         raise
-    result = <object>out
-    Py_DECREF(result)
-    if yielded:
-        return result
-    self._finish()
-    return _STEP_DONE
+    if sent == 0:
+        self._finish()
+        if not _acquiring(self.op):  # __aenter__ returns None, whatever the acquire returned
+            Py_XDECREF(out[0])
+            return _returned(out, None)
+    return sent
+
+
+cdef inline int _returned(PyObject** out, value) noexcept:
+    Py_INCREF(value)
+    out[0] = <PyObject*>value
+    return 0
 
 
 cdef object _step_result(_Step self, value):
     """_step_send() as send() and __next__() tell it: a return as StopIteration."""
-    result = _step_send(self, value)
-    if result is _STEP_DONE:
+    cdef PyObject* out
+    cdef int sent = _step_send(self, value, &out)
+    result = <object>out
+    Py_DECREF(result)  # _step_send's reference: result holds its own
+    if sent:
+        return result
+    _stop(result)
+
+
+cdef int _stop(value) except -1:
+    """Raise what a coroutine's send() raises when it returns value."""
+    if value is None:
         raise StopIteration
-    return result
+    raise StopIteration(value)
 
 
 cdef object _original(_Step step):
     """The standard coroutine in place of which step was made, not started."""
+    if _acquiring(step.op):
+        return step.state.profile.acquire(step.primitive)
     if step.op == ENTER_LOCK or step.op == ENTER_SEMAPHORE:
         return _original_aenter(step.primitive, step.state)
     return _original_aexit(step.primitive, step.state, None, None, None)
@@ -397,5 +440,13 @@ cdef object _original_aexit(primitive, ObjectState state, exc_type, exc, tb):
     return state.profile.original.__aexit__(primitive, exc_type, exc, tb)
 
 
-lp_type_set_step(<PyTypeObject*>_Step, <void*>_step_send, _STEP_DONE)
+lp_type_set_step(<PyTypeObject*>_Step, <void*>_step_send)
 collections.abc.Coroutine.register(_Step)
+
+# acquire() of the profiled classes: the coroutine functions above, whose call with the object
+# alone makes a _Step (_await.h). They keep their name, code and signature: inspect sees a
+# coroutine function. A _Step that waits hands on to their coroutine.
+cdef object _LOCK_ACQUIRE = _AsyncioLock.__dict__["acquire"]
+cdef object _SEMAPHORE_ACQUIRE = _AsyncioSemaphore.__dict__["acquire"]
+_AsyncioLock.acquire = lp_stepping_method_new(_LOCK_ACQUIRE, <void*>_lock_acquire_step)
+_AsyncioSemaphore.acquire = lp_stepping_method_new(_SEMAPHORE_ACQUIRE, <void*>_semaphore_acquire_step)

@@ -1,55 +1,63 @@
-/* The step of an awaitable written in Cython (_asyncio_steps.pxi, what a profiled asyncio
- * primitive's __aenter__ and __aexit__ return), in the slots through which `await` steps it:
- * tp_iternext (3.9, and 3.12+ whose SEND calls it) and am_send (3.10+, PyIter_Send). Both
- * return None without a StopIteration: a NULL from tp_iternext with no exception set is a
- * return of None to the awaiting frame, so a completed step allocates nothing. */
+/* The step of an awaitable written in Cython (_asyncio_primitives.pxi's _Step, what a profiled
+ * asyncio primitive's acquire(), __aenter__ and __aexit__ return), in the slots through which
+ * `await` steps it: tp_iternext (3.9, and 3.12+ whose SEND calls it) and am_send (3.10+,
+ * PyIter_Send). A return of None is a NULL from tp_iternext with no exception set, so that a
+ * completed __aenter__ or __aexit__ allocates nothing; on 3.10 and 3.11 am_send returns any
+ * value without a StopIteration.
+ *
+ * And the method that makes such steps: a coroutine function whose call with the object alone
+ * returns a step instead of the coroutine (acquire()). */
 #ifndef LOCKPROF_AWAIT_H
 #define LOCKPROF_AWAIT_H
 
 #include <Python.h>
+#include <structmember.h>
 
-/* One step: a new reference to the value yielded, lp_step_done (new reference) when the
- * awaitable returned None, NULL with an exception set when it raised. */
-typedef PyObject *(*lp_step_fn)(PyObject *self, PyObject *arg);
+/* One step, as PyIter_Send: 1 with *result the value yielded, 0 with *result the value
+ * returned (new references), -1 with an exception set. */
+typedef int (*lp_step_fn)(PyObject *self, PyObject *arg, PyObject **result);
 static lp_step_fn lp_step = NULL;
-static PyObject *lp_step_done = NULL;
 
 static inline PyObject *lp_step_iternext(PyObject *self)
 {
-    PyObject *result = lp_step(self, Py_None);
-    if (result == lp_step_done) {
-        Py_DECREF(result);
-        return NULL;
+    PyObject *result;
+    int status = lp_step(self, Py_None, &result);
+    if (status != 0)
+        return status > 0 ? result : NULL;
+    if (result != Py_None) {  /* a return of a value: StopIteration(value) */
+        if (PyTuple_Check(result) || PyExceptionInstance_Check(result)) {
+            /* Made here: PyErr_SetObject() would take a tuple as the arguments, an exception
+             * as the exception. */
+            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
+            if (stop != NULL) {
+                PyErr_SetObject(PyExc_StopIteration, stop);
+                Py_DECREF(stop);
+            }
+        }
+        else  /* up to 3.11, no StopIteration is made unless an exception is being handled */
+            PyErr_SetObject(PyExc_StopIteration, result);
     }
-    return result;
+    Py_DECREF(result);
+    return NULL;
 }
 
 #if PY_VERSION_HEX >= 0x030A0000
 static inline PySendResult lp_step_am_send(PyObject *self, PyObject *arg, PyObject **result)
 {
-    PyObject *value = lp_step(self, arg);
-    if (value == NULL) {
+    int status = lp_step(self, arg, result);
+    if (status < 0) {
         *result = NULL;
         return PYGEN_ERROR;
     }
-    if (value == lp_step_done) {
-        Py_DECREF(value);
-        Py_INCREF(Py_None);
-        *result = Py_None;
-        return PYGEN_RETURN;
-    }
-    *result = value;
-    return PYGEN_NEXT;
+    return status > 0 ? PYGEN_NEXT : PYGEN_RETURN;
 }
 #endif
 
-/* type's objects stepped by step (a cdef function of the lp_step_fn shape), done its sentinel.
- * The type defines __await__ (so it has async slots) and __next__. */
-static inline void lp_type_set_step(PyTypeObject *type, void *step, PyObject *done)
+/* type's objects stepped by step (a cdef function of the lp_step_fn shape). The type defines
+ * __await__ (so it has async slots) and __next__. */
+static inline void lp_type_set_step(PyTypeObject *type, void *step)
 {
     lp_step = (lp_step_fn)step;
-    Py_INCREF(done);
-    lp_step_done = done;
     type->tp_iternext = lp_step_iternext;
 #if PY_VERSION_HEX >= 0x030A0000
     if (type->tp_as_async != NULL)
@@ -78,6 +86,114 @@ static inline int lp_send(PyObject *iter, PyObject *arg, PyObject **result)
     *result = NULL;
     return -1;
 #endif
+}
+
+/* ------------------------------------------------------------------ the stepping method
+ * A coroutine function (an `async def` of a class) whose call function(obj), the object alone,
+ * is step(function, obj) instead: a step, or the function's own coroutine where step declines.
+ * Every other call, and every attribute read or set, is the function's: its name, its code
+ * (whose flags inspect.iscoroutinefunction() reads), its signature. A method descriptor like a
+ * function: `obj.method()` calls it with obj and no bound method, and `obj.method` is a bound
+ * method of it. */
+typedef PyObject *(*lp_make_step_fn)(PyObject *function, PyObject *obj);
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *function;
+    lp_make_step_fn make_step;
+    vectorcallfunc vectorcall;
+} lp_stepping_method;
+
+static PyObject *lp_stepping_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
+{
+    lp_stepping_method *self = (lp_stepping_method *)callable;
+    if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL)
+        return self->make_step(self->function, args[0]);
+    return PyObject_Vectorcall(self->function, args, nargsf, kwnames);
+}
+
+static PyObject *lp_stepping_get(PyObject *self, PyObject *obj, PyObject *type)
+{
+    (void)type;
+    if (obj == NULL || obj == Py_None) {  /* read from the class: itself, as a function is */
+        Py_INCREF(self);
+        return self;
+    }
+    return PyMethod_New(self, obj);
+}
+
+static PyObject *lp_stepping_getattro(PyObject *self, PyObject *name)
+{
+    return PyObject_GetAttr(((lp_stepping_method *)self)->function, name);
+}
+
+static int lp_stepping_setattro(PyObject *self, PyObject *name, PyObject *value)
+{
+    return PyObject_SetAttr(((lp_stepping_method *)self)->function, name, value);
+}
+
+static PyObject *lp_stepping_repr(PyObject *self)
+{
+    return PyObject_Repr(((lp_stepping_method *)self)->function);
+}
+
+static int lp_stepping_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(((lp_stepping_method *)self)->function);
+    return 0;
+}
+
+static int lp_stepping_clear(PyObject *self)
+{
+    Py_CLEAR(((lp_stepping_method *)self)->function);
+    return 0;
+}
+
+static void lp_stepping_dealloc(PyObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    lp_stepping_clear(self);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static inline PyTypeObject *lp_stepping_method_type(void)
+{
+    static PyTypeObject type = {
+        PyVarObject_HEAD_INIT(NULL, 0)
+        .tp_name = "lockprof._primitives.stepping_method",
+        .tp_basicsize = sizeof(lp_stepping_method),
+        .tp_dealloc = lp_stepping_dealloc,
+        .tp_vectorcall_offset = offsetof(lp_stepping_method, vectorcall),
+        .tp_repr = lp_stepping_repr,
+        .tp_call = PyVectorcall_Call,
+        .tp_getattro = lp_stepping_getattro,
+        .tp_setattro = lp_stepping_setattro,
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
+                    | Py_TPFLAGS_METHOD_DESCRIPTOR,
+        .tp_traverse = lp_stepping_traverse,
+        .tp_clear = lp_stepping_clear,
+        .tp_descr_get = lp_stepping_get,
+    };
+    if (type.tp_flags & Py_TPFLAGS_READY)
+        return &type;
+    return PyType_Ready(&type) < 0 ? NULL : &type;
+}
+
+/* function (a coroutine function) called with an object alone as make_step(function, obj). */
+static inline PyObject *lp_stepping_method_new(PyObject *function, void *make_step)
+{
+    PyTypeObject *type = lp_stepping_method_type();
+    if (type == NULL)
+        return NULL;
+    lp_stepping_method *self = PyObject_GC_New(lp_stepping_method, type);
+    if (self == NULL)
+        return NULL;
+    Py_INCREF(function);
+    self->function = function;
+    self->make_step = (lp_make_step_fn)make_step;
+    self->vectorcall = lp_stepping_call;
+    PyObject_GC_Track(self);
+    return (PyObject *)self;
 }
 
 #endif /* LOCKPROF_AWAIT_H */

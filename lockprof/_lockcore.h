@@ -8,7 +8,7 @@
  *   _internals.h  or _portable.h: the core's mode (below)
  *   _naming.h     the name a creation site stores a lock under, read from its bytecode
  *   _sites.h      the creation sites seen, each one lookup
- *   _await.h      an awaitable's step in the slots `await` calls (asyncio's __aenter__/__aexit__)
+ *   _await.h      an awaitable's step in the slots `await` calls, and the method making it (asyncio)
  *   _table.h      the event table and the long-wait slots
  *
  * The one place the core's mode is chosen. LOCKPROF_CORE_PORTABLE (setup.py defines it for

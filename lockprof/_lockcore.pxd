@@ -146,7 +146,8 @@ cdef extern from "_lockcore.h":
 
 cdef extern from "_await.h":
     int lp_send(object iter, object arg, PyObject** result) except -1
-    void lp_type_set_step(PyTypeObject* type, void* step, object done) noexcept
+    void lp_type_set_step(PyTypeObject* type, void* step) noexcept
+    object lp_stepping_method_new(object function, void* make_step)
 
 
 cdef extern from "_naming.h":

@@ -34,14 +34,14 @@ from lockprof import _kinds
 
 cimport cython
 from cpython.object cimport PyObject, PyTypeObject
-from cpython.ref cimport Py_DECREF
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t
 
 from lockprof._lock cimport CreationSites, profiled_rlock, release_native_lock, take_native_lock
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
     METH_FASTCALL, METH_KEYWORDS, PyCFunction_NewEx, PyMethodDef, lp_blocking_pending, lp_call_first, lp_entry,
-    lp_module_init, lp_monotonic_ns, lp_object_new, lp_send, lp_thread_ident, lp_type_set_step,
+    lp_module_init, lp_monotonic_ns, lp_object_new, lp_send, lp_stepping_method_new, lp_thread_ident, lp_type_set_step,
 )
 from lockprof._recorder cimport LockInfo, Recorder, name_lock
 from lockprof._wait cimport (

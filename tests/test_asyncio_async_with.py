@@ -1,14 +1,16 @@
-"""What __aenter__() and __aexit__() of a profiled asyncio Lock, Semaphore and BoundedSemaphore
-return (_asyncio_primitives.pxi _Step) against the standard coroutines: what asyncio and inspect
-see, the warning when one is never awaited, reuse, sends and throws, tasks, waiting, FIFO
-hand-over, cancellation and the errors of a release. It is not a types.CoroutineType
-(inspect.iscoroutine() is False); everything else here behaves as the native coroutine does."""
+"""What acquire(), __aenter__() and __aexit__() of a profiled asyncio Lock, Semaphore and
+BoundedSemaphore return (_asyncio_primitives.pxi _Step) against the standard coroutines: what
+asyncio and inspect see, the warning when one is never awaited, reuse, sends and throws, tasks,
+waiting, FIFO hand-over, cancellation and the errors of a release. It is not a
+types.CoroutineType (inspect.iscoroutine() is False); everything else here behaves as the native
+coroutine does."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import inspect
+import sys
 import warnings
 
 import pytest
@@ -59,16 +61,85 @@ def test_what_asyncio_and_inspect_see(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_acquire_is_seen_stepped_and_awaited_as_natively(kind):
+    async def body(primitive):
+        coro = primitive.acquire()
+        seen = [asyncio.iscoroutine(coro), inspect.isawaitable(coro), coro.__qualname__, coro.__name__, coro.cr_await]
+        with pytest.raises(StopIteration) as stopped:
+            coro.send(None)
+        seen += [stopped.value.value, stopped.value.args, primitive.locked()]
+        primitive.release()
+        seen += [await primitive.acquire(), primitive.locked()]
+        primitive.release()
+        seen += [await asyncio.create_task(primitive.acquire()), await asyncio.wait_for(primitive.acquire(), 10)
+                 if kind != "Lock" else None]
+        return seen
+
+    native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+    assert ours == native and native[5] is True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_acquire_is_introspected_as_the_coroutine_function(kind):
+    async def body(primitive):
+        method, function = primitive.acquire, type(primitive).acquire
+        return (type(method).__name__, method.__self__ is primitive, str(inspect.signature(method)),
+                str(inspect.signature(function)), asyncio.iscoroutinefunction(method),
+                asyncio.iscoroutinefunction(function), method.__name__)
+
+    native, ours = _both(kind, body)
+    assert ours == native
+
+
+@pytest.mark.skipif(sys.version_info < (3, 10), reason="3.9's inspect takes only a Python function for one: "
+                    "Cython's functions never are")
+@pytest.mark.parametrize("kind", KINDS)
+def test_inspect_sees_acquire_as_a_coroutine_function(kind):
+    async def body(primitive):
+        return inspect.iscoroutinefunction(primitive.acquire), inspect.iscoroutinefunction(type(primitive).acquire)
+
+    native, ours = _both(kind, body)
+    assert ours == native == (True, True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_acquire_called_otherwise_is_the_coroutine_functions(kind):
+    """Arguments acquire() does not take fail as a call of the coroutine function does; an object
+    made without the profiled class's __new__ still gets a coroutine, which fails when run."""
+    async def body(primitive):
+        cls = type(primitive)
+        with pytest.raises(TypeError):
+            primitive.acquire(1)
+        with pytest.raises(TypeError):
+            cls.acquire()
+        bare = object.__new__(cls)
+        coro = cls.acquire(bare)
+        with pytest.raises(AttributeError):
+            await coro
+        return True
+
+    collector = LockCollector(capture_pct=100)
+    collector.start()
+    try:
+        async def run():
+            return await body(getattr(asyncio, kind)())
+        assert asyncio.run(run())
+    finally:
+        collector.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_never_awaited_warns_as_natively(kind):
     async def body(primitive):
         found = _warnings_of(lambda: primitive.__aenter__())
         found += _warnings_of(lambda: primitive.__aexit__(None, None, None))
+        found += _warnings_of(lambda: primitive.acquire())
         closed = primitive.__aenter__()
         closed.close()  # closed before it ran: no warning, nothing taken
         return found, _warnings_of(lambda: closed.close()), primitive.locked()
 
     native, ours = _both(kind, body)
-    assert ours == native and len(native[0]) == 2 and native[0][0][0] is RuntimeWarning
+    assert ours == native and len(native[0]) == 3 and native[0][0][0] is RuntimeWarning
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -149,11 +220,12 @@ def test_waiting_async_with_times_out_is_cancelled_and_hands_over_in_order(kind)
     assert sorted(native[0]) == [0, 2, 3]  # in that order but on 3.9, whose Semaphore may wake 3 first
 
 
-def test_a_throw_into_a_waiting_aenter_reaches_the_acquire():
+@pytest.mark.parametrize("method", ["__aenter__", "acquire"])
+def test_a_throw_into_a_waiting_aenter_reaches_the_acquire(method):
     async def body():
         lock = asyncio.Lock()
         await lock.acquire()
-        coro = lock.__aenter__()
+        coro = getattr(lock, method)()
         future = coro.send(None)  # waits: yields the future it waits for
         assert isinstance(future, asyncio.Future) and lock._waiters
         with pytest.raises(asyncio.CancelledError):
