@@ -220,12 +220,6 @@ class _AsyncioCondition(_Profiled):
             name_lock(self, state.info)
         return result
 
-    def __aenter__(self):
-        return _condition_with(self, ENTER_LOCK, None, None, None)
-
-    def __aexit__(self, exc_type, exc, tb):
-        return _condition_with(self, EXIT_LOCK, exc_type, exc, tb)
-
 
 # ------------------------------------------------------------------ acquire() and async with
 
@@ -342,36 +336,6 @@ cdef object _async_with(primitive, StepOp op, exc_type, exc, tb):
     return _original_aexit(primitive, state, exc_type, exc, tb)
 
 
-cdef object _condition_with(condition, StepOp op, exc_type, exc, tb):
-    """What a Condition's __aenter__ or __aexit__ returns: its lock's own _Step (as the Lock's
-    async with), where the standard one would call the acquire() or release() of a lock of the
-    profiled asyncio.Lock class itself; else the standard coroutine."""
-    cdef ObjectState state = _state(condition)
-    lock = _stepping_lock(condition, state, op)
-    lock_state = getattr(lock, "_lp_state", None) if lock is not None else None
-    if type(lock_state) is ObjectState:
-        return _step(lock, <ObjectState>lock_state, op)
-    if op == ENTER_LOCK:
-        return _original_aenter(condition, state)
-    return _original_aexit(condition, state, exc_type, exc, tb)
-
-
-cdef object _stepping_lock(condition, ObjectState state, StepOp op):
-    """The lock whose method the standard __aenter__ (op ENTER_LOCK: `await self.acquire()`) or
-    __aexit__ (`self.release()`) of a Condition of the profiled class itself would call: one of
-    the profiled asyncio.Lock class itself, its method still the Condition's attribute (set by
-    __init__); else None."""
-    if type(condition) is not state.profile.cls:
-        return None
-    method = condition.acquire if op == ENTER_LOCK else condition.release
-    if not PyMethod_Check(method):
-        return None
-    if PyMethod_GET_FUNCTION(method) != <PyObject*>(_LOCK_ACQUIRE_METHOD if op == ENTER_LOCK else _LOCK_RELEASE_METHOD):
-        return None
-    lock = <object>PyMethod_GET_SELF(method)
-    return lock if type(lock) is state.profile.lock_class else None
-
-
 cdef object _acquire_step(function, primitive, StepOp op):
     """acquire(primitive) (lp_make_step_fn, _await.h): a _Step for an object with profiling
     state, which every object a profiled class makes has (a subclass's too, which the step's
@@ -486,6 +450,3 @@ cdef object _LOCK_ACQUIRE = _AsyncioLock.__dict__["acquire"]
 cdef object _SEMAPHORE_ACQUIRE = _AsyncioSemaphore.__dict__["acquire"]
 _AsyncioLock.acquire = lp_stepping_method_new(_LOCK_ACQUIRE, <void*>_lock_acquire_step)
 _AsyncioSemaphore.acquire = lp_stepping_method_new(_SEMAPHORE_ACQUIRE, <void*>_semaphore_acquire_step)
-# What a Condition's acquire and release are bound to when they are its profiled lock's.
-cdef object _LOCK_ACQUIRE_METHOD = _AsyncioLock.__dict__["acquire"]
-cdef object _LOCK_RELEASE_METHOD = _AsyncioLock.__dict__["release"]
