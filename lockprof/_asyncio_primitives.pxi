@@ -263,8 +263,10 @@ cdef class _Step:
         return _step_result(self, value)
 
     def throw(self, *args):
-        if self.stage != STEP_WAITING:
-            # Not started, or done: the standard coroutine, in the same stage, raises it.
+        if self.stage == STEP_DONE:  # as a finished or closed coroutine refuses it
+            raise RuntimeError("cannot reuse already awaited coroutine")
+        if self.stage == STEP_CREATED:
+            # Not started: the standard coroutine, not started either, raises it.
             self.stage = STEP_DONE
             return _original(self).throw(*args)
         try:

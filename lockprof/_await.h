@@ -11,7 +11,6 @@
 #define LOCKPROF_AWAIT_H
 
 #include <Python.h>
-#include <structmember.h>
 
 /* One step, as PyIter_Send: 1 with *result the value yielded, 0 with *result the value
  * returned (new references), -1 with an exception set. */
@@ -27,7 +26,7 @@ static inline PyObject *lp_step_iternext(PyObject *self)
     if (result != Py_None) {  /* a return of a value: StopIteration(value) */
         if (PyTuple_Check(result) || PyExceptionInstance_Check(result)) {
             /* Made here: PyErr_SetObject() would take a tuple as the arguments, an exception
-             * as the exception. */
+             * as the exception (a step returns True or None: kept for any other value). */
             PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
             if (stop != NULL) {
                 PyErr_SetObject(PyExc_StopIteration, stop);
@@ -143,19 +142,17 @@ static int lp_stepping_traverse(PyObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-static int lp_stepping_clear(PyObject *self)
-{
-    Py_CLEAR(((lp_stepping_method *)self)->function);
-    return 0;
-}
-
+/* No tp_clear: the function is never NULL while the method lives (its cycle, through the
+ * function's globals and the class that holds the method, is broken by the dicts in it). */
 static void lp_stepping_dealloc(PyObject *self)
 {
     PyObject_GC_UnTrack(self);
-    lp_stepping_clear(self);
+    Py_CLEAR(((lp_stepping_method *)self)->function);
     Py_TYPE(self)->tp_free(self);
 }
 
+/* Readied by the first lp_stepping_method_new(), which _primitives' module init calls (one
+ * thread, at import). */
 static inline PyTypeObject *lp_stepping_method_type(void)
 {
     static PyTypeObject type = {
@@ -171,7 +168,6 @@ static inline PyTypeObject *lp_stepping_method_type(void)
         .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL
                     | Py_TPFLAGS_METHOD_DESCRIPTOR,
         .tp_traverse = lp_stepping_traverse,
-        .tp_clear = lp_stepping_clear,
         .tp_descr_get = lp_stepping_get,
     };
     if (type.tp_flags & Py_TPFLAGS_READY)

@@ -18,7 +18,8 @@ import pytest
 from lockprof import LockCollector
 
 KINDS = ("Lock", "Semaphore", "BoundedSemaphore")
-ORIGINAL = {name: getattr(asyncio, name) for name in KINDS}
+WITH_KINDS = KINDS + ("Condition",)  # the standard async with, over a profiled lock
+ORIGINAL = {name: getattr(asyncio, name) for name in WITH_KINDS}
 
 
 def _both(kind, body, *args):
@@ -46,11 +47,12 @@ def _warnings_of(make):
     return [(w.category, str(w.message)) for w in caught]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_KINDS)
 def test_what_asyncio_and_inspect_see(kind):
     async def body(primitive):
         seen = []
         for coro in (primitive.__aenter__(), primitive.__aexit__(None, None, None)):
+            assert kind == "Condition" or _is_step(primitive, coro)
             seen.append((asyncio.iscoroutine(coro), inspect.isawaitable(coro), coro.__qualname__, coro.__name__,
                          coro.cr_await))
             seen.append(await coro)
@@ -60,10 +62,18 @@ def test_what_asyncio_and_inspect_see(kind):
     assert ours == native
 
 
+def _is_step(primitive, coro):
+    """Whether coro is lockprof's step where primitive is profiled (the path these tests are
+    for), and a native coroutine where it is not."""
+    profiled = hasattr(primitive, "_lp_state")
+    return (type(coro).__name__ == "_Step") == profiled and inspect.iscoroutine(coro) != profiled
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_acquire_is_seen_stepped_and_awaited_as_natively(kind):
     async def body(primitive):
         coro = primitive.acquire()
+        assert _is_step(primitive, coro)
         seen = [asyncio.iscoroutine(coro), inspect.isawaitable(coro), coro.__qualname__, coro.__name__, coro.cr_await]
         with pytest.raises(StopIteration) as stopped:
             coro.send(None)
@@ -128,7 +138,7 @@ def test_acquire_called_otherwise_is_the_coroutine_functions(kind):
         collector.stop()
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_KINDS)
 def test_never_awaited_warns_as_natively(kind):
     async def body(primitive):
         found = _warnings_of(lambda: primitive.__aenter__())
@@ -142,7 +152,28 @@ def test_never_awaited_warns_as_natively(kind):
     assert ours == native and len(native[0]) == 3 and native[0][0][0] is RuntimeWarning
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_KINDS)
+@pytest.mark.parametrize("method", ["acquire", "__aenter__"])
+def test_a_throw_after_the_end_fails_as_natively(kind, method):
+    async def body(primitive):
+        errors = []
+        for finish in ("await", "close"):
+            coro = getattr(primitive, method)()
+            if finish == "await":
+                await coro
+                primitive.release()
+            else:
+                coro.close()
+            with pytest.raises(BaseException) as thrown:
+                coro.throw(KeyError("x"))
+            errors.append((type(thrown.value), str(thrown.value)))
+        return errors, primitive.locked()
+
+    native, ours = _both(kind, body)
+    assert ours == native and native[0][0][0] is RuntimeError
+
+
+@pytest.mark.parametrize("kind", WITH_KINDS)
 def test_reuse_and_sends_fail_as_natively(kind):
     async def body(primitive):
         coro = primitive.__aenter__()
@@ -160,7 +191,7 @@ def test_reuse_and_sends_fail_as_natively(kind):
     assert ours == native
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_KINDS)
 def test_stepped_by_hand(kind):
     async def body(primitive):
         results = []
@@ -174,7 +205,7 @@ def test_stepped_by_hand(kind):
     assert ours == native == [None, True, None, False]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_KINDS)
 def test_a_task_of_aenter_and_its_cancellation(kind):
     async def body(primitive):
         first = await asyncio.create_task(primitive.__aenter__())
@@ -193,7 +224,7 @@ def test_a_task_of_aenter_and_its_cancellation(kind):
     assert ours == native == (None, True, False)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", WITH_KINDS)
 def test_waiting_async_with_times_out_is_cancelled_and_hands_over_in_order(kind):
     async def body(primitive):
         await primitive.acquire()
@@ -257,3 +288,30 @@ def test_a_release_too_many_raises_as_natively(kind, args):
 
     native, ours = _both(kind, body, *args)
     assert ours == native
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_condition_async_with_calls_its_acquire_and_release_attributes(given):
+    """A Condition's standard __aenter__ and __aexit__ call its acquire and release attributes:
+    rebound ones are still called, over its own lock or one made before profiling."""
+    async def body(primitive):
+        if given:  # made in the loop: 3.9's bind the running one
+            primitive = type(primitive)(ORIGINAL["Lock"]())
+        calls = []
+        acquire, release = primitive.acquire, primitive.release
+
+        async def counted_acquire():
+            calls.append("acquire")
+            return await acquire()
+
+        def counted_release():
+            calls.append("release")
+            release()
+
+        primitive.acquire, primitive.release = counted_acquire, counted_release
+        async with primitive:
+            held = primitive.locked()
+        return calls, held, primitive.locked()
+
+    native, ours = _both("Condition", body)
+    assert ours == native == (["acquire", "release"], True, False)
