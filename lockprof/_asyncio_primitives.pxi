@@ -56,12 +56,6 @@ class _AsyncioLock(_Profiled):
     def release(self):
         _lock_release(self, _state(self))
 
-    def __aenter__(self):
-        return _async_with(self, ENTER_LOCK, None, None, None)
-
-    def __aexit__(self, exc_type, exc, tb):
-        return _async_with(self, EXIT_LOCK, exc_type, exc, tb)
-
 
 cdef inline bint _lock_taken_now(lock, ObjectState state) except -1:
     """What the standard acquire does when it need not suspend (3.9 to 3.13), without running
@@ -148,12 +142,6 @@ class _AsyncioSemaphore(_Profiled):
 
     def release(self):
         _semaphore_release(self, _state(self))
-
-    def __aenter__(self):
-        return _async_with(self, ENTER_SEMAPHORE, None, None, None)
-
-    def __aexit__(self, exc_type, exc, tb):
-        return _async_with(self, EXIT_SEMAPHORE, exc_type, exc, tb)
 
 
 cdef inline bint _semaphore_taken_now(semaphore, ObjectState state) except -1:
@@ -326,34 +314,54 @@ cdef void _never_awaited(_Step step) noexcept:
     warnings.warn(f"coroutine '{step._standard().__qualname__}' was never awaited", RuntimeWarning, stacklevel=2)
 
 
-cdef object _async_with(primitive, StepOp op, exc_type, exc, tb):
-    """What __aenter__ (exc_type, exc, tb: None) or __aexit__ returns: a _Step for an object of
-    the profiled class itself, else the standard coroutine, which calls a subclass's own
-    acquire() or release()."""
-    cdef ObjectState state = _state(primitive)
-    if type(primitive) is state.profile.cls:
-        return _step(primitive, state, op)
-    if op == ENTER_LOCK or op == ENTER_SEMAPHORE:
-        return _original_aenter(primitive, state)
-    return _original_aexit(primitive, state, exc_type, exc, tb)
+cdef object _with_step(function, PyObject** args, bint entering):
+    """__aenter__(primitive) (entering) or __aexit__(primitive, exc_type, exc, tb) of a profiled
+    asyncio class (lp_make_step_fn, _await.h): a _Step for an object of the profiled class itself
+    (for a Condition, its lock's: _condition_lock()), else the standard coroutine, function's,
+    which calls a subclass's own acquire() or release()."""
+    primitive = <object>args[0]
+    state = getattr(primitive, "_lp_state", None)
+    cdef StepOp op
+    if type(state) is ObjectState and type(primitive) is (<ObjectState>state).profile.cls:
+        if (<ObjectState>state).profile.lock_class is None:  # a Lock or semaphore
+            if (<ObjectState>state).profile.kind is ASYNCIO_LOCK_KIND:
+                op = ENTER_LOCK if entering else EXIT_LOCK
+            else:
+                op = ENTER_SEMAPHORE if entering else EXIT_SEMAPHORE
+            return _step(primitive, <ObjectState>state, op)
+        lock = _condition_lock(primitive, entering)
+        if lock is not None:
+            return _step(lock, _state(lock), ENTER_LOCK if entering else EXIT_LOCK)
+    if entering:
+        return function(primitive)
+    return function(primitive, <object>args[1], <object>args[2], <object>args[3])
 
 
-cdef object _acquire_step(function, primitive, StepOp op):
+cdef object _condition_lock(condition, bint entering):
+    """The lock whose acquire (entering) or release a Condition's standard __aenter__ or
+    __aexit__ would call: its acquire or release attribute, where that is still the bound method
+    of a lock of the profiled asyncio.Lock class itself (as __init__ sets them); else None."""
+    method = condition.acquire if entering else condition.release
+    if not PyMethod_Check(method):
+        return None
+    if PyMethod_GET_FUNCTION(method) != <PyObject*>(_LOCK_ACQUIRE_METHOD if entering else _LOCK_RELEASE):
+        return None
+    lock = <object>PyMethod_GET_SELF(method)
+    state = getattr(lock, "_lp_state", None)
+    if type(state) is ObjectState and type(lock) is (<ObjectState>state).profile.cls:
+        return lock
+    return None
+
+
+cdef object _acquire_step(function, PyObject** args, StepOp op):
     """acquire(primitive) (lp_make_step_fn, _await.h): a _Step for an object with profiling
     state, which every object a profiled class makes has (a subclass's too, which the step's
     acquire serves as the coroutine would); else function's coroutine."""
+    primitive = <object>args[0]
     state = getattr(primitive, "_lp_state", None)
     if type(state) is not ObjectState:
         return function(primitive)
     return _step(primitive, <ObjectState>state, op)
-
-
-cdef object _lock_acquire_step(function, primitive):
-    return _acquire_step(function, primitive, ACQUIRE_LOCK)
-
-
-cdef object _semaphore_acquire_step(function, primitive):
-    return _acquire_step(function, primitive, ACQUIRE_SEMAPHORE)
 
 
 cdef _Step _step(primitive, ObjectState state, StepOp op):
@@ -450,5 +458,15 @@ collections.abc.Coroutine.register(_Step)
 # coroutine function. A _Step that waits hands on to their coroutine.
 cdef object _LOCK_ACQUIRE = _AsyncioLock.__dict__["acquire"]
 cdef object _SEMAPHORE_ACQUIRE = _AsyncioSemaphore.__dict__["acquire"]
-_AsyncioLock.acquire = lp_stepping_method_new(_LOCK_ACQUIRE, <void*>_lock_acquire_step)
-_AsyncioSemaphore.acquire = lp_stepping_method_new(_SEMAPHORE_ACQUIRE, <void*>_semaphore_acquire_step)
+cdef object _LOCK_ACQUIRE_METHOD = lp_stepping_method_new(_LOCK_ACQUIRE, <void*>_acquire_step, ACQUIRE_LOCK, 1)
+_AsyncioLock.acquire = _LOCK_ACQUIRE_METHOD
+_AsyncioSemaphore.acquire = lp_stepping_method_new(_SEMAPHORE_ACQUIRE, <void*>_acquire_step, ACQUIRE_SEMAPHORE, 1)
+cdef object _LOCK_RELEASE = _AsyncioLock.__dict__["release"]
+cdef str ASYNCIO_LOCK_KIND = _kinds.ASYNCIO_LOCK
+
+
+cdef dict _with_methods(base):
+    """__aenter__ and __aexit__ of a profiled asyncio class: base's own (the standard coroutine
+    functions, which introspection sees and which run where no step is made), stepped."""
+    return {"__aenter__": lp_stepping_method_new(base.__aenter__, <void*>_with_step, True, 1),
+            "__aexit__": lp_stepping_method_new(base.__aexit__, <void*>_with_step, False, 4)}

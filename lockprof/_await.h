@@ -88,26 +88,29 @@ static inline int lp_send(PyObject *iter, PyObject *arg, PyObject **result)
 }
 
 /* ------------------------------------------------------------------ the stepping method
- * A coroutine function (an `async def` of a class) whose call function(obj), the object alone,
- * is step(function, obj) instead: a step, or the function's own coroutine where step declines.
- * Every other call, and every attribute read or set, is the function's: its name, its code
- * (whose flags inspect.iscoroutinefunction() reads), its signature. A method descriptor like a
- * function: `obj.method()` calls it with obj and no bound method, and `obj.method` is a bound
- * method of it. */
-typedef PyObject *(*lp_make_step_fn)(PyObject *function, PyObject *obj);
+ * A coroutine function (an asyncio primitive's acquire, __aenter__ or __aexit__) whose call
+ * with its usual positional arguments (nargs of them, the object first) and no keywords is
+ * make_step(function, args, context) instead: a step, or the function's own coroutine where
+ * make_step declines; context says which method it is. Every other call, and every attribute
+ * read or set, is the function's: its name, its code (whose flags inspect.iscoroutinefunction()
+ * reads), its signature. A method descriptor like a function: `obj.method()` calls it with obj
+ * and no bound method, and `obj.method` is a bound method of it. */
+typedef PyObject *(*lp_make_step_fn)(PyObject *function, PyObject *const *args, int context);
 
 typedef struct {
     PyObject_HEAD
     PyObject *function;
     lp_make_step_fn make_step;
+    int context;
+    Py_ssize_t nargs;
     vectorcallfunc vectorcall;
 } lp_stepping_method;
 
 static PyObject *lp_stepping_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames)
 {
     lp_stepping_method *self = (lp_stepping_method *)callable;
-    if (PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL)
-        return self->make_step(self->function, args[0]);
+    if (PyVectorcall_NARGS(nargsf) == self->nargs && kwnames == NULL)
+        return self->make_step(self->function, args, self->context);
     return PyObject_Vectorcall(self->function, args, nargsf, kwnames);
 }
 
@@ -175,8 +178,9 @@ static inline PyTypeObject *lp_stepping_method_type(void)
     return PyType_Ready(&type) < 0 ? NULL : &type;
 }
 
-/* function (a coroutine function) called with an object alone as make_step(function, obj). */
-static inline PyObject *lp_stepping_method_new(PyObject *function, void *make_step)
+/* function (a coroutine function) called with nargs positional arguments as
+ * make_step(function, args, context). */
+static inline PyObject *lp_stepping_method_new(PyObject *function, void *make_step, int context, Py_ssize_t nargs)
 {
     PyTypeObject *type = lp_stepping_method_type();
     if (type == NULL)
@@ -187,6 +191,8 @@ static inline PyObject *lp_stepping_method_new(PyObject *function, void *make_st
     Py_INCREF(function);
     self->function = function;
     self->make_step = (lp_make_step_fn)make_step;
+    self->context = context;
+    self->nargs = nargs;
     self->vectorcall = lp_stepping_call;
     PyObject_GC_Track(self);
     return (PyObject *)self;

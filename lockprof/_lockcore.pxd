@@ -147,7 +147,7 @@ cdef extern from "_lockcore.h":
 cdef extern from "_await.h":
     int lp_send(object iter, object arg, PyObject** result) except -1
     void lp_type_set_step(PyTypeObject* type, void* step) noexcept
-    object lp_stepping_method_new(object function, void* make_step)
+    object lp_stepping_method_new(object function, void* make_step, int context, Py_ssize_t nargs)
 
 
 cdef extern from "_naming.h":

@@ -33,6 +33,7 @@ import weakref
 from lockprof import _kinds
 
 cimport cython
+from cpython.method cimport PyMethod_Check, PyMethod_GET_FUNCTION, PyMethod_GET_SELF
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t
@@ -208,6 +209,8 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
         # Bound to the profile: making an object reads no class attribute (through the metaclass).
         "__new__": staticmethod(PyCFunction_NewEx(&NEW, <PyObject*>profile, NULL)),
     }
+    if kind in _kinds.ASYNCIO_KINDS:
+        namespace.update(_with_methods(base))
     cls = ProfiledClass(base.__name__, (_MIXINS[_kinds.PROFILED_AS[kind]], base), namespace)
     profile.cls = cls
     return cls

@@ -18,7 +18,7 @@ import pytest
 from lockprof import LockCollector
 
 KINDS = ("Lock", "Semaphore", "BoundedSemaphore")
-WITH_KINDS = KINDS + ("Condition",)  # the standard async with, over a profiled lock
+WITH_KINDS = KINDS + ("Condition",)  # a Condition's async with steps its lock
 ORIGINAL = {name: getattr(asyncio, name) for name in WITH_KINDS}
 
 
@@ -52,7 +52,7 @@ def test_what_asyncio_and_inspect_see(kind):
     async def body(primitive):
         seen = []
         for coro in (primitive.__aenter__(), primitive.__aexit__(None, None, None)):
-            assert kind == "Condition" or _is_step(primitive, coro)
+            assert _is_step(primitive, coro)
             seen.append((asyncio.iscoroutine(coro), inspect.isawaitable(coro), coro.__qualname__, coro.__name__,
                          coro.cr_await))
             seen.append(await coro)
@@ -290,10 +290,19 @@ def test_a_release_too_many_raises_as_natively(kind, args):
     assert ours == native
 
 
-@pytest.mark.parametrize("given", [False, True])
-def test_a_condition_async_with_calls_its_acquire_and_release_attributes(given):
-    """A Condition's standard __aenter__ and __aexit__ call its acquire and release attributes:
-    rebound ones are still called, over its own lock or one made before profiling."""
+# A known difference: an acquire or release rebound on a profiled Lock's or semaphore's own
+# instance is not what its async with calls (finding that out costs an attribute read and a
+# bound method per operation); a Condition's are, as natively.
+REBINDING_IGNORED = pytest.mark.xfail(strict=True, reason="async with of a profiled Lock or semaphore "
+                                      "steps it without reading its acquire and release attributes")
+
+
+@pytest.mark.parametrize("kind, given", [pytest.param(kind, False, marks=REBINDING_IGNORED) for kind in KINDS]
+                         + [("Condition", False), ("Condition", True)])
+def test_async_with_calls_the_acquire_and_release_attributes(kind, given):
+    """The standard __aenter__ and __aexit__ call the object's acquire and release attributes:
+    rebound ones (a mock's) are still called; for a Condition, over its own lock or one made
+    before profiling."""
     async def body(primitive):
         if given:  # made in the loop: 3.9's bind the running one
             primitive = type(primitive)(ORIGINAL["Lock"]())
@@ -313,5 +322,39 @@ def test_a_condition_async_with_calls_its_acquire_and_release_attributes(given):
             held = primitive.locked()
         return calls, held, primitive.locked()
 
-    native, ours = _both("Condition", body)
+    native, ours = _both(kind, body)
     assert ours == native == (["acquire", "release"], True, False)
+
+
+@pytest.mark.parametrize("kind", WITH_KINDS)
+def test_aenter_and_aexit_are_introspected_as_the_standard_coroutine_functions(kind):
+    async def body(primitive):
+        seen = []
+        for name in ("__aenter__", "__aexit__"):
+            method, function = getattr(primitive, name), getattr(type(primitive), name)
+            seen.append((type(method).__name__, method.__self__ is primitive, method.__qualname__,
+                         str(inspect.signature(method)), str(inspect.signature(function)),
+                         asyncio.iscoroutinefunction(method), asyncio.iscoroutinefunction(function),
+                         sys.version_info < (3, 10) or inspect.iscoroutinefunction(method)))
+        return seen
+
+    native, ours = _both(kind, body)
+    assert ours == native
+
+
+def test_a_condition_over_a_profiled_lock_steps_it():
+    """A Condition given a profiled Lock steps that lock, and waits on it as natively."""
+    async def body(primitive):
+        condition = type(primitive)(asyncio.Lock())
+        enter = condition.__aenter__()
+        assert _is_step(condition.acquire.__self__, enter)
+        await enter
+        waiter = asyncio.ensure_future(condition.acquire())
+        await asyncio.sleep(0)
+        await condition.__aexit__(None, None, None)
+        acquired = await waiter
+        condition.release()
+        return acquired, condition.locked()
+
+    native, ours = _both("Condition", body)
+    assert ours == native == (True, False)
