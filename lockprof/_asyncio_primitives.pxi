@@ -320,18 +320,19 @@ cdef object _with_step(function, PyObject** args, bint entering):
     (for a Condition, its lock's: _condition_lock()), else the standard coroutine, function's,
     which calls a subclass's own acquire() or release()."""
     primitive = <object>args[0]
-    state = getattr(primitive, "_lp_state", None)
+    cdef ObjectState state = _own_state(primitive)
     cdef StepOp op
-    if type(state) is ObjectState and type(primitive) is (<ObjectState>state).profile.cls:
-        if (<ObjectState>state).profile.lock_class is None:  # a Lock or semaphore
-            if (<ObjectState>state).profile.kind is ASYNCIO_LOCK_KIND:
+    if state is not None:
+        if state.profile.lock_class is None:  # a Lock or semaphore
+            if state.profile.kind is ASYNCIO_LOCK_KIND:
                 op = ENTER_LOCK if entering else EXIT_LOCK
             else:
                 op = ENTER_SEMAPHORE if entering else EXIT_SEMAPHORE
-            return _step(primitive, <ObjectState>state, op)
+            return _step(primitive, state, op)
         lock = _condition_lock(primitive, entering)
-        if lock is not None:
-            return _step(lock, _state(lock), ENTER_LOCK if entering else EXIT_LOCK)
+        state = _own_state(lock) if lock is not None else None
+        if state is not None:
+            return _step(lock, state, ENTER_LOCK if entering else EXIT_LOCK)
     if entering:
         return function(primitive)
     return function(primitive, <object>args[1], <object>args[2], <object>args[3])
@@ -339,17 +340,21 @@ cdef object _with_step(function, PyObject** args, bint entering):
 
 cdef object _condition_lock(condition, bint entering):
     """The lock whose acquire (entering) or release a Condition's standard __aenter__ or
-    __aexit__ would call: its acquire or release attribute, where that is still the bound method
-    of a lock of the profiled asyncio.Lock class itself (as __init__ sets them); else None."""
+    __aexit__ would call, where its acquire or release attribute is still the profiled asyncio
+    Lock's method bound to it (as __init__ sets them); else None."""
     method = condition.acquire if entering else condition.release
     if not PyMethod_Check(method):
         return None
     if PyMethod_GET_FUNCTION(method) != <PyObject*>(_LOCK_ACQUIRE_METHOD if entering else _LOCK_RELEASE):
         return None
-    lock = <object>PyMethod_GET_SELF(method)
-    state = getattr(lock, "_lp_state", None)
-    if type(state) is ObjectState and type(lock) is (<ObjectState>state).profile.cls:
-        return lock
+    return <object>PyMethod_GET_SELF(method)
+
+
+cdef inline ObjectState _own_state(obj):
+    """obj's state where obj is of a profiled class itself (not a subclass's), else None."""
+    state = getattr(obj, "_lp_state", None)
+    if type(state) is ObjectState and type(obj) is (<ObjectState>state).profile.cls:
+        return <ObjectState>state
     return None
 
 
