@@ -51,6 +51,7 @@ class Shared:
         self.audit = threading.Lock()  # only its counter is touched under it
         self.audit_acquires = 0
         self.lock = threading.Lock()
+        self.baton = threading.Lock()  # released by whichever thread finds it held
         self.rlock = threading.RLock()
         self.condition = threading.Condition()
         self.items: List[int] = []
@@ -73,6 +74,15 @@ def operations(shared: Shared) -> List[Callable[[random.Random], None]]:
                     pass
         if shared.lock.acquire(timeout=0.0005):
             shared.lock.release()
+
+    def baton(rng: random.Random) -> None:
+        # Any thread may release a Lock: a non-owner's release races the owner's captured hold
+        # and other releasers (one of them fails, as natively).
+        if not shared.baton.acquire(blocking=False):
+            try:
+                shared.baton.release()
+            except RuntimeError:
+                pass
 
     def condition(rng: random.Random) -> None:
         with shared.condition:
@@ -114,7 +124,7 @@ def operations(shared: Shared) -> List[Callable[[random.Random], None]]:
             with threading.Lock(), threading.RLock(), threading.Semaphore():
                 threading.Condition().acquire(False)
 
-    return [audited, lock_and_rlock, condition, semaphores, event, queues, barrier, new_locks]
+    return [audited, lock_and_rlock, baton, condition, semaphores, event, queues, barrier, new_locks]
 
 
 async def asyncio_work(deadline: float) -> int:

@@ -80,7 +80,7 @@ cdef inline int _lock_release(lock, ObjectState state) except -1:
         _wake_up_first(lock)
     else:
         state.profile.release(lock)
-    if state.hold.entry == NULL and not lp_blocking_pending(&state.blocking):
+    if not hold_open(&state.hold) and not lp_blocking_pending(&state.blocking):
         return 0
     cdef int64_t released_at = lp_monotonic_ns()
     if hold_released(&state.hold, blocking_take(&state.blocking, state.recorder, released_at), state.recorder,
@@ -156,7 +156,7 @@ cdef inline bint _semaphore_taken_now(semaphore, ObjectState state) except -1:
 
 cdef inline int _semaphore_release(semaphore, ObjectState state) except -1:
     state.profile.release(semaphore)  # raises as natively (BoundedSemaphore)
-    if state.holds:
+    if state.holds_open():
         _close_hold(semaphore, state, True)
     return 0
 

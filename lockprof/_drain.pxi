@@ -12,28 +12,29 @@ cdef object drain_events(Recorder recorder):
     cdef EventCounts event
     cdef EntrySpan* spans = NULL
     cdef EntrySpan* slot
-    cdef size_t spans_mask = recorder._entry_spans_mask
-    lp_lock(&recorder._mutex)  # the table's size, as its writers leave it (no GIL: under the mutex)
+    cdef size_t spans_mask
+    cdef bint has_spans
+    lp_lock(&recorder._mutex)  # the table's size and its spans', as their writers leave them (no GIL)
     count = recorder._table.count
+    has_spans = recorder._entry_spans != NULL  # once made, never freed or resized before dealloc
+    spans_mask = recorder._entry_spans_mask
     lp_unlock(&recorder._mutex)
     # Phase 1, no Python allocation: copy out and zero the counters of the active entries,
     # marking them pending so nothing evicts them while phase 2 reads their frames. Entries
     # made since count was read (no GIL) keep their counts for the next drain.
     taken = <lp_entry**>PyMem_RawMalloc((count + 1) * sizeof(lp_entry*))
     values = <lp_entry*>PyMem_RawMalloc((count + 1) * sizeof(lp_entry))
-    if recorder._entry_spans != NULL:
+    if has_spans:
         spans = <EntrySpan*>PyMem_RawMalloc((spans_mask + 1) * sizeof(EntrySpan))
-    if taken == NULL or values == NULL or (recorder._entry_spans != NULL and spans == NULL):
+    if taken == NULL or values == NULL or (has_spans and spans == NULL):
         PyMem_RawFree(taken)
         PyMem_RawFree(values)
         PyMem_RawFree(spans)
         raise MemoryError()
     lp_lock(&recorder._mutex)
-    if spans != NULL and recorder._entry_spans != NULL:  # the period's spans, taken with the counts
+    if spans != NULL:  # the period's spans, taken with the counts (spans made since: the next drain's)
         memcpy(spans, recorder._entry_spans, (spans_mask + 1) * sizeof(EntrySpan))
         memset(recorder._entry_spans, 0, (spans_mask + 1) * sizeof(EntrySpan))
-    elif spans != NULL:
-        memset(spans, 0, (spans_mask + 1) * sizeof(EntrySpan))
     for i in range(recorder._table.mask + 1):
         e = recorder._table.slots[i]
         if e == NULL or lp_entry_is_idle(e):

@@ -46,7 +46,7 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, name_lock, waiter_init
 from lockprof._wait cimport (
-    CapturedHold, TimedWait, WAIT_CAPTURED, blocking_take, hold_captured, hold_forget,
+    CapturedHold, TimedWait, WAIT_CAPTURED, blocking_take, hold_captured, hold_forget, hold_open,
     hold_released, hold_start, hold_take, wait_begin, wait_end, wait_record,
 )
 

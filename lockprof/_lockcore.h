@@ -42,7 +42,7 @@
  * thread-id cache of each renewed in a fork child). 0 on success. */
 static inline int lp_module_init(void)
 {
-    if (lp_native_init() < 0)
+    if (lp_native_init() < 0 || lp_sites_init() < 0)
         return -1;
     if (lp_register_atfork() != 0) {
         PyErr_SetString(PyExc_OSError, "lockprof: pthread_atfork failed");

@@ -33,6 +33,10 @@ cdef extern from "_sync.h":
     void lp_mutex_reset(lp_mutex* m) noexcept nogil
     int lp_load_int(const int* p) noexcept nogil
     void lp_store_int(int* p, int v) noexcept nogil
+    int lp_load_int_acquire(const int* p) noexcept nogil
+    void lp_store_int_release(int* p, int v) noexcept nogil
+    void* lp_load_ptr(void** p) noexcept nogil
+    void* lp_exchange_ptr(void** p, void* v) noexcept nogil
     long lp_load_long(const long* p) noexcept nogil
     void lp_store_long(long* p, long v) noexcept nogil
     int64_t lp_load_i64(const int64_t* p) noexcept nogil

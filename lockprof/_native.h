@@ -407,12 +407,18 @@ static inline int lp_type_set_method(PyTypeObject *type, PyMethodDef *def)
  * Set at run time, where Cython has no spelling for them. */
 
 /* Calls of obj's type go through func, stored in *field (a field of obj's own struct): no
- * argument tuple or dict is built, as the __call__ slot would. */
+ * argument tuple or dict is built, as the __call__ slot would. The type's slots are written by
+ * its first object only: without the GIL, other threads read the flags of the type of the
+ * objects they use and free. */
 static inline void lp_type_set_vectorcall(PyObject *obj, void **field, void *func)
 {
+    PyTypeObject *type = Py_TYPE(obj);
+    Py_ssize_t offset = (Py_ssize_t)((char *)field - (char *)obj);
     *field = func;
-    Py_TYPE(obj)->tp_vectorcall_offset = (Py_ssize_t)((char *)field - (char *)obj);
-    Py_TYPE(obj)->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+    if (type->tp_vectorcall_offset != offset) {
+        type->tp_vectorcall_offset = offset;
+        type->tp_flags |= Py_TPFLAGS_HAVE_VECTORCALL;
+    }
 }
 
 /* f() for a C function of no arguments (_thread.allocate_lock) without the call protocol's

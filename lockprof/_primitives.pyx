@@ -42,12 +42,13 @@ from lockprof._lock cimport CreationSites, profiled_rlock, release_native_lock, 
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
     METH_FASTCALL, METH_KEYWORDS, PyCFunction_NewEx, PyMethodDef, lp_blocking_pending, lp_call_first, lp_entry,
-    lp_module_init, lp_monotonic_ns, lp_object_new, lp_send, lp_stepping_method_new, lp_thread_ident, lp_type_set_step,
+    lp_load_int, lp_module_init, lp_monotonic_ns, lp_object_new, lp_send, lp_stepping_method_new, lp_store_int, lp_thread_ident,
+    lp_type_set_step,
 )
 from lockprof._recorder cimport LockInfo, Recorder, name_lock
 from lockprof._wait cimport (
     WAIT_CAPTURED, WAIT_UNRECORDED, CapturedHold, TimedWait, WaitOutcome, blocking_take, hold_forget, hold_released,
-    hold_captured, hold_start, wait_begin, wait_end, wait_record,
+    hold_captured, hold_open, hold_start, wait_begin, wait_end, wait_record,
 )
 
 lp_module_init()
@@ -139,8 +140,10 @@ cdef class ObjectState:
     cdef lp_blocking blocking
     # asyncio.Lock: the last acquire's wait, read by the Condition whose wait() re-acquires.
     cdef int64_t last_wait_ns
-    # Semaphores: the open Holds (None for an uncaptured acquire) by acquirer.
+    # Semaphores: the open Holds (None for an uncaptured acquire) by acquirer, changed under the
+    # state's critical section; and how many acquirers have some, read without it (holds_open()).
     cdef dict holds
+    cdef int holders
     # threading.Condition: when each acquirer's wait() started to re-acquire the lock.
     cdef dict restored
 
@@ -149,6 +152,9 @@ cdef class ObjectState:
 
     cdef inline bint profiling(self) noexcept:
         return self.info is not None and self.recorder.is_active()
+
+    cdef inline bint holds_open(self) noexcept:
+        return lp_load_int(&self.holders) != 0
 
 
 # ------------------------------------------------------------------ classes and objects
@@ -324,7 +330,7 @@ cdef int _open_hold(ObjectState state, bint by_task, object hold) except -1:
     the holder has captured ones open, so that releases pair with acquires last-in first-out
     and never end another acquire's hold; the holder is looked up only then. The holds of all
     the acquirers are changed under the state's critical section (no GIL)."""
-    if hold is None and not state.holds:
+    if hold is None and not state.holds_open():
         return 0
     key = _holder(state, by_task)
     with cython.critical_section(state):
@@ -336,11 +342,12 @@ cdef int _open_hold(ObjectState state, bint by_task, object hold) except -1:
         elif key not in holds and len(holds) >= MAX_OPEN_HOLDS:
             del holds[next(iter(holds))]  # the oldest acquirer's holds: dropped, never ended
         holds.setdefault(key, []).append(hold)
+        lp_store_int(&state.holders, len(holds))
     return 0
 
 
 cdef int _close_hold(obj, ObjectState state, bint by_task) except -1:
-    if not state.holds:
+    if not state.holds_open():
         return 0
     key = _holder(state, by_task)
     with cython.critical_section(state):
@@ -351,6 +358,7 @@ cdef int _close_hold(obj, ObjectState state, bint by_task) except -1:
         hold = stack.pop()
         if not stack or all(open_hold is None for open_hold in stack):
             del holds[key]
+            lp_store_int(&state.holders, len(holds))
     if hold is not None:
         (<Hold>hold).end(lp_monotonic_ns())
         name_lock(obj, state.info)

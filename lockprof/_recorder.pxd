@@ -123,6 +123,10 @@ cdef class Recorder:
     cdef dict _modules
     cdef dict _sites  # (code address, offset, kind) -> the LockInfo its locks share (lock_info_at)
     cdef dict _site_counts  # (code address, offset, kind) -> locks made by a site not yet shared
+    # asyncio's, ddtrace's and OpenTelemetry's objects below are found once, whichever thread
+    # comes first, under the Recorder's critical section; each group's flag is then set (a
+    # release store) and read without it (an acquire load): who sees it set sees them.
+    cdef int _asyncio_found
     cdef object _asyncio_loop_getter
     cdef object _asyncio_task_of  # a loop's running task: asyncio's C current_task, or a dict's get
     cdef object _c_task_type  # asyncio's C Task, or None
@@ -134,11 +138,13 @@ cdef class Recorder:
     cdef SpanIds _long_wait_spans[10]  # LP_LONG_WAITS, the span of each long-wait slot
     # Where the active span is read, found once its tracer is imported: ddtrace's context
     # variable, Span type and C getters; OpenTelemetry's context variable, span key, SpanContext.
+    cdef int _dd_found
     cdef object _dd_span_var
     cdef object _dd_span_type
     cdef object _dd_span_id
     cdef object _dd_trace_id
     cdef object _dd_local_root
+    cdef int _otel_found
     cdef object _otel_context_var
     cdef object _otel_span_key
     cdef object _otel_span_context_type

@@ -33,7 +33,8 @@ from libc.string cimport memcpy, memset
 from lockprof._lockcore cimport (
     LP_LONG_WAIT_FRAMES, LP_LONG_WAITS, LP_MAX_FRAMES, LP_MAX_WALK,
     lp_capture_stack, lp_entry, lp_entry_free, lp_entry_is_idle, lp_frame_lasti, lp_frame_ref, lp_key,
-    lp_load_ulong, lp_lock, lp_mutex_reset, lp_store_int, lp_store_ulong, lp_unlock,
+    lp_load_int_acquire, lp_load_ulong, lp_lock, lp_mutex_reset, lp_store_int, lp_store_int_release,
+    lp_store_ulong, lp_unlock,
     lp_long_wait, lp_long_wait_clear, lp_long_wait_fill, lp_long_wait_slot, lp_monotonic_ns,
     lp_random, lp_module_init, lp_table_evict_idle, lp_table_init, lp_table_upsert,
     lp_thread_ident, lp_thread_native_id, lp_assigned_name, lp_class_dict, lp_current_frame, lp_frame_local_name,
@@ -469,14 +470,14 @@ cdef class Recorder:
         return lp_table_upsert(&self._table, &key)
 
     cdef object _current_task(self):
-        if self._asyncio_loop_getter is None:
+        if not lp_load_int_acquire(&self._asyncio_found):
             # Not imported: no task to look for, and no critical section, which threads that
             # capture at once would queue on.
             asyncio = self._modules.get("asyncio")
             if asyncio is None:
                 return None
-            with cython.critical_section(self):  # written once, whichever thread comes first
-                if self._asyncio_loop_getter is None:
+            with cython.critical_section(self):
+                if not self._asyncio_found:
                     # All of them, or none yet: asyncio's own import creates locks before it has them.
                     namespace = PyObject_GenericGetDict(asyncio, NULL)
                     events = namespace.get("events")
@@ -502,6 +503,7 @@ cdef class Recorder:
                     self._c_task_type = task_type if self._c_task_get_name is not None else None
                     self._asyncio_task_of = task_of
                     self._asyncio_loop_getter = loop_getter
+                    lp_store_int_release(&self._asyncio_found, 1)
         loop = PyObject_CallNoArgs(<PyObject*>self._asyncio_loop_getter)
         if loop is None:
             return None
@@ -535,12 +537,16 @@ cdef class Recorder:
             drained.thread_names = drain_thread_names(self)
             return drained
         finally:
-            self._draining = False
+            with cython.critical_section(self):
+                self._draining = False
 
     @property
     def entry_count(self):
         """Keys currently held in the table (bounded by max_entries)."""
-        return self._table.count
+        lp_lock(&self._mutex)
+        count = self._table.count
+        lp_unlock(&self._mutex)
+        return count
 
     @property
     def max_entries(self):

@@ -68,16 +68,21 @@ static inline void lp_sites_clear(lp_sites *sites)
         lp_site_clear(&sites->slots[i]);
 }
 
+static PyObject *lp_name_key; /* "__name__", made at the module's import (lp_sites_init) */
+
+static inline int lp_sites_init(void)
+{
+    lp_name_key = PyUnicode_InternFromString("__name__");
+    return lp_name_key == NULL ? -1 : 0;
+}
+
 /* The __name__ of a frame's globals (borrowed), NULL when it has none; read from the dict's
  * own storage, never through an overridden get(). */
 static inline PyObject *lp_globals_name(PyObject *globals)
 {
-    static PyObject *name_key = NULL;
-    if (name_key == NULL && (name_key = PyUnicode_InternFromString("__name__")) == NULL)
-        return NULL;
     if (globals == NULL || !PyDict_Check(globals))
         return NULL;
-    PyObject *name = PyDict_GetItemWithError(globals, name_key);
+    PyObject *name = PyDict_GetItemWithError(globals, lp_name_key);
     if (name == NULL)
         PyErr_Clear(); /* a key's __eq__ failed: no name, as for a missing one */
     return name;

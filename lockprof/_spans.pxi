@@ -57,9 +57,9 @@ cdef bint current_span(Recorder recorder, SpanIds* span) noexcept:
         return False
 
 cdef bint _ddtrace_span(Recorder recorder, SpanIds* span) except -1:
-    if recorder._dd_span_var is None:
-        with cython.critical_section(recorder):  # written once, whichever thread comes first
-            if recorder._dd_span_var is None:
+    if not lp_load_int_acquire(&recorder._dd_found):
+        with cython.critical_section(recorder):
+            if not recorder._dd_found:
                 provider = recorder._modules.get("ddtrace._trace.provider")
                 span_module = recorder._modules.get("ddtrace._trace.span")
                 if provider is None or span_module is None:
@@ -74,6 +74,7 @@ cdef bint _ddtrace_span(Recorder recorder, SpanIds* span) except -1:
                 recorder._dd_span_id, recorder._dd_trace_id, recorder._dd_local_root = getters
                 recorder._dd_span_type = span_type
                 recorder._dd_span_var = var
+                lp_store_int_release(&recorder._dd_found, 1)
     current = get_value(recorder._dd_span_var)
     if type(current) is not recorder._dd_span_type:  # none, or a remote Context without a span
         return False
@@ -90,9 +91,9 @@ cdef bint _ddtrace_span(Recorder recorder, SpanIds* span) except -1:
     return True
 
 cdef bint _otel_span(Recorder recorder, SpanIds* span) except -1:
-    if recorder._otel_context_var is None:
-        with cython.critical_section(recorder):  # written once, whichever thread comes first
-            if recorder._otel_context_var is None:
+    if not lp_load_int_acquire(&recorder._otel_found):
+        with cython.critical_section(recorder):
+            if not recorder._otel_found:
                 context_module = recorder._modules.get("opentelemetry.context")
                 propagation = recorder._modules.get("opentelemetry.trace.propagation")
                 span_module = recorder._modules.get("opentelemetry.trace.span")
@@ -110,6 +111,7 @@ cdef bint _otel_span(Recorder recorder, SpanIds* span) except -1:
                 recorder._otel_span_key = key
                 recorder._otel_span_context_type = span_context_type
                 recorder._otel_context_var = var
+                lp_store_int_release(&recorder._otel_found, 1)
     context = get_value(recorder._otel_context_var)
     if not isinstance(context, dict):
         return False

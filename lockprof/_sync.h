@@ -38,6 +38,12 @@ static inline uint64_t lp_fetch_add_u64(uint64_t *p, uint64_t v) { return _Py_at
 static inline void lp_store_ulong(unsigned long *p, unsigned long v) { _Py_atomic_store_ulong_relaxed(p, v); }
 static inline unsigned long long lp_load_ullong(const unsigned long long *p) { return _Py_atomic_load_ullong_relaxed(p); }
 static inline void lp_store_ullong(unsigned long long *p, unsigned long long v) { _Py_atomic_store_ullong_relaxed(p, v); }
+/* A flag set once what it guards is written: a reader that sees it set sees those writes. */
+static inline int lp_load_int_acquire(const int *p) { return _Py_atomic_load_int_acquire(p); }
+static inline void lp_store_int_release(int *p, int v) { _Py_atomic_store_int_release(p, v); }
+/* A pointer that one thread may take while another sets it: exactly one taker gets it. */
+static inline void *lp_load_ptr(void *const *p) { return _Py_atomic_load_ptr_relaxed(p); }
+static inline void *lp_exchange_ptr(void **p, void *v) { return _Py_atomic_exchange_ptr(p, v); }
 
 #else /* the GIL serialises every caller */
 #define LP_FREE_THREADED 0
@@ -58,6 +64,10 @@ static inline uint64_t lp_fetch_add_u64(uint64_t *p, uint64_t v) { uint64_t old 
 static inline void lp_store_ulong(unsigned long *p, unsigned long v) { *p = v; }
 static inline unsigned long long lp_load_ullong(const unsigned long long *p) { return *p; }
 static inline void lp_store_ullong(unsigned long long *p, unsigned long long v) { *p = v; }
+static inline int lp_load_int_acquire(const int *p) { return *p; }
+static inline void lp_store_int_release(int *p, int v) { *p = v; }
+static inline void *lp_load_ptr(void *const *p) { return *p; }
+static inline void *lp_exchange_ptr(void **p, void *v) { void *old = *p; *p = v; return old; }
 
 #endif
 

@@ -43,7 +43,7 @@ class _ThreadingSemaphore(_Profiled):
         cdef ObjectState state = _state(self)
         if not _give_permits(self, state.profile, n):
             state.profile.release(self, n)  # raises as natively (BoundedSemaphore)
-        if state.holds:
+        if state.holds_open():
             _close_hold(self, state, False)
 
     def __exit__(self, t, v, tb):
@@ -166,17 +166,28 @@ class _ThreadingCondition(_Profiled):
         cdef ObjectState state = _state(self)
         if not state.profiling():
             return state.profile.wait(self, timeout)
-        if state.restored is None:
-            # At the first wait rather than for every Condition made: most are never waited on.
-            state.restored = {}
-            self._acquire_restore = _RestoreTimer(self._acquire_restore, state.restored)
+        restored = state.restored
+        if restored is None:
+            restored = _time_restores(self, state)
         cdef int64_t start = lp_monotonic_ns()
         result = state.profile.wait(self, timeout)
-        restored_at = state.restored.pop(_acquirer(), None)
+        restored_at = restored.pop(_acquirer(), None)
         if restored_at is not None and state.profiling():
             state.recorder.record_condition_wait(state.info, <int64_t>restored_at - start, <int64_t>restored_at)
             name_lock(self, state.info)
         return result
+
+
+cdef dict _time_restores(condition, ObjectState state):
+    """At a Condition's first wait rather than for every Condition made (most are never waited
+    on): its _acquire_restore wrapped to note when a wait starts to re-acquire the lock. Under
+    the state's critical section: threads that wait without owning the lock (natively an error
+    that wait() raises) would otherwise wrap it twice."""
+    with cython.critical_section(state):
+        if state.restored is None:
+            state.restored = {}
+            condition._acquire_restore = _RestoreTimer(condition._acquire_restore, state.restored)
+        return state.restored
 
 
 class _RestoreTimer:

@@ -8,7 +8,7 @@
 from libc.stdint cimport int64_t
 from lockprof._lockcore cimport (
     lp_blocking, lp_blocking_enter, lp_blocking_leave, lp_blocking_pending, lp_blocking_release,
-    lp_entry, lp_lock, lp_monotonic_ns, lp_mutex, lp_unlock,
+    lp_entry, lp_exchange_ptr, lp_load_i64, lp_load_ptr, lp_lock, lp_monotonic_ns, lp_mutex, lp_store_i64, lp_unlock,
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack
 
@@ -84,17 +84,23 @@ cdef inline WaitOutcome wait_record(TimedWait* wait, Recorder recorder, LockInfo
     return WAIT_CAPTURED if capture else WAIT_RECORDED
 
 
+# A lock's captured hold. Any thread may release a Lock, so without the GIL a releaser may take
+# the hold while its owner starts it, or two releasers (one of them natively in error) take it at
+# once: the entry is exchanged atomically, so exactly one gets it and ends it once.
 cdef struct CapturedHold:
     lp_entry* entry  # the captured acquire's table entry, pending until the release; or NULL
     int64_t acquired_at
 
 
+cdef inline bint hold_open(CapturedHold* hold) noexcept:
+    return lp_load_ptr(<void**>&hold.entry) != NULL
+
+
 cdef inline void hold_start(CapturedHold* hold, Recorder recorder, lp_entry* entry, int64_t acquired_at) noexcept:
-    """A captured acquire's hold starts (entry NULL: the full table dropped it), written by the
-    lock's owner only: the next owner's hold starts after this one was taken (hold_take)."""
-    previous = hold.entry
-    hold.entry = entry
-    hold.acquired_at = acquired_at
+    """A captured acquire's hold starts (entry NULL: the full table dropped it), by the lock's
+    owner: the next owner's hold starts after this one was taken (hold_take)."""
+    lp_store_i64(&hold.acquired_at, acquired_at)
+    cdef lp_entry* previous = <lp_entry*>lp_exchange_ptr(<void**>&hold.entry, entry)
     if previous != NULL:
         # A hold whose release was never seen (the lock was reinitialised under us): never
         # leave an entry pending forever.
@@ -109,17 +115,18 @@ cdef inline void hold_captured(CapturedHold* hold, Recorder recorder, LockInfo i
 
 cdef inline void hold_forget(CapturedHold* hold, Recorder recorder) noexcept:
     """The hold will never be released: the lock died, or a fork child reinitialised it."""
-    if hold.entry != NULL:
-        recorder.release_pending(hold.entry)
-        hold.entry = NULL
+    cdef lp_entry* entry = <lp_entry*>lp_exchange_ptr(<void**>&hold.entry, NULL)
+    if entry != NULL:
+        recorder.release_pending(entry)
 
 
 cdef inline CapturedHold hold_take(CapturedHold* hold) noexcept:
     """Before the native release, by the owner: the hold, taken and cleared while the lock is
     still held, so that the next owner's hold_start() never meets it (without the GIL the
     next owner runs at once). hold_released() then ends the copy."""
-    cdef CapturedHold taken = hold[0]
-    hold.entry = NULL
+    cdef CapturedHold taken
+    taken.entry = <lp_entry*>lp_exchange_ptr(<void**>&hold.entry, NULL)
+    taken.acquired_at = lp_load_i64(&hold.acquired_at)
     return taken
 
 
