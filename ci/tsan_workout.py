@@ -10,9 +10,9 @@ snapshots it while the workers use them (the exporter thread writes profiles mea
 generation's end it stops the Profiler while the workers still hold the old locks. Each worker
 makes its own private Lock and RLock in every generation, and runs ci/soak.py's operations on
 the shared ones (Lock, a Lock released by other threads, RLock nesting, Condition notify/wait,
-the semaphores, Event, Queue, Barrier, lock creation) and the timeouts and error paths below. Two threads run asyncio event
-loops of their own (ci/soak.py's tasks), another starts and stops extra collectors, another
-snapshots whatever Profiler runs.
+the semaphores, Event, Queue, Barrier, lock creation) and the timeouts and error paths below.
+Two threads run asyncio event loops of their own (ci/soak.py's tasks), another starts and stops
+extra collectors, another snapshots whatever Profiler runs.
 
     PYTHON_GIL=0 TSAN_OPTIONS=... python ci/tsan_workout.py [--seconds S] [--threads N]
     python ci/tsan_workout.py --selfcheck DIR

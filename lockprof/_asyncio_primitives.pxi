@@ -80,7 +80,7 @@ cdef inline int _lock_release(lock, ObjectState state) except -1:
         _wake_up_first(lock)
     else:
         state.profile.release(lock)
-    if not hold_open(&state.hold) and not lp_blocking_pending(&state.blocking):
+    if not release_ends(&state.hold, &state.blocking):
         return 0
     cdef int64_t released_at = lp_monotonic_ns()
     if hold_released(&state.hold, blocking_take(&state.blocking, state.recorder, released_at), state.recorder,

@@ -14,7 +14,7 @@ cdef class _ForeignWrapper(_LockWrapper):
         return _foreign_acquire(self, args, kwargs, False)
 
     def release(self):
-        if not hold_open(&self._hold) and not lp_blocking_pending(&self._blocking):
+        if not release_ends(&self._hold, &self._blocking):
             return self._wrapped.release()
         cdef int64_t released_at = lp_monotonic_ns()
         result = self._wrapped.release()

@@ -34,7 +34,7 @@ from libc.stdint cimport int64_t
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_ACQUIRE_UNCLEAR, LP_CALL_NOARGS, LP_CORE_MODE,
     LP_FREE_THREADED, LP_MAX_FRAMES, LP_TRY_BY_METHOD, LP_TRY_LOCK, LP_TRY_RLOCK, METH_FASTCALL,
-    METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_blocking_pending, lp_call, lp_call0,
+    METH_KEYWORDS, METH_NOARGS, METH_VARARGS, PyMethodDef, lp_call, lp_call0,
     lp_call0_then_store, lp_call_noargs, lp_call_vector, lp_caller_site, lp_classify_acquire,
     lp_classify_acquire_call, lp_current_frame, lp_descr_doc, lp_frame_lasti, lp_frame_ref,
     lp_globals_name, lp_load_long, lp_lock_release_taken, lp_lock_release_taken_unchecked, lp_module_init,
@@ -46,8 +46,8 @@ from lockprof._lockcore cimport (
 )
 from lockprof._recorder cimport LockInfo, Recorder, WaiterStack, name_lock, waiter_init
 from lockprof._wait cimport (
-    CapturedHold, TimedWait, WAIT_CAPTURED, blocking_take, hold_captured, hold_forget, hold_open,
-    hold_released, hold_start, hold_take, wait_begin, wait_end, wait_record,
+    CapturedHold, TimedWait, WAIT_CAPTURED, blocking_take, hold_captured, hold_forget,
+    hold_released, hold_start, hold_take, release_ends, wait_begin, wait_end, wait_record,
 )
 
 from lockprof._kinds import LOCK, RLOCK

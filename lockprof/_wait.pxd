@@ -92,8 +92,10 @@ cdef struct CapturedHold:
     int64_t acquired_at
 
 
-cdef inline bint hold_open(CapturedHold* hold) noexcept:
-    return lp_load_ptr(<void**>&hold.entry) != NULL
+cdef inline bint release_ends(CapturedHold* hold, lp_blocking* blocking) noexcept:
+    """Whether a release of the lock has a hold to end: a captured one, or one others wait on
+    (then hold_take() and blocking_take() before the native release)."""
+    return lp_load_ptr(<void**>&hold.entry) != NULL or lp_blocking_pending(blocking)
 
 
 cdef inline void hold_start(CapturedHold* hold, Recorder recorder, lp_entry* entry, int64_t acquired_at) noexcept:

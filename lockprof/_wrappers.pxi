@@ -93,7 +93,7 @@ cdef inline object _plain_acquire(_LockWrapper self, PyObject** args, Py_ssize_t
 
 
 cdef inline object _lock_release(_LockWrapper self):
-    if not hold_open(&self._hold) and not lp_blocking_pending(&self._blocking):
+    if not release_ends(&self._hold, &self._blocking):
         return lp_call0(&LOCK_OPS.release, <PyObject*>self._wrapped)
     return _release_ending(self, &LOCK_OPS.release)
 
@@ -151,7 +151,7 @@ cdef inline object _rlock_release(_LockWrapper self):
     cdef long depth = lp_load_long(&self._depth)
     if depth == 0:  # an untracked hold (or no hold: the native release raises)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
-    if depth == 1 and not LP_FREE_THREADED and not hold_open(&self._hold) and not lp_blocking_pending(&self._blocking):
+    if depth == 1 and not LP_FREE_THREADED and not release_ends(&self._hold, &self._blocking):
         return _rlock_release_level(self, depth)  # the outermost, of a hold neither captured nor waited on
     return _rlock_release_tracked(self, depth)
 
@@ -169,13 +169,13 @@ cdef object _rlock_release_tracked(_LockWrapper self, long depth):
         if not _rlock_is_owned(self):
             return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)  # raises as natively
         lp_store_long(&self._depth, 0)
-        if hold_open(&self._hold) or lp_blocking_pending(&self._blocking):
+        if release_ends(&self._hold, &self._blocking):
             return _release_ending(self, &RLOCK_OPS.release)
         return lp_call0(&RLOCK_OPS.release, <PyObject*>self._wrapped)
     if not outermost and lp_rlock_unnest(RLOCK_OPS.try_kind, <PyObject*>self._wrapped):  # as the native release counts it
         lp_store_long(&self._depth, depth - 1)
         return None
-    if (outermost and (hold_open(&self._hold) or lp_blocking_pending(&self._blocking))
+    if (outermost and release_ends(&self._hold, &self._blocking)
             and _rlock_is_owned(self)):  # the owner's hold: another thread's release raises
         result = _release_ending(self, &RLOCK_OPS.release)
         lp_store_long(&self._depth, 0)
@@ -359,7 +359,7 @@ cdef object rlock_release_save(object self, PyObject* unused):
     cdef int64_t released_at = lp_monotonic_ns(), blocked_ns = 0
     cdef bint owned = _rlock_is_owned(wrapper)
     taken.entry = NULL
-    if owned and (hold_open(&wrapper._hold) or lp_blocking_pending(&wrapper._blocking)):
+    if owned and release_ends(&wrapper._hold, &wrapper._blocking):
         taken = hold_take(&wrapper._hold)  # the owner's, before the release (_release_ending)
         blocked_ns = blocking_take(&wrapper._blocking, wrapper._recorder, released_at)
     if owned:
