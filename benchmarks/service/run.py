@@ -35,6 +35,7 @@ import argparse
 import datetime
 import glob
 import json
+import math
 import os
 import platform
 import re
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -77,7 +78,21 @@ def get_json(url: str, timeout: float = 2.0) -> Dict[str, Any]:
 
 
 def worker_cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, from /proc/<pid>/stat."""
+    """CPU time of a process so far: the scheduler's own count (ns) of each of its threads'
+    time on a CPU (/proc/<pid>/task/*/schedstat), else, where the kernel has no schedstat,
+    utime + stime from /proc/<pid>/stat, which the clock tick samples (10 ms at 100 Hz: over a
+    4-s round, steps of about 0.5% of the server's CPU). A thread that exits between two reads
+    takes its time along: the servers' threads live as long as they do."""
+    total_ns, found = 0, False
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat", encoding="ascii") as f:
+                total_ns += int(f.read().split()[0])
+            found = True
+        except (OSError, ValueError, IndexError):
+            pass  # exited meanwhile, or no schedstat
+    if found:
+        return total_ns / 1e9
     with open(f"/proc/{pid}/stat", encoding="ascii") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
@@ -303,11 +318,24 @@ def summarize(runs: Dict[str, List[Dict[str, Any]]]) -> Dict[str, Dict[str, Any]
         if base and profiler != "none":
             entry["change_pct"] = {metric: (entry[metric] / base[metric] - 1.0) * 100.0
                                    for metric in METRICS if metric != "errors" and base[metric]}
-            entry["paired_change_pct"] = {
-                metric: statistics.median((ours[metric] / off[metric] - 1.0) * 100.0
-                                          for ours, off in zip(runs[profiler], runs["none"]) if off[metric])
-                for metric in TARGETS}
+            changes = {metric: sorted((ours[metric] / off[metric] - 1.0) * 100.0
+                                      for ours, off in zip(runs[profiler], runs["none"]) if off[metric])
+                       for metric in TARGETS}
+            entry["paired_change_pct"] = {metric: statistics.median(c) for metric, c in changes.items()}
+            entry["paired_interval_pct"] = {metric: median_interval(c) for metric, c in changes.items()}
     return summary
+
+
+def median_interval(values: List[float], confidence: float = 0.95) -> Optional[Tuple[float, float]]:
+    """A distribution-free interval for the median of what the sorted values are drawn from: the
+    k-th smallest and k-th largest value, k the largest with P(Binomial(n, 1/2) < k) at most
+    (1 - confidence) / 2 (the sign test's interval; n >= 6 for 95%). None for too few values."""
+    n = len(values)
+    tail, k, below = (1.0 - confidence) / 2.0, 0, 0.0
+    while k < n and below + math.comb(n, k) / 2.0 ** n <= tail:
+        below += math.comb(n, k) / 2.0 ** n
+        k += 1
+    return (values[k - 1], values[n - k]) if k >= 1 else None
 
 
 def noise_pct(entry: Dict[str, Any], metric: str) -> float:
@@ -350,8 +378,10 @@ def report(summaries: Dict[str, Dict[str, Dict[str, Any]]], meta: Dict[str, Any]
             for metric, what in (("cpu_us_per_request", "CPU per request"), ("p50_ms", "p50 latency"),
                                  ("p99_ms", "p99 latency")):
                 verdict = "PASS" if lockprof[metric] <= TARGETS[metric] else "MISS"
+                interval = summary["lockprof"]["paired_interval_pct"][metric]
+                shown = f" [95%: {interval[0]:+.1f}% to {interval[1]:+.1f}%]" if interval else ""
                 lines.append(f"{verdict}  {app}: lockprof {what} within {TARGETS[metric]:g}% of profiling off: "
-                             f"{lockprof[metric]:+.1f}% (median of the rounds' changes)")
+                             f"{lockprof[metric]:+.1f}%{shown} (median of the rounds' changes)")
     lines.append(f"\nthe seeds' pure-Python collector (quoted): p50 {SEEDS['p50']}, p99 {SEEDS['p99']}, "
                  f"CPU {SEEDS['cpu']}")
     return lines
