@@ -81,23 +81,35 @@ static inline int lp_table_init(lp_table *t, size_t max_entries)
     return 0;
 }
 
-static inline uint64_t lp_mix(uint64_t h, uint64_t v)
+/* A captured stack is 64 frames at most, hashed at every capture: one multiply per frame, the
+ * frames alternating between two lanes so that the chain of dependent multiplies is half the
+ * stack long. Multiplying carries differences only upwards; the final avalanche brings the
+ * high bits down into the ones a slot index takes. */
+static inline uint64_t lp_fold(uint64_t h, uint64_t v)
 {
-    h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
-    return h;
+    return (h ^ v) * 0x9e3779b97f4a7c15ULL;
+}
+
+static inline uint64_t lp_frame_word(const lp_frame_ref *f)
+{
+    return (uint64_t)(uintptr_t)f->code ^ ((uint64_t)(uint32_t)f->lasti << 32);
 }
 
 static uint64_t lp_key_hash(const lp_key *k)
 {
-    uint64_t h = (uint64_t)(uintptr_t)k->lock_info;
-    h = lp_mix(h, (uint64_t)k->thread_id);
-    h = lp_mix(h, (uint64_t)k->task_id);
-    h = lp_mix(h, (uint64_t)k->omitted);
-    h = lp_mix(h, (uint64_t)k->timed_out);
-    for (int i = 0; i < k->nframes; i++) {
-        h = lp_mix(h, (uint64_t)(uintptr_t)k->frames[i].code);
-        h = lp_mix(h, (uint64_t)(uint32_t)k->frames[i].lasti);
+    uint64_t a = lp_fold((uint64_t)(uintptr_t)k->lock_info, (uint64_t)k->task_id);
+    uint64_t b = lp_fold((uint64_t)k->thread_id, ((uint64_t)(uint32_t)k->omitted << 1) | (k->timed_out != 0));
+    int i = 0;
+    for (; i + 1 < k->nframes; i += 2) {
+        a = lp_fold(a, lp_frame_word(&k->frames[i]));
+        b = lp_fold(b, lp_frame_word(&k->frames[i + 1]));
     }
+    if (i < k->nframes)
+        a = lp_fold(a, lp_frame_word(&k->frames[i]));
+    uint64_t h = a ^ ((b << 31) | (b >> 33));
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
     return h;
 }
 
