@@ -102,8 +102,10 @@ cdef class Recorder:
     # stack; a shorter one with probability duration / interval. The configured interval is
     # the least: under a capture rate beyond the budget, the interval in force grows.
     cdef readonly int64_t wait_sample_interval
-    cdef readonly int64_t interval_in_force
-    cdef public int64_t capture_budget  # captures per second, at most (CAPTURE_BUDGET)
+    # Under the mutex, which the capture paths hold: the properties interval_in_force and
+    # capture_budget take it too.
+    cdef int64_t _interval_in_force
+    cdef int64_t _capture_budget  # captures per second, at most (CAPTURE_BUDGET)
     cdef int64_t _period_max_interval  # the largest interval used since the last drain
     cdef int64_t _window_start_ns
     cdef int64_t _window_captures

@@ -144,8 +144,8 @@ cdef class Recorder:
         self.sampler = sampler
         self.max_frames = max_frames
         self.wait_sample_interval = wait_sample_interval
-        self.interval_in_force = self._period_max_interval = wait_sample_interval
-        self.capture_budget = CAPTURE_BUDGET
+        self._interval_in_force = self._period_max_interval = wait_sample_interval
+        self._capture_budget = CAPTURE_BUDGET
         self._window_start_ns = lp_monotonic_ns()
         self._window_captures = 0
         self._active = 0
@@ -385,9 +385,9 @@ cdef class Recorder:
     cdef int64_t _interval_now(self, int64_t now) noexcept:
         """The interval in force, a raised one brought up to date first: after a quiet spell it
         is the configured one again, which always captures a wait at least that long."""
-        if self.interval_in_force != self.wait_sample_interval:
+        if self._interval_in_force != self.wait_sample_interval:
             self._rescale_interval(now)
-        return self.interval_in_force
+        return self._interval_in_force
 
     cdef int64_t _threshold(self, int64_t interval) noexcept:
         """A duration's threshold, drawn uniformly in [0, interval)."""
@@ -415,11 +415,11 @@ cdef class Recorder:
         cdef int64_t elapsed = now - self._window_start_ns
         if elapsed < 0:
             return
-        cdef double budget = <double>(self.capture_budget if self.capture_budget > 0 else 1)
+        cdef double budget = <double>(self._capture_budget if self._capture_budget > 0 else 1)
         cdef double window_share = budget * RATE_WINDOW_NS / 1e9
         if self._window_captures < window_share and elapsed < RATE_WINDOW_NS:
             return
-        cdef double current = <double>self.interval_in_force
+        cdef double current = <double>self._interval_in_force
         cdef double scaled = current * <double>self._window_captures * 1e9 / (<double>(elapsed if elapsed > 0 else 1) * budget)
         if scaled > current * MAX_GROWTH:
             scaled = current * MAX_GROWTH
@@ -430,7 +430,7 @@ cdef class Recorder:
             interval = MAX_INTERVAL_NS if MAX_INTERVAL_NS > interval else interval
         elif scaled > <double>interval:
             interval = <int64_t>scaled
-        self.interval_in_force = interval
+        self._interval_in_force = interval
         self._window_start_ns = now
         self._window_captures = 0
 
@@ -539,6 +539,29 @@ cdef class Recorder:
         finally:
             with cython.critical_section(self):
                 self._draining = False
+
+    @property
+    def interval_in_force(self):
+        """The wait sampling interval now: wait_sample_interval, or more while captures exceed
+        the budget."""
+        lp_lock(&self._mutex)
+        interval = self._interval_in_force
+        lp_unlock(&self._mutex)
+        return interval
+
+    @property
+    def capture_budget(self):
+        """Wait, blocking-hold and condition-wait captures per second, at most."""
+        lp_lock(&self._mutex)
+        budget = self._capture_budget
+        lp_unlock(&self._mutex)
+        return budget
+
+    @capture_budget.setter
+    def capture_budget(self, int64_t value):
+        lp_lock(&self._mutex)
+        self._capture_budget = value
+        lp_unlock(&self._mutex)
 
     @property
     def entry_count(self):
