@@ -112,12 +112,12 @@ static inline int lp_assigned_name(PyObject *code, int offset, const unsigned ch
  * allocation, which may run the garbage collector, and a finaliser that takes the very lock
  * being acquired, inside the user's lock operation. The one read of a class's namespace for
  * code that runs there (a capture's thread and greenlet names, lock naming). */
-static inline PyObject *lp_class_dict(PyObject *klass)
+static inline PyObject *lp_class_dict(PyTypeObject *klass)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-    return PyType_GetDict((PyTypeObject *)klass);
+    return PyType_GetDict(klass);
 #else
-    PyObject *dict = ((PyTypeObject *)klass)->tp_dict;
+    PyObject *dict = klass->tp_dict;
     Py_XINCREF(dict);
     return dict;
 #endif
