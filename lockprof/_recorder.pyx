@@ -544,6 +544,7 @@ cdef class Recorder:
     def interval_in_force(self):
         """The wait sampling interval now: wait_sample_interval, or more while captures exceed
         the budget."""
+        cdef int64_t interval  # a C value: no allocation while the mutex is held
         lp_lock(&self._mutex)
         interval = self._interval_in_force
         lp_unlock(&self._mutex)
@@ -552,6 +553,7 @@ cdef class Recorder:
     @property
     def capture_budget(self):
         """Wait, blocking-hold and condition-wait captures per second, at most."""
+        cdef int64_t budget
         lp_lock(&self._mutex)
         budget = self._capture_budget
         lp_unlock(&self._mutex)
@@ -566,6 +568,7 @@ cdef class Recorder:
     @property
     def entry_count(self):
         """Keys currently held in the table (bounded by max_entries)."""
+        cdef size_t count
         lp_lock(&self._mutex)
         count = self._table.count
         lp_unlock(&self._mutex)
