@@ -332,8 +332,10 @@ def median_interval(values: List[float], confidence: float = 0.95) -> Optional[T
     (1 - confidence) / 2 (the sign test's interval; n >= 6 for 95%). None for too few values."""
     n = len(values)
     tail, k, below = (1.0 - confidence) / 2.0, 0, 0.0
-    while k < n and below + math.comb(n, k) / 2.0 ** n <= tail:
-        below += math.comb(n, k) / 2.0 ** n
+    while k < n:
+        below += math.comb(n, k) / 2.0 ** n  # P(Binomial(n, 1/2) <= k)
+        if below > tail:
+            break
         k += 1
     return (values[k - 1], values[n - k]) if k >= 1 else None
 
