@@ -317,22 +317,29 @@ cdef void _never_awaited(_Step step) noexcept:
 cdef object _with_step(function, PyObject** args, bint entering):
     """__aenter__(primitive) (entering) or __aexit__(primitive, exc_type, exc, tb) of a profiled
     asyncio class (lp_make_step_fn, _await.h): a _Step for an object of the profiled class itself
-    (for a Condition, its lock's: _condition_lock()), else the standard coroutine, function's,
-    which calls a subclass's own acquire() or release()."""
+    whose acquire or release attribute is still the class's (for a Condition, its lock's:
+    _condition_lock()), else the standard coroutine, function's, which calls a subclass's own
+    acquire() or release(), or the object's rebound one."""
     primitive = <object>args[0]
     cdef ObjectState state = _own_state(primitive)
     cdef StepOp op
+    cdef bint is_lock
     if state is not None:
         if state.profile.lock_class is None:  # a Lock or semaphore
-            if state.profile.kind is ASYNCIO_LOCK_KIND:
-                op = ENTER_LOCK if entering else EXIT_LOCK
-            else:
-                op = ENTER_SEMAPHORE if entering else EXIT_SEMAPHORE
-            return _step(primitive, state, op)
-        lock = _condition_lock(primitive, entering)
-        state = _own_state(lock) if lock is not None else None
-        if state is not None:
-            return _step(lock, state, ENTER_LOCK if entering else EXIT_LOCK)
+            is_lock = state.profile.kind is ASYNCIO_LOCK_KIND
+            # Stepped only while the attribute the standard method calls is still the class's
+            # (a program, a mock, may rebind it on the object).
+            if lp_own_method(primitive, _ACQUIRE if entering else _RELEASE, _with_function(is_lock, entering)):
+                if is_lock:
+                    op = ENTER_LOCK if entering else EXIT_LOCK
+                else:
+                    op = ENTER_SEMAPHORE if entering else EXIT_SEMAPHORE
+                return _step(primitive, state, op)
+        else:
+            lock = _condition_lock(primitive, entering)
+            state = _own_state(lock) if lock is not None else None
+            if state is not None:
+                return _step(lock, state, ENTER_LOCK if entering else EXIT_LOCK)
     if entering:
         return function(primitive)
     return function(primitive, <object>args[1], <object>args[2], <object>args[3])
@@ -343,11 +350,18 @@ cdef object _condition_lock(condition, bint entering):
     __aexit__ would call, where its acquire or release attribute is still the profiled asyncio
     Lock's method bound to it (as __init__ sets them); else None."""
     method = condition.acquire if entering else condition.release
-    if not PyMethod_Check(method):
-        return None
-    if PyMethod_GET_FUNCTION(method) != <PyObject*>(_LOCK_ACQUIRE_METHOD if entering else _LOCK_RELEASE):
+    function = _with_function(True, entering)
+    if not PyMethod_Check(method) or PyMethod_GET_FUNCTION(method) != <PyObject*>function:
         return None
     return <object>PyMethod_GET_SELF(method)
+
+
+cdef object _with_function(bint is_lock, bint entering):
+    """The profiled class's acquire (entering) or release, which the standard __aenter__ or
+    __aexit__ calls."""
+    if is_lock:
+        return _LOCK_ACQUIRE_METHOD if entering else _LOCK_RELEASE
+    return _SEMAPHORE_ACQUIRE_METHOD if entering else _SEMAPHORE_RELEASE
 
 
 cdef inline ObjectState _own_state(obj):
@@ -465,9 +479,14 @@ cdef object _LOCK_ACQUIRE = _AsyncioLock.__dict__["acquire"]
 cdef object _SEMAPHORE_ACQUIRE = _AsyncioSemaphore.__dict__["acquire"]
 cdef object _LOCK_ACQUIRE_METHOD = lp_stepping_method_new(_LOCK_ACQUIRE, <void*>_acquire_step, ACQUIRE_LOCK, 1)
 _AsyncioLock.acquire = _LOCK_ACQUIRE_METHOD
-_AsyncioSemaphore.acquire = lp_stepping_method_new(_SEMAPHORE_ACQUIRE, <void*>_acquire_step, ACQUIRE_SEMAPHORE, 1)
+cdef object _SEMAPHORE_ACQUIRE_METHOD = lp_stepping_method_new(_SEMAPHORE_ACQUIRE, <void*>_acquire_step,
+                                                              ACQUIRE_SEMAPHORE, 1)
+_AsyncioSemaphore.acquire = _SEMAPHORE_ACQUIRE_METHOD
 cdef object _LOCK_RELEASE = _AsyncioLock.__dict__["release"]
+cdef object _SEMAPHORE_RELEASE = _AsyncioSemaphore.__dict__["release"]
 cdef str ASYNCIO_LOCK_KIND = _kinds.ASYNCIO_LOCK
+cdef str _ACQUIRE = "acquire"
+cdef str _RELEASE = "release"
 
 
 cdef dict _with_methods(base):

@@ -211,6 +211,26 @@ static inline int lp_rlock_unnest(int try_kind, PyObject *rlock)
     return 1;
 }
 
+/* ------------------------------------------------------------ methods
+ * Whether obj's attribute `name` is still `function`, its class's, rather than an attribute of
+ * the object itself (1, 0; -1 raised). _PyObject_GetMethod(), which a call `obj.name()` uses,
+ * answers with the function itself when no attribute of the object shadows it: no bound
+ * method is made (in 3.13 it is still exported, no longer declared). */
+#if PY_VERSION_HEX >= 0x030D0000
+extern int _PyObject_GetMethod(PyObject *obj, PyObject *name, PyObject **method);
+#endif
+
+static inline int lp_own_method(PyObject *obj, PyObject *name, PyObject *function)
+{
+    PyObject *method = NULL;
+    int unbound = _PyObject_GetMethod(obj, name, &method);
+    if (method == NULL)
+        return -1;
+    int own = unbound ? method == function : lp_bound_to(method, function, obj);
+    Py_DECREF(method);
+    return own;
+}
+
 /* ------------------------------------------------------------ code objects
  * What naming reads of a code object (_naming.h), from its struct: names are borrowed from it. */
 static inline PyObject *lp_code_bytecode(PyObject *code)

@@ -146,6 +146,8 @@ cdef extern from "_lockcore.h":
     int lp_capture_stack(lp_frame_ref* out, int max, int* depth)
     bint lp_caller_site(PyObject** code, int* lasti, PyObject** globals_) noexcept
     PyObject* lp_frame_local_name(PyObject* frame, PyObject* target, PyObject** first)
+    # Whether obj's attribute name is still function, its class's (no attribute of obj shadows it).
+    int lp_own_method(object obj, object name, object function) except -1
 
 
 cdef extern from "_await.h":

@@ -461,4 +461,11 @@ static inline PyObject *lp_vectorcall(PyObject *callable, PyObject **args, size_
     return PyObject_Vectorcall(callable, (PyObject *const *)args, nargsf, kwnames);
 }
 
+/* ---------------------------------------------------------- bound methods
+ * Whether method is function bound to obj (a bound method of a Python-level class's method). */
+static inline int lp_bound_to(PyObject *method, PyObject *function, PyObject *obj)
+{
+    return PyMethod_Check(method) && PyMethod_GET_FUNCTION(method) == function && PyMethod_GET_SELF(method) == obj;
+}
+
 #endif /* LOCKPROF_NATIVE_H */

@@ -57,6 +57,18 @@ static inline int lp_rlock_unnest(int try_kind, PyObject *rlock)
     return 0;
 }
 
+/* ------------------------------------------------------------ methods */
+
+static inline int lp_own_method(PyObject *obj, PyObject *name, PyObject *function)
+{
+    PyObject *method = PyObject_GetAttr(obj, name);
+    if (method == NULL)
+        return -1;
+    int own = lp_bound_to(method, function, obj);
+    Py_DECREF(method);
+    return own;
+}
+
 /* ------------------------------------------------------------ code objects
  * What naming reads of a code object (_naming.h), through its attributes (C getters of a type
  * that cannot be subclassed: no user code). A name is borrowed from the code: the attribute

@@ -290,15 +290,7 @@ def test_a_release_too_many_raises_as_natively(kind, args):
     assert ours == native
 
 
-# A known difference: an acquire or release rebound on a profiled Lock's or semaphore's own
-# instance is not what its async with calls (finding that out costs an attribute read and a
-# bound method per operation); a Condition's are, as natively.
-REBINDING_IGNORED = pytest.mark.xfail(strict=True, reason="async with of a profiled Lock or semaphore "
-                                      "steps it without reading its acquire and release attributes")
-
-
-@pytest.mark.parametrize("kind, given", [pytest.param(kind, False, marks=REBINDING_IGNORED) for kind in KINDS]
-                         + [("Condition", False), ("Condition", True)])
+@pytest.mark.parametrize("kind, given", [(kind, False) for kind in KINDS] + [("Condition", False), ("Condition", True)])
 def test_async_with_calls_the_acquire_and_release_attributes(kind, given):
     """The standard __aenter__ and __aexit__ call the object's acquire and release attributes:
     rebound ones (a mock's) are still called; for a Condition, over its own lock or one made
@@ -324,6 +316,41 @@ def test_async_with_calls_the_acquire_and_release_attributes(kind, given):
 
     native, ours = _both(kind, body)
     assert ours == native == (["acquire", "release"], True, False)
+
+
+@pytest.mark.parametrize("kind", WITH_KINDS)
+def test_async_with_follows_each_attribute_as_it_is_rebound_and_restored(kind):
+    """Only release rebound, then acquire alone, then neither (the instance's own deleted):
+    each async with calls what the attribute is at that moment."""
+    async def body(primitive):
+        calls = []
+        acquire, release = primitive.acquire, primitive.release
+
+        async def counted_acquire():
+            calls.append("acquire")
+            return await acquire()
+
+        def counted_release():
+            calls.append("release")
+            release()
+
+        seen = []
+        for rebound in ({"release": counted_release}, {"acquire": counted_acquire}, {}):
+            if kind == "Condition":  # its own are instance attributes, its lock's methods
+                primitive.acquire, primitive.release = acquire, release
+            else:  # back to the class's
+                vars(primitive).pop("acquire", None)
+                vars(primitive).pop("release", None)
+            for name, function in rebound.items():
+                setattr(primitive, name, function)
+            async with primitive:
+                held = primitive.locked()
+            seen.append((list(calls), held, primitive.locked()))
+            calls.clear()
+        return seen
+
+    native, ours = _both(kind, body)
+    assert ours == native == [(["release"], True, False), (["acquire"], True, False), ([], True, False)]
 
 
 @pytest.mark.parametrize("kind", WITH_KINDS)
