@@ -4,6 +4,7 @@
  * _portable.h defines the same functions on the public C API alone.
  *   the lock objects' layout: the non-blocking attempt, an RLock's owner and nested levels,
  *     checked at import against the native methods (_install.pxi), else the method is called;
+ *   a method's lookup without a bound method (asyncio's async with, checking its acquire);
  *   the interpreter's frames: the stack walk, a running frame's local slots. */
 #ifndef LOCKPROF_INTERNALS_H
 #define LOCKPROF_INTERNALS_H

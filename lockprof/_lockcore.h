@@ -2,7 +2,8 @@
  * Cython cannot express cheaply, one header per concept.
  *   _sync.h       atomics, the recorder's mutex, per-thread counters (no-ops with the GIL)
  *   _clock.h      the monotonic clock and the thread ids
- *   _native.h     native lock methods called from C, the attempt by method, acquire arguments
+ *   _native.h     native lock methods called from C, the attempt by method, acquire arguments,
+ *                 a bound method's function
  *   _blocked.h    the waiters blocked on a lock, the random draws of wait sampling
  *   _stack.h      the stack as (code, offset) pairs, frame accessors
  *   _internals.h  or _portable.h: the core's mode (below)
@@ -15,8 +16,9 @@
  * LOCKPROF_CORE=portable, and by default on a CPython newer than 3.13) builds the portable core:
  * CPython's public C API only. Otherwise the internals core reads the interpreter's own
  * structures where that saves a call or an allocation (_internals.h). Both define the same
- * functions: the lock attempt and an RLock's levels, the stack walk, a code object's names and a
- * frame's locals; LP_CORE_MODE names the one built (lockprof.CORE_MODE). */
+ * functions: the lock attempt and an RLock's levels, whether an object's method is still its
+ * class's, the stack walk, a code object's names and a frame's locals; LP_CORE_MODE names the
+ * one built (lockprof.CORE_MODE). */
 #ifndef LOCKPROF_LOCKCORE_H
 #define LOCKPROF_LOCKCORE_H
 
