@@ -12,6 +12,7 @@ import gc
 import inspect
 import sys
 import warnings
+from unittest import mock
 
 import pytest
 
@@ -347,10 +348,35 @@ def test_async_with_follows_each_attribute_as_it_is_rebound_and_restored(kind):
                 held = primitive.locked()
             seen.append((list(calls), held, primitive.locked()))
             calls.clear()
+        entering = primitive.__aenter__()
+        seen.append(_is_step(primitive, entering))  # with nothing rebound, stepped again
+        await entering
+        primitive.release()
         return seen
 
     native, ours = _both(kind, body)
-    assert ours == native == [(["release"], True, False), (["acquire"], True, False), ([], True, False)]
+    assert ours == native == [(["release"], True, False), (["acquire"], True, False), ([], True, False), True]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_async_with_calls_an_acquire_patched_on_the_class(kind):
+    async def body(primitive):
+        cls, calls = type(primitive), []
+        original = cls.acquire
+
+        async def counted(self):
+            calls.append("acquire")
+            return await original(self)
+
+        with mock.patch.object(cls, "acquire", counted):
+            async with primitive:
+                pass
+        async with primitive:  # the class's own again
+            pass
+        return calls, primitive.locked()
+
+    native, ours = _both(kind, body)
+    assert ours == native == (["acquire"], False)
 
 
 @pytest.mark.parametrize("kind", WITH_KINDS)
