@@ -179,18 +179,7 @@ class _AsyncioCondition(_Profiled):
     a condition wait."""
 
     def __init__(self, *args, **kwargs):
-        cdef ObjectState state = _state(self)
-        state.profile.init(self, *args, **kwargs)  # its own checks and errors, its own lock
-        info = state.info
-        lock_class = state.profile.lock_class
-        if info is not None and lock_class is not None and given_lock(args, kwargs, ("loop",)) is None:
-            # The lock it made itself is replaced by a profiled one, with the same arguments.
-            own = object.__new__(lock_class)
-            lock_class._lp_original.__init__(own, **{k: v for k, v in kwargs.items() if k != "lock"})
-            _init_state(own, lock_class._lp_profile, info)
-            _held_as(info, self)
-            self._lock = own
-            self.locked, self.acquire, self.release = own.locked, own.acquire, own.release
+        _asyncio_condition_init(self, args, kwargs)
 
     async def wait(self):
         cdef ObjectState state = _state(self)
@@ -207,6 +196,30 @@ class _AsyncioCondition(_Profiled):
             state.recorder.record_condition_wait(state.info, end - start - reacquire_ns, end)
             name_lock(self, state.info)
         return result
+
+
+cdef int _asyncio_condition_init(condition, tuple args, dict kwargs) except -1:
+    """Condition.__init__(*args, **kwargs), kwargs None for none (the class's tp_init)."""
+    cdef ObjectState state = _state(condition)
+    _call_init(state.profile, condition, args, kwargs)  # its own checks and errors, its own lock
+    info = state.info
+    lock_class = state.profile.lock_class
+    if info is not None and lock_class is not None and given_lock(args, kwargs, ("loop",)) is None:
+        # The lock it made itself is replaced by a profiled one, with the same arguments.
+        own = object.__new__(lock_class)
+        if kwargs:
+            lock_class._lp_original.__init__(own, **{k: v for k, v in kwargs.items() if k != "lock"})
+        else:
+            lock_class._lp_original.__init__(own)
+        _init_state(own, lock_class._lp_profile, info)
+        _held_as(info, condition)
+        condition._lock = own
+        condition.locked, condition.acquire, condition.release = own.locked, own.acquire, own.release
+    return 0
+
+
+cdef int _asyncio_condition_slot(PyObject* condition, PyObject* args, PyObject* kwds) except -1:
+    return _asyncio_condition_init(<object>condition, <tuple>args, <object>kwds if kwds != NULL else None)
 
 
 # ------------------------------------------------------------------ acquire() and async with

@@ -73,6 +73,7 @@ cdef extern from "_native.h":
     object lp_call_noargs(object f)
     object lp_call_first(object callable, object first, PyObject** args, Py_ssize_t nargs, PyObject* kwnames)
     object lp_object_new(PyTypeObject* type)
+    void lp_type_set_init(PyTypeObject* type, void* init) noexcept
     Py_ssize_t lp_vectorcall_nargs(size_t nargsf) noexcept
     object lp_vectorcall(object callable, PyObject** args, size_t nargsf, PyObject* kwnames)
 

@@ -461,6 +461,14 @@ static inline PyObject *lp_vectorcall(PyObject *callable, PyObject **args, size_
     return PyObject_Vectorcall(callable, (PyObject *const *)args, nargsf, kwnames);
 }
 
+/* A class's own tp_init, set once type() made it: its subclasses, and the class itself once
+ * __init__ is set on it, get the generic slot, which looks __init__ up. (Not tp_new: a class
+ * whose tp_new is its own refuses object.__new__(cls), which pickle and copy call.) */
+static inline void lp_type_set_init(PyTypeObject *type, void *init)
+{
+    type->tp_init = (initproc)init;
+}
+
 /* ---------------------------------------------------------- bound methods
  * Whether method is function bound to obj (a bound method of a Python-level class's method). */
 static inline int lp_bound_to(PyObject *method, PyObject *function, PyObject *obj)

@@ -43,7 +43,7 @@ from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
     METH_FASTCALL, METH_KEYWORDS, PyCFunction_NewEx, PyMethodDef, lp_call_first, lp_entry,
     lp_load_int, lp_module_init, lp_monotonic_ns, lp_object_new, lp_own_method, lp_send, lp_stepping_method_new,
-    lp_store_int, lp_thread_ident,
+    lp_store_int, lp_thread_ident, lp_type_set_init,
     lp_type_set_step,
 )
 from lockprof._recorder cimport LockInfo, Recorder, name_lock
@@ -218,8 +218,12 @@ def profiled_class(original, str kind, Recorder recorder not None, excludes not 
     }
     if kind in _kinds.ASYNCIO_KINDS:
         namespace.update(_with_methods(base))
-    cls = ProfiledClass(base.__name__, (_MIXINS[_kinds.PROFILED_AS[kind]], base), namespace)
+    mixin = _MIXINS[_kinds.PROFILED_AS[kind]]
+    cls = ProfiledClass(base.__name__, (mixin, base), namespace)
     profile.cls = cls
+    cdef void* init = _init_slot(mixin)
+    if init != NULL:
+        lp_type_set_init(<PyTypeObject*>cls, init)
     return cls
 
 
@@ -402,9 +406,11 @@ class _Profiled:
 
 
 cdef object given_lock(tuple args, dict kwargs, tuple keywords):
-    """The lock a Condition(lock=None, *, keywords...) call gives, None when it gives none; a
-    call of another shape gives a sentinel, so that it reaches the standard __init__ as it is,
-    which raises its own error."""
+    """The lock a Condition(lock=None, *, keywords...) call gives (kwargs None for none), None
+    when it gives none; a call of another shape gives a sentinel, so that it reaches the
+    standard __init__ as it is, which raises its own error."""
+    if kwargs is None:
+        return _MALFORMED if len(args) > 1 else (args[0] if args else None)
     if len(args) > 1 or (args and "lock" in kwargs):
         return _MALFORMED
     for keyword in kwargs:  # a loop, not any(): a generator per Condition made costs ~900 instructions
@@ -414,6 +420,25 @@ cdef object given_lock(tuple args, dict kwargs, tuple keywords):
 
 
 cdef object _MALFORMED = object()
+
+
+cdef int _call_init(ClassProfile profile, obj, tuple args, dict kwargs) except -1:
+    """The original __init__(obj, *args, **kwargs), kwargs None for none."""
+    if kwargs:
+        profile.init(obj, *args, **kwargs)
+    else:
+        profile.init(obj, *args)
+    return 0
+
+
+cdef void* _init_slot(mixin):
+    """The tp_init a profiled class of mixin's kind gets (profiled_class()); NULL: the generic
+    slot, calling the original's __init__."""
+    if mixin is _ThreadingCondition:
+        return <void*>_threading_condition_slot
+    if mixin is _AsyncioCondition:
+        return <void*>_asyncio_condition_slot
+    return NULL
 
 
 include "_threading_primitives.pxi"

@@ -151,16 +151,7 @@ class _ThreadingCondition(_Profiled):
     wait() until the re-acquire starts is a condition wait."""
 
     def __init__(self, *args, **kwargs):
-        cdef ObjectState state = _state(self)
-        info = state.info
-        if info is not None and given_lock(args, kwargs, ()) is None:
-            _held_as(info, self)
-            state.profile.init(self, profiled_rlock(info, state.recorder))
-        elif len(args) == 1 and not kwargs:
-            # Condition(lock), three per queue.Queue(): a call with no star-arguments' tuple and dict
-            state.profile.init(self, args[0])
-        else:
-            state.profile.init(self, *args, **kwargs)  # its own checks and errors
+        _threading_condition_init(self, args, kwargs)
 
     def wait(self, timeout=None):
         cdef ObjectState state = _state(self)
@@ -176,6 +167,25 @@ class _ThreadingCondition(_Profiled):
             state.recorder.record_condition_wait(state.info, <int64_t>restored_at - start, <int64_t>restored_at)
             name_lock(self, state.info)
         return result
+
+
+cdef int _threading_condition_init(condition, tuple args, dict kwargs) except -1:
+    """Condition.__init__(*args, **kwargs), kwargs None for none (the class's tp_init)."""
+    cdef ObjectState state = _state(condition)
+    info = state.info
+    if info is not None and given_lock(args, kwargs, ()) is None:
+        _held_as(info, condition)
+        state.profile.init(condition, profiled_rlock(info, state.recorder))
+    elif len(args) == 1 and not kwargs:
+        # Condition(lock), three per queue.Queue(): a call with no star-arguments' tuple and dict
+        state.profile.init(condition, args[0])
+    else:
+        _call_init(state.profile, condition, args, kwargs)  # its own checks and errors
+    return 0
+
+
+cdef int _threading_condition_slot(PyObject* condition, PyObject* args, PyObject* kwds) except -1:
+    return _threading_condition_init(<object>condition, <tuple>args, <object>kwds if kwds != NULL else None)
 
 
 cdef dict _time_restores(condition, ObjectState state):
