@@ -291,6 +291,22 @@ def test_a_release_too_many_raises_as_natively(kind, args):
     assert ours == native
 
 
+def _counted(primitive, calls):
+    """Stand-ins for primitive's acquire and release that note each call in calls, then call
+    the methods it has now."""
+    acquire, release = primitive.acquire, primitive.release
+
+    async def counted_acquire():
+        calls.append("acquire")
+        return await acquire()
+
+    def counted_release():
+        calls.append("release")
+        release()
+
+    return counted_acquire, counted_release
+
+
 @pytest.mark.parametrize("kind, given", [(kind, False) for kind in KINDS] + [("Condition", False), ("Condition", True)])
 def test_async_with_calls_the_acquire_and_release_attributes(kind, given):
     """The standard __aenter__ and __aexit__ call the object's acquire and release attributes:
@@ -300,17 +316,7 @@ def test_async_with_calls_the_acquire_and_release_attributes(kind, given):
         if given:  # made in the loop: 3.9's bind the running one
             primitive = type(primitive)(ORIGINAL["Lock"]())
         calls = []
-        acquire, release = primitive.acquire, primitive.release
-
-        async def counted_acquire():
-            calls.append("acquire")
-            return await acquire()
-
-        def counted_release():
-            calls.append("release")
-            release()
-
-        primitive.acquire, primitive.release = counted_acquire, counted_release
+        primitive.acquire, primitive.release = _counted(primitive, calls)
         async with primitive:
             held = primitive.locked()
         return calls, held, primitive.locked()
@@ -326,15 +332,7 @@ def test_async_with_follows_each_attribute_as_it_is_rebound_and_restored(kind):
     async def body(primitive):
         calls = []
         acquire, release = primitive.acquire, primitive.release
-
-        async def counted_acquire():
-            calls.append("acquire")
-            return await acquire()
-
-        def counted_release():
-            calls.append("release")
-            release()
-
+        counted_acquire, counted_release = _counted(primitive, calls)
         seen = []
         for rebound in ({"release": counted_release}, {"acquire": counted_acquire}, {}):
             if kind == "Condition":  # its own are instance attributes, its lock's methods
