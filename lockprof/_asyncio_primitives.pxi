@@ -396,6 +396,11 @@ cdef object _acquire_step(function, PyObject** args, StepOp op):
     return _step(primitive, <ObjectState>state, op)
 
 
+cdef object _own_coroutine(function, PyObject** args, int unused):
+    """A make_step (_await.h) that always declines: function's own coroutine."""
+    return function(<object>args[0])
+
+
 cdef _Step _step(primitive, ObjectState state, StepOp op):
     cdef _Step step = _Step.__new__(_Step)
     step.primitive = primitive
@@ -495,6 +500,9 @@ _AsyncioLock.acquire = _LOCK_ACQUIRE_METHOD
 cdef object _SEMAPHORE_ACQUIRE_METHOD = lp_stepping_method_new(_SEMAPHORE_ACQUIRE, <void*>_acquire_step,
                                                               ACQUIRE_SEMAPHORE, 1)
 _AsyncioSemaphore.acquire = _SEMAPHORE_ACQUIRE_METHOD
+# wait() of the profiled Condition: a stepping method that never steps, so that it reads as a
+# function too (its coroutine is the compiled one's).
+_AsyncioCondition.wait = lp_stepping_method_new(_AsyncioCondition.__dict__["wait"], <void*>_own_coroutine, 0, 1)
 cdef object _LOCK_RELEASE = _AsyncioLock.__dict__["release"]
 cdef object _SEMAPHORE_RELEASE = _AsyncioSemaphore.__dict__["release"]
 cdef str ASYNCIO_LOCK_KIND = _kinds.ASYNCIO_LOCK

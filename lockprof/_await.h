@@ -88,12 +88,12 @@ static inline int lp_send(PyObject *iter, PyObject *arg, PyObject **result)
 }
 
 /* ------------------------------------------------------------------ the stepping method
- * A coroutine function (an asyncio primitive's acquire, __aenter__ or __aexit__) whose call
- * with its usual positional arguments (nargs of them, the object first) and no keywords is
- * make_step(function, args, context) instead: a step, or the function's own coroutine where
- * make_step declines; context says which method it is. Every other call, and every attribute
- * read or set, is the function's: its name, its code (whose flags inspect.iscoroutinefunction()
- * reads), its signature. A method descriptor like a function: `obj.method()` calls it with obj
+ * A coroutine function (an asyncio primitive's acquire, __aenter__ or __aexit__, a Condition's
+ * wait) whose call with its usual positional arguments (nargs of them, the object first) and no
+ * keywords is make_step(function, args, context) instead: a step, or the function's own
+ * coroutine where make_step declines; context says which method it is. Every other call, and
+ * every attribute read or set but __class__ (a function's), is the function's: its name, its
+ * code (whose flags inspect.iscoroutinefunction() reads), its signature. A method descriptor like a function: `obj.method()` calls it with obj
  * and no bound method, and `obj.method` is a bound method of it. */
 typedef PyObject *(*lp_make_step_fn)(PyObject *function, PyObject *const *args, int context);
 
@@ -126,6 +126,12 @@ static PyObject *lp_stepping_get(PyObject *self, PyObject *obj, PyObject *type)
 
 static PyObject *lp_stepping_getattro(PyObject *self, PyObject *name)
 {
+    /* Its class reads as a function's, as the standard method's does: isinstance() reads it,
+     * and 3.9's inspect.iscoroutinefunction() takes only a function (a Cython one is not). */
+    if (PyUnicode_Check(name) && PyUnicode_CompareWithASCIIString(name, "__class__") == 0) {
+        Py_INCREF(&PyFunction_Type);
+        return (PyObject *)&PyFunction_Type;
+    }
     return PyObject_GetAttr(((lp_stepping_method *)self)->function, name);
 }
 
