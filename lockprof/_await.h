@@ -3,7 +3,8 @@
  * `await` steps it: tp_iternext (3.9, and 3.12+ whose SEND calls it) and am_send (3.10+,
  * PyIter_Send). A return of None is a NULL from tp_iternext with no exception set, so that a
  * completed __aenter__ or __aexit__ allocates nothing; on 3.10 and 3.11 am_send returns any
- * value without a StopIteration.
+ * value without a StopIteration; 3.12+ raises acquire()'s StopIteration(True) again while it
+ * is as made and unshared.
  *
  * And the method that makes such steps: a coroutine function whose call with the object alone
  * returns a step instead of the coroutine (acquire()). */
@@ -17,12 +18,50 @@
 typedef int (*lp_step_fn)(PyObject *self, PyObject *arg, PyObject **result);
 static lp_step_fn lp_step = NULL;
 
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
+/* 3.12+ makes the StopIteration(True) that ends an awaited acquire() (its SEND calls
+ * tp_iternext), which costs more than the acquire: one is kept and raised again while it is
+ * as made and nothing else holds it (SEND reads its value and drops it at once; one that
+ * reached Python code and was kept or changed is left to its holder). With the GIL only: the
+ * check that no other thread holds it needs an exact reference count. */
+static PyObject *lp_stop_true = NULL;
+static PyObject *lp_stop_true_args = NULL;
+
+static inline int lp_stop_true_reusable(PyObject *stop)
+{
+    PyStopIterationObject *e = (PyStopIterationObject *)stop;
+    /* Notes are in the dict up to 3.13 at least; the field is checked for versions that use it. */
+    return Py_REFCNT(stop) == 1 && e->value == Py_True && e->args == lp_stop_true_args && e->dict == NULL
+           && e->notes == NULL && e->traceback == NULL && e->context == NULL && e->cause == NULL
+           && !e->suppress_context;
+}
+
+static inline void lp_raise_stop_true(void)
+{
+    if (lp_stop_true == NULL || !lp_stop_true_reusable(lp_stop_true)) {
+        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, Py_True);
+        if (stop == NULL)
+            return;
+        Py_XSETREF(lp_stop_true_args, Py_NewRef(((PyStopIterationObject *)stop)->args));
+        Py_XSETREF(lp_stop_true, stop);
+    }
+    PyErr_SetRaisedException(Py_NewRef(lp_stop_true));
+}
+#endif
+
 static inline PyObject *lp_step_iternext(PyObject *self)
 {
     PyObject *result;
     int status = lp_step(self, Py_None, &result);
     if (status != 0)
         return status > 0 ? result : NULL;
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
+    if (result == Py_True) {
+        Py_DECREF(result);
+        lp_raise_stop_true();
+        return NULL;
+    }
+#endif
     if (result != Py_None) {  /* a return of a value: StopIteration(value) */
         if (PyTuple_Check(result) || PyExceptionInstance_Check(result)) {
             /* Made here: PyErr_SetObject() would take a tuple as the arguments, an exception

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import sys
 import types
 import warnings
 from unittest import mock
@@ -88,6 +89,103 @@ def test_acquire_is_seen_stepped_and_awaited_as_natively(kind):
 
     native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
     assert ours == native and native[5] is True
+
+
+def _stop_of_acquire(primitive):
+    """The StopIteration an acquire that completes at once ends with, stepped as `await` does
+    (through the iterator's slot: what 3.12+'s SEND calls)."""
+    try:
+        next(primitive.acquire().__await__())
+    except StopIteration as stopped:
+        return stopped
+    finally:
+        primitive.release()
+    raise AssertionError("the acquire did not complete at once")
+
+
+def _seen_in(stopped):
+    depth, frame = 0, stopped.__traceback__
+    while frame is not None:
+        depth, frame = depth + 1, frame.tb_next
+    return (stopped.value, stopped.args, vars(stopped), getattr(stopped, "__notes__", None), stopped.__context__,
+            stopped.__cause__, stopped.__suppress_context__, depth)
+
+
+def _set_cause(stopped):
+    stopped.__cause__ = ValueError()
+    stopped.__suppress_context__ = False  # which setting a cause sets
+
+
+CHANGES = {
+    "value": lambda stopped: setattr(stopped, "value", "changed"),
+    "args": lambda stopped: setattr(stopped, "args", ("changed",)),
+    "attribute": lambda stopped: setattr(stopped, "extra", 1),
+    "note": lambda stopped: (stopped.add_note("changed") if hasattr(stopped, "add_note")
+                             else setattr(stopped, "__notes__", ["changed"])),
+    "context": lambda stopped: setattr(stopped, "__context__", ValueError()),
+    "cause": _set_cause,
+    "suppress_context": lambda stopped: setattr(stopped, "__suppress_context__", True),
+    "traceback": lambda stopped: None,  # kept from its propagation
+}
+
+
+@pytest.mark.parametrize("change", CHANGES)
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_stop_iteration_of_an_acquire_is_the_programs_to_keep_or_change(kind, change):
+    """An acquire's StopIteration(True) that reached the program (3.12+ raises one kept for reuse
+    while nothing else holds it) stays as the program left it: kept, or changed and dropped,
+    it is never raised again."""
+    async def body(primitive):
+        kept = _stop_of_acquire(primitive)
+        changed = _stop_of_acquire(primitive)
+        if change != "traceback":
+            changed.__traceback__ = None
+        CHANGES[change](changed)
+        del changed  # dropped: another acquire may end with a new one, never with this
+        seen = [_seen_in(kept), await primitive.acquire()]
+        primitive.release()
+        later = _stop_of_acquire(primitive)
+        seen += [await primitive.acquire(), _seen_in(later), later is kept]
+        primitive.release()
+        return seen
+
+    native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+    assert ours == native
+    assert native[1:] == [True, True, (True, (True,), {}, None, None, None, False, 1), False]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_monitoring_tool_keeps_the_stop_iterations_it_sees(kind):
+    """sys.monitoring sees the StopIteration an awaited acquire() ends with (a known
+    difference); one a tool keeps is the tool's: the next acquire ends with another."""
+    monitoring = sys.monitoring
+    seen = []
+
+    def raised(code, offset, exception):
+        if isinstance(exception, StopIteration):
+            seen.append(exception)
+
+    async def body(primitive):
+        results = []
+        for _ in range(3):
+            results.append(await primitive.acquire())
+            primitive.release()
+        return results
+
+    tool = monitoring.PROFILER_ID
+    monitoring.use_tool_id(tool, "lockprof-test")
+    try:
+        monitoring.register_callback(tool, monitoring.events.RAISE, raised)
+        monitoring.set_events(tool, monitoring.events.RAISE)
+        native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+    finally:
+        monitoring.set_events(tool, 0)
+        monitoring.register_callback(tool, monitoring.events.RAISE, None)
+        monitoring.free_tool_id(tool)
+    assert native == ours == [True, True, True]
+    assert len(seen) == 3 and len({id(stopped) for stopped in seen}) == 3
+    assert all(stopped.value is True and stopped.args == (True,) for stopped in seen)
 
 
 @pytest.mark.parametrize("kind", KINDS)
