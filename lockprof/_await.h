@@ -18,6 +18,16 @@
 typedef int (*lp_step_fn)(PyObject *self, PyObject *arg, PyObject **result);
 static lp_step_fn lp_step = NULL;
 
+/* Whether the StopIteration a coroutine's return makes has the exception being handled as its
+ * __context__: found by an interpreted generator's return at import (CPython changed it in
+ * 3.13's lifetime), so that a step's StopIteration is made the same way. */
+static int lp_stop_chains = 1;
+
+static inline void lp_set_stop_chains(int chains)
+{
+    lp_stop_chains = chains;
+}
+
 #if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
 /* 3.12+ makes the StopIteration(True) that ends an awaited acquire() (its SEND calls
  * tp_iternext), which costs more than the acquire: one is kept and raised again while it is
@@ -36,18 +46,60 @@ static inline int lp_stop_true_reusable(PyObject *stop)
            && !e->suppress_context;
 }
 
-static inline void lp_raise_stop_true(void)
+/* Raise the kept StopIteration(True) (or a new one kept from now on) and return 1; or return 0
+ * while an exception is being handled where a coroutine's return makes its StopIteration's
+ * __context__ of it (lp_stop_chains: 3.12 and the first 3.13s; later ones, as 3.14, do not). */
+static inline int lp_raise_kept_stop_true(void)
 {
-    if (lp_stop_true == NULL || !lp_stop_true_reusable(lp_stop_true)) {
-        PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, Py_True);
-        if (stop == NULL)
-            return;
-        Py_XSETREF(lp_stop_true_args, Py_NewRef(((PyStopIterationObject *)stop)->args));
-        Py_XSETREF(lp_stop_true, stop);
+    if (lp_stop_chains) {
+        PyObject *handled = PyErr_GetHandledException();
+        int handling = handled != NULL && handled != Py_None;
+        Py_XDECREF(handled);
+        if (handling)
+            return 0;
     }
-    PyErr_SetRaisedException(Py_NewRef(lp_stop_true));
+    if (lp_stop_true != NULL && lp_stop_true_reusable(lp_stop_true)) {
+        PyErr_SetRaisedException(Py_NewRef(lp_stop_true));
+        return 1;
+    }
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, Py_True);
+    if (stop == NULL)
+        return 1;  /* its error raised instead */
+    /* Kept and raised before the old ones are dropped: their deallocation may run code (a
+     * finalizer of what a traceback held), which must find the new one shared already. */
+    PyObject *old = lp_stop_true, *old_args = lp_stop_true_args;
+    lp_stop_true_args = Py_NewRef(((PyStopIterationObject *)stop)->args);
+    lp_stop_true = stop;
+    PyErr_SetRaisedException(Py_NewRef(stop));
+    Py_XDECREF(old_args);
+    Py_XDECREF(old);
+    return 1;
 }
 #endif
+
+/* Raise StopIteration(value) as a coroutine's return of value does on this CPython: with the
+ * exception being handled as its __context__ where lp_stop_chains. Up to 3.11 that makes no
+ * exception object unless one is being handled; 3.12+ makes one. */
+static inline void lp_raise_stop(PyObject *value)
+{
+    if (lp_stop_chains && !PyTuple_Check(value) && !PyExceptionInstance_Check(value)) {
+        PyErr_SetObject(PyExc_StopIteration, value);
+        return;
+    }
+    /* Made here: PyErr_SetObject() would take a tuple as the arguments, an exception as the
+     * exception (a step returns True or None: kept for any other value). */
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    if (stop == NULL)
+        return;
+    if (lp_stop_chains) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    else {  /* no __context__ */
+        Py_INCREF(PyExc_StopIteration);
+        PyErr_Restore(PyExc_StopIteration, stop, NULL);
+    }
+}
 
 static inline PyObject *lp_step_iternext(PyObject *self)
 {
@@ -56,25 +108,13 @@ static inline PyObject *lp_step_iternext(PyObject *self)
     if (status != 0)
         return status > 0 ? result : NULL;
 #if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
-    if (result == Py_True) {
+    if (result == Py_True && lp_raise_kept_stop_true()) {
         Py_DECREF(result);
-        lp_raise_stop_true();
         return NULL;
     }
 #endif
-    if (result != Py_None) {  /* a return of a value: StopIteration(value) */
-        if (PyTuple_Check(result) || PyExceptionInstance_Check(result)) {
-            /* Made here: PyErr_SetObject() would take a tuple as the arguments, an exception
-             * as the exception (a step returns True or None: kept for any other value). */
-            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, result);
-            if (stop != NULL) {
-                PyErr_SetObject(PyExc_StopIteration, stop);
-                Py_DECREF(stop);
-            }
-        }
-        else  /* up to 3.11, no StopIteration is made unless an exception is being handled */
-            PyErr_SetObject(PyExc_StopIteration, result);
-    }
+    if (result != Py_None)  /* a return of a value: StopIteration(value) */
+        lp_raise_stop(result);
     Py_DECREF(result);
     return NULL;
 }

@@ -155,6 +155,7 @@ cdef extern from "_await.h":
     int lp_send(object iter, object arg, PyObject** result) except -1
     void lp_type_set_step(PyTypeObject* type, void* step) noexcept
     object lp_stepping_method_new(object function, void* make_step, int context, Py_ssize_t nargs)
+    void lp_set_stop_chains(int chains) noexcept
 
 
 cdef extern from "_naming.h":

@@ -154,6 +154,22 @@ def test_the_stop_iteration_of_an_acquire_is_the_programs_to_keep_or_change(kind
     assert native[1:] == [True, True, (True, (True,), {}, None, None, None, False, 1), False]
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_stop_iteration_of_an_acquire_in_an_except_block_has_its_context(kind):
+    """As natively: the exception handled (3.12, the first 3.13s) or none (later ones)."""
+    async def body(primitive):
+        try:
+            raise KeyError("handled")
+        except KeyError as handled:
+            seen = [_stop_of_acquire(primitive).__context__ is handled, await primitive.acquire()]
+            primitive.release()
+            seen.append(_stop_of_acquire(primitive).__context__ is handled)
+        return seen + [_stop_of_acquire(primitive).__context__]
+
+    native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+    assert ours == native and native[1:] in ([True, True, None], [True, False, None]) and native[0] == native[2]
+
+
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_monitoring_tool_keeps_the_stop_iterations_it_sees(kind):
