@@ -464,10 +464,12 @@ cdef object _step_result(_Step self, value):
 
 
 cdef int _stop(value) except -1:
-    """Raise what a coroutine's send() raises when it returns value."""
+    """Raise what a coroutine's send() raises when it returns value (whose __context__ follows
+    the running CPython's, lp_raise_stop)."""
     if value is None:
         raise StopIteration
-    raise StopIteration(value)
+    lp_raise_stop(value)
+    return -1
 
 
 cdef object _original(_Step step):

@@ -156,6 +156,7 @@ cdef extern from "_await.h":
     void lp_type_set_step(PyTypeObject* type, void* step) noexcept
     object lp_stepping_method_new(object function, void* make_step, int context, Py_ssize_t nargs)
     void lp_set_stop_chains(int chains) noexcept
+    void lp_raise_stop(object value) noexcept  # always leaves an exception set
 
 
 cdef extern from "_naming.h":

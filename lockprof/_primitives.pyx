@@ -42,7 +42,7 @@ from lockprof._lock cimport CreationSites, profiled_rlock, release_native_lock, 
 from lockprof._lockcore cimport (
     LP_ACQUIRE_BLOCKING, LP_ACQUIRE_NONBLOCKING, LP_TIMEOUT_SEMAPHORE, lp_acquire_kind, lp_blocking,
     METH_FASTCALL, METH_KEYWORDS, PyCFunction_NewEx, PyMethodDef, lp_call_first, lp_entry,
-    lp_load_int, lp_module_init, lp_monotonic_ns, lp_object_new, lp_own_method, lp_send, lp_set_stop_chains,
+    lp_load_int, lp_module_init, lp_monotonic_ns, lp_object_new, lp_own_method, lp_raise_stop, lp_send, lp_set_stop_chains,
     lp_stepping_method_new, lp_store_int, lp_thread_ident, lp_type_set_init,
     lp_type_set_step,
 )
