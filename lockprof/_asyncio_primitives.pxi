@@ -472,6 +472,25 @@ cdef int _stop(value) except -1:
     return -1
 
 
+cdef bint _stop_chains():
+    """Whether the StopIteration of an interpreted generator's return takes the exception being
+    handled as its __context__, as a coroutine's does (a step's must too). The generator is
+    compiled from source: a Cython one makes its StopIteration its own way."""
+    namespace = {}
+    exec("def returned():\n    return True\n    yield\n", namespace)
+    try:
+        raise LookupError
+    except LookupError:
+        try:
+            next(namespace["returned"]())
+        except StopIteration as stopped:
+            return stopped.__context__ is not None
+    return True
+
+
+lp_set_stop_chains(_stop_chains())
+
+
 cdef object _original(_Step step):
     """The standard coroutine in place of which step was made, not started."""
     if _acquiring(step.op):
@@ -490,25 +509,6 @@ cdef object _original_aexit(primitive, ObjectState state, exc_type, exc, tb):
 
 
 lp_type_set_step(<PyTypeObject*>_Step, <void*>_step_send)
-
-
-cdef bint _stop_chains():
-    """Whether the StopIteration of an interpreted generator's return takes the exception being
-    handled as its __context__, as a coroutine's does (a step's must too). The generator is
-    compiled from source: a Cython one makes its StopIteration its own way."""
-    namespace = {}
-    exec("def returned():\n    return True\n    yield\n", namespace)
-    try:
-        raise LookupError
-    except LookupError:
-        try:
-            next(namespace["returned"]())
-        except StopIteration as stopped:
-            return stopped.__context__ is not None
-    return True
-
-
-lp_set_stop_chains(_stop_chains())
 collections.abc.Coroutine.register(_Step)
 
 # acquire() of the profiled classes: the coroutine functions above, whose call with the object

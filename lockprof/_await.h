@@ -172,8 +172,9 @@ static inline int lp_send(PyObject *iter, PyObject *arg, PyObject **result)
  * keywords is make_step(function, args, context) instead: a step, or the function's own
  * coroutine where make_step declines; context says which method it is. Every other call, and
  * every attribute read or set but __class__ (a function's), is the function's: its name, its
- * code (whose flags inspect.iscoroutinefunction() reads), its signature. A method descriptor like a function: `obj.method()` calls it with obj
- * and no bound method, and `obj.method` is a bound method of it. */
+ * code (whose flags inspect.iscoroutinefunction() reads), its signature. A method descriptor
+ * like a function: `obj.method()` calls it with obj and no bound method, and `obj.method` is a
+ * bound method of it. */
 typedef PyObject *(*lp_make_step_fn)(PyObject *function, PyObject *const *args, int context);
 
 typedef struct {

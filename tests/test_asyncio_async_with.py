@@ -41,6 +41,11 @@ def _both(kind, body, *args):
     return native, ours
 
 
+def _permits(kind):
+    """The arguments that make kind's primitive hold two (a Lock holds one)."""
+    return () if kind == "Lock" else (2,)
+
+
 def _warnings_of(make):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -87,7 +92,7 @@ def test_acquire_is_seen_stepped_and_awaited_as_natively(kind):
                  if kind != "Lock" else None]
         return seen
 
-    native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+    native, ours = _both(kind, body, *_permits(kind))
     assert ours == native and native[5] is True
 
 
@@ -149,7 +154,7 @@ def test_the_stop_iteration_of_an_acquire_is_the_programs_to_keep_or_change(kind
         primitive.release()
         return seen
 
-    native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+    native, ours = _both(kind, body, *_permits(kind))
     assert ours == native
     assert native[1:] == [True, True, (True, (True,), {}, None, None, None, False, 1), False]
 
@@ -170,7 +175,7 @@ def test_the_stop_iteration_of_an_acquire_in_an_except_block_has_its_context(kin
             seen.append(sent.value.__context__ is handled)
         return seen + [_stop_of_acquire(primitive).__context__]
 
-    native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+    native, ours = _both(kind, body, *_permits(kind))
     assert ours == native and native[1] is True and native[4] is None
     assert native[0] == native[2] == native[3]
 
@@ -199,7 +204,7 @@ def test_a_monitoring_tool_keeps_the_stop_iterations_it_sees(kind):
     try:
         monitoring.register_callback(tool, monitoring.events.RAISE, raised)
         monitoring.set_events(tool, monitoring.events.RAISE)
-        native, ours = _both(kind, body, *(() if kind == "Lock" else (2,)))
+        native, ours = _both(kind, body, *_permits(kind))
     finally:
         monitoring.set_events(tool, 0)
         monitoring.register_callback(tool, monitoring.events.RAISE, None)
